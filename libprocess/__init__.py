@@ -1,0 +1,47 @@
+"""A libprocess-style actor runtime: processes, messages over ZeroMQ, futures, timers.
+
+The names below are the whole public surface; the modules behind them are private
+to the package unless a name is imported from them here.
+"""
+
+from libprocess.clock import Clock, Timer, clock
+from libprocess.future import (
+    DiscardedError,
+    Future,
+    FutureError,
+    FutureTimeout,
+    Promise,
+    State,
+    collect,
+)
+from libprocess.launch import Launched, LaunchError, LaunchOptions, launch
+from libprocess.process import Process, handler, route
+from libprocess.runtime import ProcessTerminated, Runtime, UnknownProcess
+from libprocess.transport import TransportConfig
+from libprocess.upid import UPID, InvalidUPID
+
+__all__ = [
+    "UPID",
+    "Clock",
+    "DiscardedError",
+    "Future",
+    "FutureError",
+    "FutureTimeout",
+    "InvalidUPID",
+    "LaunchError",
+    "LaunchOptions",
+    "Launched",
+    "Process",
+    "ProcessTerminated",
+    "Promise",
+    "Runtime",
+    "State",
+    "Timer",
+    "TransportConfig",
+    "UnknownProcess",
+    "clock",
+    "collect",
+    "handler",
+    "launch",
+    "route",
+]

@@ -1,0 +1,199 @@
+"""The actor: a ``Process`` with a mailbox, served one event at a time.
+
+Subclasses install message handlers (``@handler("name")`` or ``install``), may
+route HTTP paths (``@route("/path")`` or ``route``), and react to lifecycle hooks.
+Every hook and handler runs on the runtime's loop thread, one at a time, never
+concurrently with another event of the same process — so no locks are needed
+inside a process. Handlers must not block: long work returns a Future, and its
+continuation comes back in through ``defer``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from libprocess.future import Future, Promise
+from libprocess.upid import UPID
+
+if TYPE_CHECKING:
+    from libprocess.clock import Timer
+    from libprocess.runtime import Runtime
+
+MessageHandler = Callable[[UPID | None, Any], Any]
+
+
+def handler(name: str) -> Callable[[Callable], Callable]:
+    """Mark a method as the handler of messages called ``name``: ``method(self, sender, body)``."""
+
+    def mark(method: Callable) -> Callable:
+        method.__libprocess_message__ = name
+        return method
+
+    return mark
+
+
+def route(path: str, description: str = "") -> Callable[[Callable], Callable]:
+    """Mark a method as the HTTP handler of ``/<process id><path>``.
+
+    The method runs inside the process with an ``aiohttp.web.Request`` and returns an
+    ``aiohttp.web.StreamResponse`` or a Future of one.
+    """
+    if not path.startswith("/"):
+        raise ValueError(f"an HTTP route starts with '/', got {path!r}")
+
+    def mark(method: Callable) -> Callable:
+        method.__libprocess_route__ = (path, description)
+        return method
+
+    return mark
+
+
+class ProcessState:
+    CREATED = "created"
+    RUNNING = "running"
+    TERMINATED = "terminated"
+
+
+class Process:
+    """Base class of actors. Override the hooks; call the rest."""
+
+    _class_handlers: dict[str, str] = {}
+    _class_routes: dict[str, tuple[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        handlers = dict(cls._class_handlers)
+        routes = dict(cls._class_routes)
+        for attr, value in vars(cls).items():
+            name = getattr(value, "__libprocess_message__", None)
+            if name is not None:
+                _refuse_coroutine(value, f"message handler {name!r}")
+                handlers[name] = attr
+            path = getattr(value, "__libprocess_route__", None)
+            if path is not None:
+                _refuse_coroutine(value, f"HTTP route {path[0]!r}")
+                routes[path[0]] = (attr, path[1])
+        cls._class_handlers = handlers
+        cls._class_routes = routes
+
+    def __init__(self, id: str | None = None) -> None:
+        if id is not None and (not id or "@" in id or "/" in id):
+            raise ValueError(f"a process id is non-empty without '@' or '/', got {id!r}")
+        self._requested_id = id
+        self._pid: UPID | None = None
+        self._runtime: Runtime | None = None
+        self._state = ProcessState.CREATED
+        # Events waiting to be served: (sender, name, body) tuples for messages, Event objects
+        # for everything else. Only the runtime's loop thread touches it.
+        self._mailbox: deque[Any] = deque()
+        # True while this process is in the runtime's run queue or being served.
+        self._scheduled = False
+        self._done: Promise[None] | None = None  # set at spawn; ready once terminated
+        self._links_out: set[UPID] = set()  # pids this process linked to
+        self._handlers: dict[str, MessageHandler] = {
+            name: getattr(self, attr) for name, attr in self._class_handlers.items()
+        }
+        self._routes: dict[str, tuple[Callable, str]] = {
+            path: (getattr(self, attr), description)
+            for path, (attr, description) in self._class_routes.items()
+        }
+
+    # -- identity -------------------------------------------------------------------
+
+    @property
+    def pid(self) -> UPID:
+        if self._pid is None:
+            raise RuntimeError(f"{type(self).__name__} has no pid until it is spawned")
+        return self._pid
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            raise RuntimeError(f"{type(self).__name__} is not spawned in a runtime yet")
+        return self._runtime
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._pid or self._requested_id or '(unspawned)'}>"
+
+    # -- hooks ------------------------------------------------------------------------
+
+    def initialize(self) -> None:
+        """Runs inside the process as its first event, after ``spawn``.
+
+        If it raises, the error is logged and the process is terminated.
+        """
+
+    def finalize(self) -> None:
+        """Runs inside the process as its last event, when it terminates.
+
+        Pending dispatches have already failed with ``ProcessTerminated``. If it raises,
+        the error is logged and termination completes anyway.
+        """
+
+    def exited(self, pid: UPID) -> None:
+        """Runs inside the process when a linked process ends or its runtime is lost."""
+
+    def unhandled(self, sender: UPID | None, name: str, body: Any) -> None:
+        """Runs for a message with no installed handler; the default counts and logs it."""
+        self.runtime._unknown_message_name(self, sender, name)
+
+    # -- installing -------------------------------------------------------------------
+
+    def install(self, name: str, handler: MessageHandler) -> None:
+        """Handle messages called ``name`` with ``handler(sender, body)``."""
+        _refuse_coroutine(handler, f"message handler {name!r}")
+        self._handlers[name] = handler
+
+    def route(self, path: str, handler: Callable, description: str = "") -> None:
+        """Serve HTTP requests for ``/<id><path>`` with ``handler(request)``."""
+        if not path.startswith("/"):
+            raise ValueError(f"an HTTP route starts with '/', got {path!r}")
+        _refuse_coroutine(handler, f"HTTP route {path!r}")
+        self._routes[path] = (handler, description)
+
+    # -- acting ---------------------------------------------------------------------
+
+    def send(self, to: UPID | str, name: str, body: Any = None) -> None:
+        """Fire and forget; ordered with respect to this process's earlier sends to ``to``."""
+        self.runtime.send(to, name, body, self._pid)
+
+    def link(self, pid: UPID | str) -> None:
+        """Get ``exited(pid)`` once when ``pid`` ends or the connection to its runtime breaks."""
+        self.runtime._link(self, UPID(pid))
+
+    def unlink(self, pid: UPID | str) -> None:
+        self.runtime._unlink(self, UPID(pid))
+
+    def delay(self, seconds: float, method: Callable | str, *args: Any, **kwargs: Any) -> Timer:
+        """Run ``method(*args)`` inside this process after ``seconds`` of runtime clock time."""
+        runtime = self.runtime
+        return runtime.timers.schedule(
+            seconds, lambda: runtime.dispatch(self, method, *args, **kwargs)
+        )
+
+    def defer(self, fn: Callable[..., Any]) -> Callable[..., Future[Any]]:
+        """Wrap ``fn`` so that calling it, from anywhere, runs it inside this process.
+
+        ``future.then(self.defer(self._on_result))`` brings a continuation back in.
+        """
+        runtime = self.runtime
+        return lambda *args, **kwargs: runtime.dispatch(self, fn, *args, **kwargs)
+
+    def terminate(self) -> None:
+        """End this process after the current event; pending events are not served."""
+        self.runtime.terminate(self)
+
+
+def _refuse_coroutine(fn: Callable, what: str) -> None:
+    if inspect.iscoroutinefunction(fn):
+        raise TypeError(
+            f"{what} is a coroutine function; handlers must not block the process. "
+            "Make it a plain method that returns a Future, or continue with defer()"
+        )

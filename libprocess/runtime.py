@@ -1,0 +1,719 @@
+"""The runtime: one per OS process, one event loop serving all its processes.
+
+It owns the processes and their run queue, the timers, the ZeroMQ transport and
+(optionally) the HTTP server. It runs either in a background thread of its own
+(``start``/``stop``, or ``with Runtime() as runtime``) or inside an application's
+asyncio loop (``await astart()``/``await astop()``, or ``async with``). Its public
+methods may be called from any thread; calls from outside the loop thread are handed
+to the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from libprocess import current, wire
+from libprocess.clock import Clock, Timer, Timers, clock
+from libprocess.future import Future, Promise
+from libprocess.metrics import Metrics
+from libprocess.process import Process, ProcessState
+from libprocess.transport import Transport, TransportConfig
+from libprocess.upid import UPID, InvalidUPID, UPIDCache
+
+log = structlog.get_logger("libprocess.runtime")
+
+# Bad input the runtime survives: each is counted as libprocess/<kind> and logged.
+COMPLAINTS = (
+    "frames_malformed",
+    "frames_oversized",
+    "messages_malformed",
+    "messages_unknown_process",
+    "messages_unknown_name",
+    "messages_dropped",
+    "handler_errors",
+)
+_LOUD_COMPLAINTS = 10  # log each of the first ten of a kind, then every thousandth
+
+EVENTS_PER_TURN = 4096  # events served before the loop gets a turn for I/O
+EVENTS_PER_PROCESS = 256  # events one process serves before the next gets a go
+
+
+class ProcessTerminated(Exception):
+    """The target process ended before it could serve the request."""
+
+
+class UnknownProcess(LookupError):
+    """No process with that id runs in this runtime."""
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where installed (it is faster), asyncio's default loop elsewhere."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+# -- mailbox events other than messages (messages are plain (sender, name, body) tuples) --
+
+
+class _Initialize:
+    __slots__ = ()
+
+    def serve(self, runtime: Runtime, process: Process) -> None:
+        process._state = ProcessState.RUNNING
+        try:
+            process.initialize()
+        except Exception:
+            log.exception("initialize_failed", process=process._pid)
+            runtime._finish(process)
+
+
+class _Terminate:
+    __slots__ = ()
+
+    def serve(self, runtime: Runtime, process: Process) -> None:
+        runtime._finish(process)
+
+
+class _Exited:
+    __slots__ = ("pid",)
+
+    def __init__(self, pid: UPID) -> None:
+        self.pid = pid
+
+    def serve(self, runtime: Runtime, process: Process) -> None:
+        try:
+            process.exited(self.pid)
+        except Exception:
+            log.exception("exited_hook_failed", process=process._pid, exited=self.pid)
+
+
+class _Dispatch:
+    __slots__ = ("args", "kwargs", "method", "promise")
+
+    def __init__(self, method: Callable | str, args: tuple, kwargs: dict, promise: Promise):
+        self.method = method
+        self.args = args
+        self.kwargs = kwargs
+        self.promise = promise
+
+    def serve(self, runtime: Runtime, process: Process) -> None:
+        promise = self.promise
+        try:
+            result = _bind(process, self.method)(*self.args, **self.kwargs)
+        except BaseException as error:
+            promise.fail(error)
+            return
+        promise.resolve(result)
+
+    def abandon(self, process: Process) -> None:
+        name = getattr(self.method, "__name__", self.method)
+        self.promise.fail(
+            ProcessTerminated(f"{process._pid} terminated before it handled a dispatch of {name}")
+        )
+
+
+_INITIALIZE = _Initialize()
+_TERMINATE = _Terminate()
+
+
+def _bind(process: Process, method: Callable | str) -> Callable:
+    """Method names and the process class's own functions are bound to the process."""
+    if isinstance(method, str):
+        bound = getattr(process, method, None)
+        if not callable(bound):
+            raise AttributeError(f"{type(process).__name__} has no method {method!r} to dispatch")
+        return bound
+    if inspect.isfunction(method) and getattr(type(process), method.__name__, None) is method:
+        return method.__get__(process)
+    return method
+
+
+class Runtime:
+    """Hosts processes at ``host:port`` and moves messages between them and other runtimes."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        http_port: int | None = None,
+        advertise_host: str | None = None,
+        transport: TransportConfig | None = None,
+        clock: Clock = clock,
+    ) -> None:
+        if host in ("0.0.0.0", "*", "::") and not advertise_host:
+            raise ValueError(
+                f"listening on {host!r} needs advertise_host: the address other runtimes "
+                "use to reach this one"
+            )
+        self.host = host
+        self.port = port
+        self.http_port = http_port
+        self.advertise_host = advertise_host or host
+        self.transport_config = transport or TransportConfig()
+        self.clock = clock
+        self.metrics = Metrics()
+        self.address = ""  # "host:port" once started
+        self.http_address: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_id: int | None = None
+        self._transport: Transport | None = None
+        self._timers: Timers | None = None
+        self._http = None
+        self._state = "new"
+        self._processes: dict[str, Process] = {}
+        self._reserved: set[str] = set()  # ids spawned from other threads, not yet registered
+        self._ids_lock = threading.Lock()
+        self._id_counters: dict[str, itertools.count] = {}
+        self._runq: deque[Process] = deque()
+        self._run_scheduled = False
+        self._served = 0
+        self._upids = UPIDCache()
+        # Local links: target id -> processes that linked to it.
+        self._links: dict[str, set[Process]] = {}
+        # Remote links: remote pid -> local processes that linked to it.
+        self._remote_links: dict[UPID, set[Process]] = {}
+        # Remote linkers: local id -> addresses of runtimes with processes linked to it.
+        self._remote_linkers: dict[str, set[str]] = {}
+        self._complaints = {kind: self.metrics.counter(f"libprocess/{kind}") for kind in COMPLAINTS}
+        self._stopped: asyncio.Event | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> Runtime:
+        """Start serving in a background thread; returns once bound and ready."""
+        self._require_state("new", "start()")
+        self._state = "starting"
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def main() -> None:
+            loop = new_event_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._open(loop))
+            except BaseException as error:
+                failure.append(error)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                _cancel_leftover_tasks(loop)
+                loop.close()
+
+        self._thread = threading.Thread(target=main, name="libprocess-runtime", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout):
+            raise TimeoutError(f"the runtime did not start within {timeout} s")
+        if failure:
+            self._state = "stopped"
+            raise failure[0]
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Terminate every process, close sockets and the HTTP server, end the thread."""
+        if self._state in ("new", "stopped"):
+            return
+        if self._thread is None:
+            raise RuntimeError(
+                "this runtime runs inside an application's loop: stop it with await astop()"
+            )
+        if self._on_loop():
+            raise RuntimeError(
+                "stop() would wait on the runtime's own thread; call request_stop() instead"
+            )
+        loop = self._loop
+        assert loop is not None
+        asyncio.run_coroutine_threadsafe(self._close(), loop).result(timeout)
+        loop.call_soon_threadsafe(loop.stop)
+        self._thread.join(timeout)
+
+    async def astart(self) -> Runtime:
+        """Start serving inside the running asyncio loop (embedding in an application)."""
+        self._require_state("new", "astart()")
+        self._state = "starting"
+        try:
+            await self._open(asyncio.get_running_loop())
+        except BaseException:
+            self._state = "stopped"
+            raise
+        return self
+
+    async def astop(self) -> None:
+        if self._state in ("new", "stopped"):
+            return
+        if self._thread is not None:
+            raise RuntimeError("this runtime runs in its own thread: stop it with stop()")
+        await self._close()
+
+    def request_stop(self) -> None:
+        """Ask the runtime to stop soon, from anywhere, without waiting."""
+        if self._loop is None or self._state != "running":
+            return
+
+        def begin() -> None:
+            task = self._loop.create_task(self._close())
+            if self._thread is not None:
+                task.add_done_callback(lambda _: self._loop.stop())
+
+        self._call(begin)
+
+    async def wait_stopped(self) -> None:
+        """Wait, inside the runtime's loop, until the runtime has stopped."""
+        if self._stopped is not None:
+            await self._stopped.wait()
+
+    def __enter__(self) -> Runtime:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Runtime:
+        return await self.astart()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.astop()
+
+    async def _open(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread_id = threading.get_ident()
+        self._stopped = asyncio.Event()
+        current.enter_loop(self)
+        self._timers = Timers(loop, self.clock)
+        self._timers.bind_thread()
+        self._transport = Transport(
+            loop, self.transport_config, self._deliver_batch, self._peer_lost, self._complain
+        )
+        try:
+            bound = self._transport.bind(self.host, self.port)
+        except BaseException:
+            self._transport.close()
+            current.leave_loop()
+            raise
+        self.address = f"{self.advertise_host}:{bound.rsplit(':', 1)[1]}"
+        self._register_metrics()
+        if self.http_port is not None:
+            from libprocess.http import HttpServer
+
+            self._http = HttpServer(self)
+            self.http_address = await self._http.start(self.host, self.http_port)
+        self._state = "running"
+        current.register(self)
+        log.info("runtime_started", address=self.address, http=self.http_address)
+
+    async def _close(self) -> None:
+        if self._state != "running":
+            return
+        self._state = "stopping"
+        # Reverse spawn order, like a stack of resources: the newest goes first.
+        for process in reversed(list(self._processes.values())):
+            self._finish(process)
+        errors: list[BaseException] = []
+        if self._http is not None:
+            try:
+                await self._http.stop()
+            except Exception as error:
+                errors.append(error)
+        self._transport.close()
+        self._timers.close()
+        current.unregister(self)
+        current.leave_loop()
+        self._state = "stopped"
+        self._stopped.set()
+        log.info("runtime_stopped", address=self.address)
+        if errors:
+            raise errors[0]
+
+    def _require_state(self, state: str, call: str) -> None:
+        if self._state != state:
+            raise RuntimeError(f"{call} needs a {state} runtime, but this one is {self._state}")
+
+    def _register_metrics(self) -> None:
+        metrics = self.metrics
+        transport = self._transport
+        metrics.gauge("libprocess/processes", lambda: len(self._processes))
+        metrics.gauge("libprocess/peers", lambda: len(transport.peers()))
+        metrics.gauge("libprocess/events_served", lambda: self._served)
+        metrics.gauge("libprocess/messages_sent", lambda: transport.messages_sent)
+        metrics.gauge("libprocess/frames_sent", lambda: transport.frames_sent)
+        metrics.gauge("libprocess/frames_received", lambda: transport.frames_received)
+        metrics.gauge("libprocess/bytes_received", lambda: transport.bytes_received)
+
+    # -- threads ------------------------------------------------------------------------
+
+    def _on_loop(self) -> bool:
+        return threading.get_ident() == self._thread_id
+
+    def _call(self, fn: Callable, *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop thread: now if already there, else soon."""
+        if threading.get_ident() == self._thread_id:
+            fn(*args)
+        elif self._loop is None or self._state not in ("starting", "running"):
+            raise RuntimeError(f"the runtime is {self._state}; start it before using it")
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    # -- processes ------------------------------------------------------------------------
+
+    @property
+    def timers(self) -> Timers:
+        if self._timers is None:
+            raise RuntimeError("the runtime has no timers until it is started")
+        return self._timers
+
+    def spawn(self, process: Process) -> UPID:
+        """Start serving ``process``; its ``initialize`` runs as its first event."""
+        if self._state != "running":
+            raise RuntimeError(f"spawn() needs a running runtime, but this one is {self._state}")
+        if process._runtime is not None:
+            raise RuntimeError(f"{process!r} is already spawned; a process is spawned once")
+        with self._ids_lock:
+            ident = process._requested_id or self._generate_id(process)
+            if ident in self._processes or ident in self._reserved:
+                raise ValueError(
+                    f"a process with id {ident!r} already runs in this runtime; "
+                    "ids are unique per runtime: pick another or let one be generated"
+                )
+            self._reserved.add(ident)
+        process._pid = UPID(f"{ident}@{self.address}")
+        process._runtime = self
+        process._done = Promise()
+        self._call(self._register, process)
+        return process._pid
+
+    def _generate_id(self, process: Process) -> str:
+        base = type(process).__name__.lower()
+        counter = self._id_counters.setdefault(base, itertools.count(1))
+        while True:
+            ident = f"{base}({next(counter)})"
+            if ident not in self._processes and ident not in self._reserved:
+                return ident
+
+    def _register(self, process: Process) -> None:
+        ident = process._pid.id
+        with self._ids_lock:
+            self._reserved.discard(ident)
+            self._processes[ident] = process
+        process._mailbox.appendleft(_INITIALIZE)
+        self._schedule(process)
+
+    def terminate(self, target: Process | UPID | str, inject: bool = True) -> bool:
+        """End a process: at once (``inject``, pending events dropped) or after its queue."""
+        process = self._resolve(target)
+        if process is None or process._state == ProcessState.TERMINATED:
+            return False
+        self._call(self._enqueue_terminate, process, inject)
+        return True
+
+    def _enqueue_terminate(self, process: Process, inject: bool) -> None:
+        if process._state == ProcessState.TERMINATED:
+            return
+        if inject:
+            process._mailbox.appendleft(_TERMINATE)
+        else:
+            process._mailbox.append(_TERMINATE)
+        self._schedule(process)
+
+    def wait(self, target: Process | UPID | str) -> Future[None]:
+        """A future that is ready once the process has terminated (at once if unknown)."""
+        process = target if isinstance(target, Process) else self._resolve(target)
+        if process is None or process._done is None:
+            return Future.ready(None)
+        return process._done.future
+
+    def processes(self) -> list[UPID]:
+        return [process._pid for process in list(self._processes.values())]
+
+    def _resolve(self, target: Process | UPID | str) -> Process | None:
+        if isinstance(target, Process):
+            return target if target._runtime is self else None
+        pid = UPID(target)
+        if pid.address != self.address:
+            return None
+        return self._processes.get(pid.id)
+
+    def _finish(self, process: Process) -> None:
+        """Terminate ``process`` now: fail what it will never serve, finalize, tell linkers."""
+        if process._state == ProcessState.TERMINATED:
+            return
+        process._state = ProcessState.TERMINATED
+        pid = process._pid
+        mailbox = process._mailbox
+        dropped = 0
+        while mailbox:
+            event = mailbox.popleft()
+            if type(event) is tuple:
+                dropped += 1
+            elif isinstance(event, _Dispatch):
+                event.abandon(process)
+        try:
+            process.finalize()
+        except Exception:
+            log.exception("finalize_failed", process=pid)
+        with self._ids_lock:
+            self._processes.pop(pid.id, None)
+        for linker in self._links.pop(pid.id, ()):
+            if linker._state != ProcessState.TERMINATED:
+                self._enqueue(linker, _Exited(pid))
+        for address in self._remote_linkers.pop(pid.id, ()):
+            self._send_control(address, pid, wire.CONTROL_EXITED, None)
+        for target in process._links_out:
+            self._forget_link(process, target)
+        process._links_out.clear()
+        log.debug("process_terminated", process=pid, dropped_messages=dropped)
+        process._done.set(None)
+
+    # -- scheduling -----------------------------------------------------------------------
+
+    def _enqueue(self, process: Process, event: Any) -> None:
+        process._mailbox.append(event)
+        if not process._scheduled:
+            process._scheduled = True
+            self._runq.append(process)
+            if not self._run_scheduled:
+                self._run_scheduled = True
+                self._loop.call_soon(self._run)
+
+    def _schedule(self, process: Process) -> None:
+        if not process._scheduled:
+            process._scheduled = True
+            self._runq.append(process)
+            if not self._run_scheduled:
+                self._run_scheduled = True
+                self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        """Serve runnable processes, a bounded number of events per turn of the loop."""
+        runq = self._runq
+        served = 0
+        while runq and served < EVENTS_PER_TURN:
+            served += self._serve(runq.popleft())
+        self._served += served
+        if runq:
+            self._loop.call_soon(self._run)
+        else:
+            self._run_scheduled = False
+
+    def _serve(self, process: Process) -> int:
+        mailbox = process._mailbox
+        handlers = process._handlers
+        count = 0
+        while mailbox and count < EVENTS_PER_PROCESS:
+            event = mailbox.popleft()
+            count += 1
+            if type(event) is tuple:
+                sender, name, body = event
+                handler = handlers.get(name)
+                try:
+                    if handler is None:
+                        process.unhandled(sender, name, body)
+                    else:
+                        handler(sender, body)
+                except Exception:
+                    self._complaints["handler_errors"].inc()
+                    log.exception(
+                        "handler_failed", process=process._pid, message=name, sender=sender
+                    )
+            else:
+                event.serve(self, process)
+                if process._state == ProcessState.TERMINATED:
+                    return count
+        if mailbox:
+            self._runq.append(process)
+        else:
+            process._scheduled = False
+        return count
+
+    # -- messages -------------------------------------------------------------------------
+
+    def send(self, to: UPID | str, name: str, body: Any = None, sender: UPID | None = None) -> None:
+        """Fire and forget ``name`` with ``body`` to ``to``; ordered per sender and receiver.
+
+        Local delivery passes ``body`` by reference (do not mutate it after sending);
+        remote delivery encodes it with msgpack here, so an unencodable body raises here.
+        """
+        if threading.get_ident() != self._thread_id:
+            self._call(self.send, to, name, body, sender)
+            return
+        if type(to) is not UPID:
+            to = UPID(to)
+        if to.address == self.address:
+            process = self._processes.get(to.id)
+            if process is None:
+                self._complain("messages_unknown_process", to=to, message=name, sender=sender)
+                return
+            self._enqueue(process, (sender, name, body))
+        else:
+            self._transport.send(to.address, to.id, sender or "", name, body)
+
+    def dispatch(
+        self, target: Process | UPID | str, method: Callable | str, *args: Any, **kwargs: Any
+    ) -> Future[Any]:
+        """Run ``method(*args, **kwargs)`` inside a local process; a future of its result.
+
+        ``method`` is a name, a bound method, a function of the process's class (bound
+        for you), or any other callable (run as is, inside the process).
+        """
+        process = self._resolve(target)
+        if process is None:
+            return Future.failed(UnknownProcess(f"no process {target} runs in this runtime"))
+        if process._state == ProcessState.TERMINATED:
+            return Future.failed(ProcessTerminated(f"{process._pid} has terminated"))
+        promise: Promise[Any] = Promise()
+        self._call(self._enqueue, process, _Dispatch(method, args, kwargs, promise))
+        return promise.future
+
+    def delay(
+        self, seconds: float, target: Process | UPID | str, method: Callable | str, *args: Any
+    ) -> Timer:
+        """Dispatch ``method(*args)`` to ``target`` after ``seconds`` of runtime clock time."""
+        return self.timers.schedule(seconds, lambda: self.dispatch(target, method, *args))
+
+    def _deliver_batch(self, batch: list[Any]) -> None:
+        """Hand a frame's messages to their processes (the receive hot path)."""
+        processes = self._processes
+        upids = self._upids
+        enqueue = self._enqueue
+        for message in batch:
+            try:
+                to_id, sender, name, body = message
+                if type(name) is not str or type(to_id) is not str or type(sender) is not str:
+                    raise TypeError("id, sender and name must be strings")
+                sender = upids.get(sender) if sender else None
+            except (TypeError, ValueError, InvalidUPID) as error:
+                self._complain("messages_malformed", error=str(error) or type(error).__name__)
+                continue
+            process = processes.get(to_id)
+            if process is not None:
+                enqueue(process, (sender, name, body))
+            elif to_id == wire.RUNTIME_ID:
+                self._control(sender, name, body)
+            else:
+                self._complain("messages_unknown_process", to=to_id, message=name, sender=sender)
+
+    def _unknown_message_name(self, process: Process, sender: UPID | None, name: str) -> None:
+        self._complain("messages_unknown_name", process=process._pid, message=name, sender=sender)
+
+    def _complain(self, kind: str, count: int = 1, **details: Any) -> None:
+        """Count bad input (or loss) and log it, loudly at first, then sparsely."""
+        counter = self._complaints[kind]
+        counter.value += count
+        seen = counter.value
+        if seen <= _LOUD_COMPLAINTS or seen % 1000 < count:
+            log.warning(kind, total=seen, **details)
+
+    # -- links ----------------------------------------------------------------------------
+
+    def _link(self, process: Process, pid: UPID) -> None:
+        links_out = process._links_out
+        if pid in links_out:
+            return
+        if pid.address == self.address:
+            target = self._processes.get(pid.id)
+            if target is None:
+                self._enqueue(process, _Exited(pid))
+                return
+            links_out.add(pid)
+            self._links.setdefault(pid.id, set()).add(process)
+            return
+        links_out.add(pid)
+        linkers = self._remote_links.get(pid)
+        if linkers is None:
+            linkers = self._remote_links[pid] = set()
+            self._send_control(pid.address, pid, wire.CONTROL_LINK, pid)
+        linkers.add(process)
+
+    def _unlink(self, process: Process, pid: UPID) -> None:
+        links_out = process._links_out
+        if links_out and pid in links_out:
+            links_out.discard(pid)
+            self._forget_link(process, pid)
+
+    def _forget_link(self, process: Process, pid: UPID) -> None:
+        table = self._links if pid.address == self.address else self._remote_links
+        key = pid.id if pid.address == self.address else pid
+        linkers = table.get(key)
+        if linkers is not None:
+            linkers.discard(process)
+            if not linkers:
+                del table[key]
+
+    def _send_control(self, address: str, about: UPID, name: str, body: Any) -> None:
+        self._transport.send(address, wire.RUNTIME_ID, about, name, body)
+
+    def _control(self, sender: UPID | None, name: str, body: Any) -> None:
+        """Runtime-to-runtime messages: remote link requests and exit notices."""
+        if name == wire.CONTROL_LINK and sender is not None and isinstance(body, str):
+            try:
+                target = UPID(body)
+            except InvalidUPID as error:
+                self._complain("messages_malformed", error=str(error))
+                return
+            process = self._processes.get(target.id)
+            if process is None or target.address != self.address:
+                self._send_control(sender.address, target, wire.CONTROL_EXITED, None)
+            else:
+                self._remote_linkers.setdefault(target.id, set()).add(sender.address)
+        elif name == wire.CONTROL_EXITED and sender is not None:
+            for process in self._remote_links.pop(sender, ()):
+                process._links_out.discard(sender)
+                if process._state != ProcessState.TERMINATED:
+                    self._enqueue(process, _Exited(sender))
+        else:
+            self._complain("messages_malformed", error=f"unknown control message {name!r}")
+
+    def _peer_lost(self, address: str, reason: str) -> None:
+        for pid in [pid for pid in self._remote_links if pid.address == address]:
+            for process in self._remote_links.pop(pid):
+                process._links_out.discard(pid)
+                if process._state != ProcessState.TERMINATED:
+                    self._enqueue(process, _Exited(pid))
+        for addresses in self._remote_linkers.values():
+            addresses.discard(address)
+
+    # -- settling (tests) -----------------------------------------------------------------
+
+    async def wait_settled(self) -> None:
+        """Wait until no process is runnable, no timer is due and no batch is unsent."""
+        quiet = 0
+        while quiet < 3:
+            await asyncio.sleep(0)
+            busy = (
+                self._runq
+                or self._run_scheduled
+                or self.timers.has_due()
+                or not self._transport.idle
+            )
+            quiet = 0 if busy else quiet + 1
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Block (from outside the loop) until the runtime is settled; see ``wait_settled``."""
+        if self._on_loop():
+            raise RuntimeError("settle() would block the runtime's loop; await wait_settled()")
+        if self._state != "running":
+            return
+        asyncio.run_coroutine_threadsafe(self.wait_settled(), self._loop).result(timeout)
+
+
+def _cancel_leftover_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))

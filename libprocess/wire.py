@@ -1,0 +1,81 @@
+"""The wire format between runtimes: one ZeroMQ frame carries a batch of messages.
+
+A frame is a msgpack array of messages; each message is a 4-array
+``[to_id, from_upid, name, body]`` where ``from_upid`` is ``""`` for anonymous
+senders and ``to_id == ""`` addresses the receiving runtime itself (control
+messages such as remote ``link`` and ``exited``). Messages are packed one by one
+when sent, so an unencodable body fails at ``send`` in the sender's own code, and
+framed by prefixing the array header to the concatenated messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+RUNTIME_ID = ""  # the id that addresses a runtime rather than one of its processes
+
+CONTROL_LINK = "libprocess/link"  # body: [linker_upid, target_upid]
+CONTROL_EXITED = "libprocess/exited"  # body: target_upid
+
+
+class MalformedFrame(ValueError):
+    """Bytes from a peer that are not a batch of messages."""
+
+
+class UnencodableBody(TypeError):
+    """A message body that msgpack cannot encode (a bug in the sender's code)."""
+
+
+class MessageTooLarge(ValueError):
+    """A single message over the runtime's size limit."""
+
+
+def frame_header(count: int) -> bytes:
+    """The msgpack array header for ``count`` concatenated messages."""
+    if count < 16:
+        return bytes((0x90 | count,))
+    if count < 0x10000:
+        return b"\xdc" + count.to_bytes(2, "big")
+    return b"\xdd" + count.to_bytes(4, "big")
+
+
+class Encoder:
+    """Packs messages one at a time (a reused Packer: not thread-safe, one per runtime loop)."""
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self._pack = msgpack.Packer(use_bin_type=True).pack
+        self.max_message_bytes = max_message_bytes
+
+    def encode(self, to_id: str, sender: str, name: str, body: Any) -> bytes:
+        try:
+            data = self._pack((to_id, sender, name, body))
+        except (TypeError, ValueError, OverflowError) as error:
+            raise UnencodableBody(
+                f"cannot encode the body of message {name!r} for {to_id!r}: {error}; "
+                "bodies must be built of dict, list, tuple, str, bytes, int, float, bool, None"
+            ) from None
+        if len(data) > self.max_message_bytes:
+            raise MessageTooLarge(
+                f"message {name!r} for {to_id!r} is {len(data)} bytes, over the runtime's "
+                f"limit of {self.max_message_bytes}; send smaller messages or raise "
+                "max_message_bytes on both runtimes"
+            )
+        return data
+
+
+def encode_frame(messages: list[tuple[str, str, str, Any]]) -> bytes:
+    """One frame from whole messages (for tests, tools and benchmarks)."""
+    return msgpack.packb(messages, use_bin_type=True)
+
+
+def decode_frame(frame: bytes) -> list[Any]:
+    """The batch in a frame; messages inside are validated one by one by the receiver."""
+    try:
+        batch = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+    except Exception as error:  # msgpack raises several unrelated types on bad input
+        raise MalformedFrame(f"frame of {len(frame)} bytes is not msgpack: {error}") from None
+    if type(batch) is not list:
+        raise MalformedFrame(f"frame holds a {type(batch).__name__}, expected a list of messages")
+    return batch
