@@ -1,0 +1,24 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import pytest
+
+from libprocess import Runtime, clock
+
+
+@pytest.fixture
+def runtime():
+    """A runtime serving in a background thread on 127.0.0.1, stopped after the test."""
+    with Runtime("127.0.0.1", 0) as running:
+        yield running
+
+
+@pytest.fixture
+def paused_clock():
+    """The process-wide runtime clock, paused for the test and resumed after it."""
+    clock.pause()
+    try:
+        yield clock
+    finally:
+        clock.resume()
