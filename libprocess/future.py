@@ -9,13 +9,20 @@ it with ``Process.defer``.
 
 Futures are thread-safe: they may be completed on a runtime's loop and waited on
 from another thread (``result()``) or from any asyncio loop (``await``).
+
+Long chains (a ``then`` built in a loop, a thousand links deep) must not overflow
+Python's stack: when callbacks complete other futures more than ``_MAX_DEPTH`` levels
+deep, the deeper callbacks run right after the current callback returns instead of
+inside it, still on the same thread and in the same order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
@@ -31,6 +38,21 @@ log = structlog.get_logger("libprocess.future")
 # One lock for every future: it is held only to flip a state or append a callback,
 # never while a callback runs, so contention is negligible and memory per future small.
 _lock = threading.Lock()
+
+# Callbacks nested deeper than this (a callback completing a future whose callback
+# completes another ...) are run by the trampoline instead of recursively.
+_MAX_DEPTH = 32
+
+
+class _Trampoline(threading.local):
+    def __init__(self) -> None:
+        self.depth = 0  # nesting of _run_callbacks on this thread
+        # Batches of (callback, future) deferred at _MAX_DEPTH; the top batch runs first,
+        # which keeps the order recursion would have had.
+        self.deferred: list[deque[tuple[Callable[[Any], Any], Any]]] = []
+
+
+_trampoline = _Trampoline()
 
 
 class State(enum.Enum):
@@ -114,11 +136,17 @@ class Future(Generic[T]):
 
     @property
     def value(self) -> T:
+        """The value if ready; raises the failure if failed; never waits."""
         if self._state is State.READY:
             return self._value
         if self._state is State.FAILED:
             raise self._value
-        raise NotReady(f"the future is {self._state.value}, so it has no value yet")
+        if self._state is State.DISCARDED:
+            raise DiscardedError("the future was discarded, so it will never have a value")
+        raise NotReady(
+            "the future is pending, so it has no value yet; wait with result(), await, "
+            "or continue with then()"
+        )
 
     @property
     def failure(self) -> BaseException | None:
@@ -139,8 +167,7 @@ class Future(Generic[T]):
             callbacks, self._callbacks = self._callbacks, None
             self._discard_callbacks = None
         if callbacks:
-            for callback in callbacks:
-                _run_callback(callback, self)
+            _run_callbacks([(callback, self) for callback in callbacks])
         return True
 
     # -- callbacks ----------------------------------------------------------------
@@ -154,7 +181,7 @@ class Future(Generic[T]):
                 else:
                     self._callbacks.append(callback)
                 return self
-        _run_callback(callback, self)
+        _run_callbacks([(callback, self)])
         return self
 
     def on_ready(self, callback: Callable[[T], Any]) -> Future[T]:
@@ -177,7 +204,7 @@ class Future(Generic[T]):
                 return self
             run_now = self._discard_requested and self._state is State.PENDING
         if run_now:
-            _run_callback(lambda _: callback(), self)
+            _run_callbacks([(lambda _: callback(), self)])
         return self
 
     def discard(self) -> bool:
@@ -188,8 +215,7 @@ class Future(Generic[T]):
             self._discard_requested = True
             callbacks, self._discard_callbacks = self._discard_callbacks, None
         if callbacks:
-            for callback in callbacks:
-                _run_callback(lambda _, cb=callback: cb(), self)
+            _run_callbacks([(lambda _, cb=callback: cb(), self) for callback in callbacks])
         return True
 
     # -- composition --------------------------------------------------------------
@@ -256,8 +282,10 @@ class Future(Generic[T]):
             if not self.is_pending() or not promise.future.is_pending():
                 return
             if fn is None:
-                self.discard()
+                # Fail first: a source that honours the discard at once completes as
+                # discarded, and the result must still say it timed out.
                 promise.fail(FutureTimeout(f"still pending after {seconds:g} s"))
+                self.discard()
                 return
             try:
                 result = fn(self)
@@ -313,8 +341,10 @@ class Future(Generic[T]):
                 if threading.get_ident() == thread:
                     if not waiter.done():
                         waiter.set_result(None)
-                else:
-                    loop.call_soon_threadsafe(_wake_threadsafe, waiter)
+                elif not waiter.done():  # done: the awaiting task was cancelled
+                    # RuntimeError: that loop has closed, and nobody is left to wake.
+                    with contextlib.suppress(RuntimeError):
+                        loop.call_soon_threadsafe(_wake_threadsafe, waiter)
 
             self.on_any(wake)
             try:
@@ -328,6 +358,34 @@ class Future(Generic[T]):
 def _wake_threadsafe(waiter: asyncio.Future) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def _run_callbacks(calls: list[tuple[Callable[[Future[Any]], Any], Future[Any]]]) -> None:
+    """Run ``callback(future)`` for each pair, now, or deferred when nested too deep."""
+    trampoline = _trampoline
+    if trampoline.depth >= _MAX_DEPTH:
+        trampoline.deferred.append(deque(calls))
+        return
+    trampoline.depth += 1
+    try:
+        for callback, future in calls:
+            _run_callback(callback, future)
+            if trampoline.deferred and trampoline.depth == _MAX_DEPTH:
+                _drain(trampoline)
+    finally:
+        trampoline.depth -= 1
+
+
+def _drain(trampoline: _Trampoline) -> None:
+    """Run deferred callbacks, newest batch first; they may defer more, which run next."""
+    stack = trampoline.deferred
+    while stack:
+        batch = stack[-1]
+        if not batch:
+            stack.pop()
+            continue
+        callback, future = batch.popleft()
+        _run_callback(callback, future)
 
 
 def _run_callback(callback: Callable[[Future[Any]], Any], future: Future[Any]) -> None:
@@ -374,7 +432,11 @@ class Promise(Generic[T]):
 
 
 def collect(futures: Iterable[Future[Any]]) -> Future[list[Any]]:
-    """A future of every value, in order; the first failure or discard ends it."""
+    """A future of every value, in order; the first failure or discard ends it.
+
+    Once it ends early, or when its result is discarded, the inputs still pending are
+    asked to stop (``discard``): nobody will read their values.
+    """
     futures = list(futures)
     promise: Promise[list[Any]] = Promise()
     if not futures:

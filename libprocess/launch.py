@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import atexit
 import multiprocessing
+import multiprocessing.util  # registers its exit hook now, before ours: see below
 import os
+import pickle
 import signal
 import threading
 from collections.abc import Callable
@@ -20,7 +22,7 @@ from typing import Any
 import structlog
 
 from libprocess.process import Process
-from libprocess.runtime import Runtime, new_event_loop
+from libprocess.runtime import ProcessTerminated, Runtime, new_event_loop
 from libprocess.transport import TransportConfig
 from libprocess.upid import UPID
 
@@ -123,8 +125,16 @@ def launch(
         args=(sender, factory, args, kwargs, options, os.getpid()),
         name=f"libprocess-{getattr(factory, '__name__', 'actor')}",
     )
-    child.start()
-    sender.close()
+    try:
+        child.start()  # pickles the target and its arguments before it starts anything
+    except (pickle.PicklingError, TypeError, AttributeError) as error:
+        receiver.close()
+        raise LaunchError(
+            f"cannot send {factory!r} and its arguments to a new process: {error}; the "
+            "factory must be a class or a module-level function, and its arguments picklable"
+        ) from None
+    finally:
+        sender.close()
     try:
         if not receiver.poll(ready_timeout):
             raise LaunchError(
@@ -132,7 +142,7 @@ def launch(
             )
         status, detail, http_address = receiver.recv()
     except EOFError:
-        child.join(5)
+        _reap(child)
         raise LaunchError(
             f"{factory!r} exited with code {child.exitcode} before it was ready; see its log"
         ) from None
@@ -143,18 +153,28 @@ def launch(
     finally:
         receiver.close()
     if status != "ready":
-        child.join(5)
-        raise LaunchError(f"{factory!r} failed to start: {detail}")
+        _reap(child)
+        raise LaunchError(f"{factory!r} failed to start in its process: {detail}")
     launched = Launched(child, UPID(detail), http_address)
     with _launched_lock:
         _launched.add(launched)
     return launched
 
 
+def _reap(child: multiprocessing.process.BaseProcess, timeout: float = 5.0) -> None:
+    """Wait for a child that is on its way out; kill it if it does not go."""
+    child.join(timeout)
+    if child.is_alive():
+        child.kill()
+        child.join()
+
+
 @atexit.register
 def _stop_launched_at_exit() -> None:
-    # Registered after multiprocessing's own exit hook, so it runs first: children are
-    # stopped here instead of being joined forever there.
+    # Exit hooks run last-registered first. multiprocessing.util registers its hook, which
+    # joins every live child and would wait forever on a serving one, when it is first
+    # imported; importing it at the top of this module puts ours after it, so this runs
+    # first and stops the children.
     with _launched_lock:
         children = list(_launched)
     for child in children:
@@ -184,10 +204,17 @@ async def _serve_child(report, factory, args, kwargs, options: LaunchOptions, pa
         await runtime.astart()
         process = factory(*args, **kwargs)
         pid = runtime.spawn(process)
+        # A dispatch is served after initialize: once it is, the actor is serving.
+        await runtime.dispatch(process, _serving)
+    except ProcessTerminated:
+        reason = (
+            "the actor ended during initialize() (it raised, or terminated itself); "
+            "the child's log has the traceback"
+        )
+        await _report_failure(report, runtime, reason)
+        return
     except BaseException as error:
-        report.send(("error", f"{type(error).__name__}: {error}", None))
-        report.close()
-        await runtime.astop()
+        await _report_failure(report, runtime, f"{type(error).__name__}: {error}")
         return
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -205,4 +232,14 @@ async def _serve_child(report, factory, args, kwargs, options: LaunchOptions, pa
     report.send(("ready", str(pid), runtime.http_address))
     report.close()
     await stop.wait()
+    await runtime.astop()
+
+
+def _serving() -> None:
+    """Dispatched to the launched actor: it runs once the actor has initialized."""
+
+
+async def _report_failure(report, runtime: Runtime, reason: str) -> None:
+    report.send(("error", reason, None))
+    report.close()
     await runtime.astop()

@@ -7,13 +7,18 @@ A timer named ``allocator/cycle`` with unit ``ms`` shows up as ``allocator/cycle
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Callable
 
+import structlog
+
+log = structlog.get_logger("libprocess.metrics")
+
 
 class Counter:
-    """A number that only grows. ``inc`` is a plain attribute add: cheap on hot paths."""
+    """A number that only grows. ``inc`` is one comparison and an add: cheap on hot paths."""
 
     __slots__ = ("name", "value")
 
@@ -22,6 +27,11 @@ class Counter:
         self.value = 0
 
     def inc(self, amount: int = 1) -> None:
+        if amount < 0:
+            raise ValueError(
+                f"counter {self.name} only counts up, got inc({amount}); use a Gauge for "
+                "a value that can go down"
+            )
         self.value += amount
 
     def snapshot(self) -> dict[str, float]:
@@ -29,7 +39,11 @@ class Counter:
 
 
 class Gauge:
-    """A value that goes up and down: set directly, or read from a callable on snapshot."""
+    """A value that goes up and down: set directly, or read from a callable on snapshot.
+
+    A callable that raises leaves the gauge out of that snapshot (as Mesos leaves out
+    a gauge whose future failed) rather than failing the whole snapshot.
+    """
 
     __slots__ = ("name", "read", "value")
 
@@ -63,18 +77,34 @@ class Timer:
     def __init__(self, name: str, unit: str = "ms", capacity: int = 1000) -> None:
         if unit not in ("ms", "secs", "us"):
             raise ValueError(f"timer unit must be 'ms', 'secs' or 'us', got {unit!r}")
+        if capacity < 1:
+            raise ValueError(f"timer capacity must be at least 1 sample, got {capacity}")
         self.name = f"{name}_{unit}"
         self.unit = unit
         self.count = 0
         self._samples: deque[float] = deque(maxlen=capacity)
 
     def record(self, seconds: float) -> None:
-        """Add a duration given in seconds; it is stored in the timer's unit."""
+        """Add a duration given in seconds; it is stored in the timer's unit.
+
+        A negative, NaN or infinite duration is a bug in the caller (it would poison
+        every percentile), so it raises and is not recorded.
+        """
+        if not 0.0 <= seconds < math.inf:
+            raise ValueError(
+                f"timer {self.name} records a duration in seconds (finite, not negative), "
+                f"got {seconds!r}"
+            )
         scale = 1000.0 if self.unit == "ms" else 1e6 if self.unit == "us" else 1.0
         self._samples.append(seconds * scale)
         self.count += 1
 
     def percentile(self, fraction: float) -> float:
+        """The ``fraction`` (0 to 1) percentile of the recent samples, in the timer's unit."""
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(
+                f"a percentile is a fraction between 0 and 1 (0.99 for p99), got {fraction!r}"
+            )
         ordered = sorted(self._samples)
         if not ordered:
             raise ValueError(f"timer {self.name} has no samples yet")
@@ -126,7 +156,10 @@ class Metrics:
     def _add(self, metric: Metric):
         with self._lock:
             if metric.name in self._metrics:
-                raise ValueError(f"a metric named {metric.name!r} already exists")
+                raise ValueError(
+                    f"a metric named {metric.name!r} already exists; pick another name, "
+                    "or remove() the old one first"
+                )
             self._metrics[metric.name] = metric
         return metric
 
@@ -138,9 +171,13 @@ class Metrics:
         return self._metrics.get(name)
 
     def snapshot(self) -> dict[str, float]:
+        """Every metric, flat. A metric that fails to read is logged and left out."""
         with self._lock:
             metrics = list(self._metrics.values())
         out: dict[str, float] = {}
         for metric in metrics:
-            out.update(metric.snapshot())
+            try:
+                out.update(metric.snapshot())
+            except Exception:
+                log.exception("metric_read_failed", metric=metric.name)
         return out

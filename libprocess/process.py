@@ -165,11 +165,17 @@ class Process:
         self.runtime.send(to, name, body, self._pid)
 
     def link(self, pid: UPID | str) -> None:
-        """Get ``exited(pid)`` once when ``pid`` ends or the connection to its runtime breaks."""
-        self.runtime._link(self, UPID(pid))
+        """Get ``exited(pid)`` once when ``pid`` ends or the connection to its runtime breaks.
+
+        Meant to be called inside the process; from another thread it is handed to the loop.
+        """
+        runtime = self.runtime
+        runtime._call(runtime._link, self, UPID(pid))
 
     def unlink(self, pid: UPID | str) -> None:
-        self.runtime._unlink(self, UPID(pid))
+        """Stop watching ``pid``: no ``exited`` for it unless linked again."""
+        runtime = self.runtime
+        runtime._call(runtime._unlink, self, UPID(pid))
 
     def delay(self, seconds: float, method: Callable | str, *args: Any, **kwargs: Any) -> Timer:
         """Run ``method(*args)`` inside this process after ``seconds`` of runtime clock time."""

@@ -11,6 +11,7 @@ to the loop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import itertools
 import threading
@@ -134,8 +135,11 @@ def _bind(process: Process, method: Callable | str) -> Callable:
         if not callable(bound):
             raise AttributeError(f"{type(process).__name__} has no method {method!r} to dispatch")
         return bound
-    if inspect.isfunction(method) and getattr(type(process), method.__name__, None) is method:
-        return method.__get__(process)
+    if inspect.isfunction(method):
+        name = method.__name__
+        for cls in type(process).__mro__:
+            if vars(cls).get(name) is method:  # Base.method on a Derived process
+                return method.__get__(process)
     return method
 
 
@@ -174,7 +178,9 @@ class Runtime:
         self._http = None
         self._state = "new"
         self._processes: dict[str, Process] = {}
-        self._reserved: set[str] = set()  # ids spawned from other threads, not yet registered
+        # Processes spawned from other threads, by id, until the loop registers them: a pid
+        # that spawn() returned must resolve at once (dispatch, terminate, wait, link).
+        self._reserved: dict[str, Process] = {}
         self._ids_lock = threading.Lock()
         self._id_counters: dict[str, itertools.count] = {}
         self._runq: deque[Process] = deque()
@@ -194,7 +200,7 @@ class Runtime:
 
     def start(self, timeout: float = 30.0) -> Runtime:
         """Start serving in a background thread; returns once bound and ready."""
-        self._require_state("new", "start()")
+        self._require_state("new", "start()", "a runtime starts once: make a new Runtime")
         self._state = "starting"
         ready = threading.Event()
         failure: list[BaseException] = []
@@ -226,8 +232,13 @@ class Runtime:
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Terminate every process, close sockets and the HTTP server, end the thread."""
+        """Terminate every process, close sockets and the HTTP server, end the thread.
+
+        Idempotent; safe while a ``request_stop()`` is under way (it waits for that one).
+        """
         if self._state in ("new", "stopped"):
+            if self._thread is not None and not self._on_loop():
+                self._thread.join(timeout)  # a request_stop() may still be winding down
             return
         if self._thread is None:
             raise RuntimeError(
@@ -239,13 +250,16 @@ class Runtime:
             )
         loop = self._loop
         assert loop is not None
-        asyncio.run_coroutine_threadsafe(self._close(), loop).result(timeout)
-        loop.call_soon_threadsafe(loop.stop)
+        try:
+            asyncio.run_coroutine_threadsafe(self._close(), loop).result(timeout)
+            loop.call_soon_threadsafe(loop.stop)
+        except (RuntimeError, concurrent.futures.CancelledError):
+            pass  # a request_stop() finished first and closed the loop: nothing left to do
         self._thread.join(timeout)
 
     async def astart(self) -> Runtime:
         """Start serving inside the running asyncio loop (embedding in an application)."""
-        self._require_state("new", "astart()")
+        self._require_state("new", "astart()", "a runtime starts once: make a new Runtime")
         self._state = "starting"
         try:
             await self._open(asyncio.get_running_loop())
@@ -268,10 +282,21 @@ class Runtime:
 
         def begin() -> None:
             task = self._loop.create_task(self._close())
-            if self._thread is not None:
-                task.add_done_callback(lambda _: self._loop.stop())
+            task.add_done_callback(self._requested_stop_done)
 
         self._call(begin)
+
+    def _requested_stop_done(self, task: asyncio.Task) -> None:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:  # nobody awaits this task: make its failure loud
+            log.error("runtime_stop_failed", address=self.address, exc_info=error)
+        if self._thread is not None:
+            self._loop.stop()
+
+    @property
+    def state(self) -> str:
+        """``new``, ``starting``, ``running``, ``stopping`` or ``stopped``."""
+        return self._state
 
     async def wait_stopped(self) -> None:
         """Wait, inside the runtime's loop, until the runtime has stopped."""
@@ -312,12 +337,21 @@ class Runtime:
             from libprocess.http import HttpServer
 
             self._http = HttpServer(self)
-            self.http_address = await self._http.start(self.host, self.http_port)
+            try:
+                self.http_address = await self._http.start(self.host, self.http_port)
+            except BaseException:  # leave nothing bound behind a failed start
+                self._transport.close()
+                self._timers.close()
+                current.leave_loop()
+                raise
         self._state = "running"
         current.register(self)
         log.info("runtime_started", address=self.address, http=self.http_address)
 
     async def _close(self) -> None:
+        if self._state == "stopping":  # another stop is under way: finish with it
+            await self._stopped.wait()
+            return
         if self._state != "running":
             return
         self._state = "stopping"
@@ -340,9 +374,11 @@ class Runtime:
         if errors:
             raise errors[0]
 
-    def _require_state(self, state: str, call: str) -> None:
+    def _require_state(self, state: str, call: str, advice: str) -> None:
         if self._state != state:
-            raise RuntimeError(f"{call} needs a {state} runtime, but this one is {self._state}")
+            raise RuntimeError(
+                f"{call} needs a {state} runtime, but this one is {self._state}; {advice}"
+            )
 
     def _register_metrics(self) -> None:
         metrics = self.metrics
@@ -365,7 +401,12 @@ class Runtime:
         if threading.get_ident() == self._thread_id:
             fn(*args)
         elif self._loop is None or self._state not in ("starting", "running"):
-            raise RuntimeError(f"the runtime is {self._state}; start it before using it")
+            advice = (
+                "start it before using it"
+                if self._state == "new"
+                else "use it only while it runs (a stopped runtime cannot be restarted)"
+            )
+            raise RuntimeError(f"the runtime is {self._state}; {advice}")
         else:
             self._loop.call_soon_threadsafe(fn, *args)
 
@@ -380,7 +421,16 @@ class Runtime:
     def spawn(self, process: Process) -> UPID:
         """Start serving ``process``; its ``initialize`` runs as its first event."""
         if self._state != "running":
-            raise RuntimeError(f"spawn() needs a running runtime, but this one is {self._state}")
+            raise RuntimeError(
+                f"spawn() needs a running runtime, but this one is {self._state}; "
+                "start it first (runtime.start(), 'with Runtime() as runtime', or "
+                "'async with Runtime() as runtime')"
+            )
+        if not isinstance(process, Process) or not hasattr(process, "_mailbox"):
+            raise TypeError(
+                f"spawn() takes a Process whose __init__ ran, got a {type(process).__name__}; "
+                "a subclass that defines __init__ must call super().__init__()"
+            )
         if process._runtime is not None:
             raise RuntimeError(f"{process!r} is already spawned; a process is spawned once")
         with self._ids_lock:
@@ -390,7 +440,7 @@ class Runtime:
                     f"a process with id {ident!r} already runs in this runtime; "
                     "ids are unique per runtime: pick another or let one be generated"
                 )
-            self._reserved.add(ident)
+            self._reserved[ident] = process
         process._pid = UPID(f"{ident}@{self.address}")
         process._runtime = self
         process._done = Promise()
@@ -408,7 +458,7 @@ class Runtime:
     def _register(self, process: Process) -> None:
         ident = process._pid.id
         with self._ids_lock:
-            self._reserved.discard(ident)
+            self._reserved.pop(ident, None)
             self._processes[ident] = process
         process._mailbox.appendleft(_INITIALIZE)
         self._schedule(process)
@@ -446,12 +496,21 @@ class Runtime:
         pid = UPID(target)
         if pid.address != self.address:
             return None
-        return self._processes.get(pid.id)
+        process = self._processes.get(pid.id)
+        return process if process is not None else self._reserved.get(pid.id)
 
     def _finish(self, process: Process) -> None:
         """Terminate ``process`` now: fail what it will never serve, finalize, tell linkers."""
         if process._state == ProcessState.TERMINATED:
             return
+        if process._state == ProcessState.CREATED:
+            # Terminated before its first event: initialize still comes first, so that
+            # finalize always pairs with it (its queued _INITIALIZE is dropped below).
+            process._state = ProcessState.RUNNING
+            try:
+                process.initialize()
+            except Exception:
+                log.exception("initialize_failed", process=process._pid)
         process._state = ProcessState.TERMINATED
         pid = process._pid
         mailbox = process._mailbox
@@ -548,15 +607,23 @@ class Runtime:
         Local delivery passes ``body`` by reference (do not mutate it after sending);
         remote delivery encodes it with msgpack here, so an unencodable body raises here.
         """
-        if threading.get_ident() != self._thread_id:
-            self._call(self.send, to, name, body, sender)
-            return
         if type(to) is not UPID:
-            to = UPID(to)
+            to = UPID(to)  # an invalid address raises here, in the caller's thread
+        if threading.get_ident() != self._thread_id:
+            if to.address == self.address:
+                self._call(self.send, to, name, body, sender)
+            else:
+                # Encoded here, so that a bad body raises in the caller, not on the loop.
+                data = wire.encode_message(
+                    to.id, sender or "", name, body, self.transport_config.max_message_bytes
+                )
+                self._call(lambda: self._transport.send_encoded(to.address, data))
+            return
         if to.address == self.address:
             process = self._processes.get(to.id)
             if process is None:
-                self._complain("messages_unknown_process", to=to, message=name, sender=sender)
+                if not self._deliver_to_reserved(to.id, (sender, name, body)):
+                    self._complain("messages_unknown_process", to=to, message=name, sender=sender)
                 return
             self._enqueue(process, (sender, name, body))
         else:
@@ -576,8 +643,14 @@ class Runtime:
         if process._state == ProcessState.TERMINATED:
             return Future.failed(ProcessTerminated(f"{process._pid} has terminated"))
         promise: Promise[Any] = Promise()
-        self._call(self._enqueue, process, _Dispatch(method, args, kwargs, promise))
+        self._call(self._enqueue_dispatch, process, _Dispatch(method, args, kwargs, promise))
         return promise.future
+
+    def _enqueue_dispatch(self, process: Process, dispatch: _Dispatch) -> None:
+        if process._state == ProcessState.TERMINATED:  # ended while the call was handed over
+            dispatch.abandon(process)
+        else:
+            self._enqueue(process, dispatch)
 
     def delay(
         self, seconds: float, target: Process | UPID | str, method: Callable | str, *args: Any
@@ -592,20 +665,41 @@ class Runtime:
         enqueue = self._enqueue
         for message in batch:
             try:
+                if type(message) is not list:  # a 4-key map would unpack into its keys
+                    raise TypeError(f"got a {type(message).__name__}")
                 to_id, sender, name, body = message
                 if type(name) is not str or type(to_id) is not str or type(sender) is not str:
-                    raise TypeError("id, sender and name must be strings")
+                    raise TypeError(
+                        f"got [{type(to_id).__name__}, {type(sender).__name__}, "
+                        f"{type(name).__name__}, ...]"
+                    )
                 sender = upids.get(sender) if sender else None
             except (TypeError, ValueError, InvalidUPID) as error:
-                self._complain("messages_malformed", error=str(error) or type(error).__name__)
+                self._complain(
+                    "messages_malformed",
+                    expected="[to_id: str, sender: '' or 'id@host:port', name: str, body]",
+                    error=str(error) or type(error).__name__,
+                )
                 continue
             process = processes.get(to_id)
             if process is not None:
                 enqueue(process, (sender, name, body))
             elif to_id == wire.RUNTIME_ID:
                 self._control(sender, name, body)
-            else:
+            elif not self._deliver_to_reserved(to_id, (sender, name, body)):
                 self._complain("messages_unknown_process", to=to_id, message=name, sender=sender)
+
+    def _deliver_to_reserved(self, ident: str, message: tuple) -> bool:
+        """Queue a message for a process spawned from another thread but not registered yet.
+
+        Its pid may reach a peer, and the peer's message arrive, before the loop runs the
+        registration; the message waits in the mailbox, behind initialize once registered.
+        """
+        process = self._reserved.get(ident)
+        if process is None:
+            return False
+        process._mailbox.append(message)
+        return True
 
     def _unknown_message_name(self, process: Process, sender: UPID | None, name: str) -> None:
         self._complain("messages_unknown_name", process=process._pid, message=name, sender=sender)
@@ -625,7 +719,7 @@ class Runtime:
         if pid in links_out:
             return
         if pid.address == self.address:
-            target = self._processes.get(pid.id)
+            target = self._processes.get(pid.id) or self._reserved.get(pid.id)
             if target is None:
                 self._enqueue(process, _Exited(pid))
                 return
@@ -636,7 +730,8 @@ class Runtime:
         linkers = self._remote_links.get(pid)
         if linkers is None:
             linkers = self._remote_links[pid] = set()
-            self._send_control(pid.address, pid, wire.CONTROL_LINK, pid)
+            # Sent from the linker, so that the target's runtime knows whom to tell.
+            self._send_control(pid.address, process._pid, wire.CONTROL_LINK, pid)
         linkers.add(process)
 
     def _unlink(self, process: Process, pid: UPID) -> None:

@@ -4,18 +4,28 @@ Sends are batched: messages for a peer collect during one turn of the loop and g
 out as one frame when the turn ends (or sooner, when a batch is full). Receiving
 wakes once per readable edge and drains many frames.
 
-High-water marks: each PUSH socket queues up to ``send_hwm`` frames in ZeroMQ; past
-that the frames wait in the runtime (``backlog_frames`` per peer) until the socket is
-writable again; past *that*, new frames are dropped and counted in
-``libprocess/messages_dropped``. The receiving PULL socket holds ``receive_hwm``
-frames before TCP back-pressure reaches the sender. Delivery is therefore ordered
-but not reliable, as in libprocess: reliability is built above it.
+High-water marks, for a peer that reads slower than we send (or not at all): each
+PUSH socket queues up to ``send_hwm`` frames in ZeroMQ, and the kernel's socket
+buffers hold some more; past that the frames wait in the runtime (``backlog_frames``
+per peer) and go out, in order, as soon as the socket is writable again; past *that*,
+new frames are dropped and their messages counted in ``libprocess/messages_dropped``.
+Sending never blocks the loop. The receiving PULL socket holds ``receive_hwm`` frames
+before TCP back-pressure reaches the sender. Delivery is therefore ordered but not
+reliable, as in libprocess: what arrives arrives in order, with gaps only where drops
+were counted; reliability is built above it. (tests/test_remote.py checks this with a
+peer that does not read.)
+
+Size limits: a frame longer than ``max_frame_bytes`` is dropped unread and counted in
+``libprocess/frames_oversized``; one over four times that is refused by ZeroMQ itself
+(``MAXMSGSIZE``), which also closes the connection it came on, uncounted.
 
 A peer is *lost* when its connection breaks (ZeroMQ's DISCONNECTED monitor event,
-raised at once when a peer's process dies, or after ``peer_timeout`` without
-heartbeat replies when the network fails) or when it cannot be reached at all.
-Its socket is closed, what was queued for it is dropped, and the runtime tells the
-processes linked to it. The next send opens a fresh connection.
+raised within milliseconds when a peer's process dies, or after ``peer_timeout``
+without heartbeat replies when the peer or the network hangs) or when it cannot be
+reached at all. Its socket is closed, what was queued for it is dropped (the batch and
+backlog are counted in ``libprocess/messages_dropped``; up to ``send_hwm`` frames
+already inside ZeroMQ are lost uncounted), and the runtime tells the processes linked
+to it. The next send opens a fresh connection.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from libprocess import wire
 log = structlog.get_logger("libprocess.transport")
 
 _MONITOR_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED
+_ZERO_COPY_BYTES = 64 * 1024  # smaller frames are copied into ZeroMQ: cheaper than tracking
 
 
 @dataclass(frozen=True)
@@ -55,8 +66,13 @@ class TransportConfig:
 
     @property
     def max_frame_bytes(self) -> int:
-        """A frame is flushed once over ``batch_bytes``, so it holds at most this much."""
-        return self.max_message_bytes + self.batch_bytes
+        """The largest frame a runtime with this config sends, and so accepts.
+
+        A batch is flushed once it reaches ``batch_bytes``, so before its last message it
+        held at most ``batch_bytes - 1``; add one whole message and the array header.
+        Runtimes that talk to each other need the same limits.
+        """
+        return self.max_message_bytes + self.batch_bytes + wire.MAX_FRAME_HEADER_BYTES
 
     def __post_init__(self) -> None:
         if self.peer_timeout <= self.heartbeat_interval:
@@ -168,7 +184,10 @@ class Transport:
 
     def send(self, address: str, to_id: str, sender: str, name: str, body: Any) -> None:
         """Queue one message for ``address``; raises if the body cannot be encoded."""
-        data = self._encode(to_id, sender, name, body)
+        self.send_encoded(address, self._encode(to_id, sender, name, body))
+
+    def send_encoded(self, address: str, data: bytes) -> None:
+        """Queue one message already encoded (by ``wire.encode_message``) for ``address``."""
         peer = self._peers.get(address)
         if peer is None:
             peer = self._connect(address)
@@ -224,7 +243,7 @@ class Transport:
             self._backlog(peer, frame, count)
             return
         try:
-            peer.socket.send(frame, zmq.NOBLOCK, copy=count > 64)
+            peer.socket.send(frame, zmq.NOBLOCK, copy=len(frame) < _ZERO_COPY_BYTES)
         except zmq.Again:
             self._backlog(peer, frame, count)
             return

@@ -3,9 +3,15 @@
 A UPID is a ``str`` subclass so that it packs into msgpack as a plain string,
 compares and hashes as one, and costs nothing extra on the wire; its parts are
 parsed once, when it is built.
+
+Only the canonical spelling parses: equality is string equality, so two spellings of
+one address (``h:80`` and ``h:080``) would be two different processes to every map
+keyed by UPID, and the runtime would mistake a local address for a remote one.
 """
 
 from __future__ import annotations
+
+_EXPECTED = "expected a process address 'id@host:port'"
 
 
 class InvalidUPID(ValueError):
@@ -13,7 +19,11 @@ class InvalidUPID(ValueError):
 
 
 class UPID(str):
-    """The address of a process: its id, and the host:port of its runtime."""
+    """The address of a process: its id, and the host:port of its runtime.
+
+    The id has no '@'; neither part has whitespace or control characters; the port
+    is 1-65535 in ASCII decimal digits without leading zeros.
+    """
 
     id: str
     host: str
@@ -23,14 +33,27 @@ class UPID(str):
     def __new__(cls, value: str) -> UPID:
         if isinstance(value, UPID):
             return value
-        self = super().__new__(cls, value)
-        ident, at, address = value.rpartition("@")
+        if not isinstance(value, str):
+            raise InvalidUPID(f"{_EXPECTED} as a str, got {type(value).__name__} {value!r}")
+        ident, at, address = value.partition("@")
         host, colon, port = address.rpartition(":")
-        if not at or not ident or not colon or not host or not port.isdigit():
-            raise InvalidUPID(f"expected a process address 'id@host:port', got {value!r}")
+        if not (at and ident and colon and host and "@" not in address):
+            raise InvalidUPID(f"{_EXPECTED}, got {value!r}")
+        if not value.isprintable() or " " in value:
+            raise InvalidUPID(
+                f"{_EXPECTED} without whitespace or control characters, got {value!r}"
+            )
+        # isascii() first: str.isdigit() also accepts digits int() rejects (superscripts) and
+        # digits ZeroMQ does not read (Arabic-Indic); the length bound keeps int() far from
+        # its digit limit.
+        if not (port.isascii() and port.isdigit() and len(port) <= 5 and port[0] != "0"):
+            raise InvalidUPID(
+                f"{_EXPECTED} with a decimal port 1-65535 (no sign, no leading zero), got {value!r}"
+            )
         port_number = int(port)
-        if not 0 < port_number < 65536:
-            raise InvalidUPID(f"port of {value!r} is out of range 1-65535")
+        if port_number > 65535:
+            raise InvalidUPID(f"{_EXPECTED} with a port in 1-65535, got {value!r}")
+        self = super().__new__(cls, value)
         self.id = ident
         self.host = host
         self.port = port_number

@@ -16,8 +16,15 @@ import msgpack
 
 RUNTIME_ID = ""  # the id that addresses a runtime rather than one of its processes
 
-CONTROL_LINK = "libprocess/link"  # body: [linker_upid, target_upid]
-CONTROL_EXITED = "libprocess/exited"  # body: target_upid
+# Control messages, addressed to RUNTIME_ID:
+# - link: from_upid is the linking process (its runtime is who gets told), body is the
+#   target's UPID. The target's runtime remembers the linker's runtime, or answers with
+#   exited at once when no such process runs there.
+# - exited: from_upid is the process that ended, body is None.
+CONTROL_LINK = "libprocess/link"
+CONTROL_EXITED = "libprocess/exited"
+
+MAX_FRAME_HEADER_BYTES = 5  # the longest msgpack array header (array 32)
 
 
 class MalformedFrame(ValueError):
@@ -49,20 +56,40 @@ class Encoder:
         self.max_message_bytes = max_message_bytes
 
     def encode(self, to_id: str, sender: str, name: str, body: Any) -> bytes:
+        # The Packer resets its buffer when packing fails, so a bad body leaves no trace.
         try:
             data = self._pack((to_id, sender, name, body))
         except (TypeError, ValueError, OverflowError) as error:
-            raise UnencodableBody(
-                f"cannot encode the body of message {name!r} for {to_id!r}: {error}; "
-                "bodies must be built of dict, list, tuple, str, bytes, int, float, bool, None"
-            ) from None
+            raise _unencodable(to_id, name, error) from None
         if len(data) > self.max_message_bytes:
-            raise MessageTooLarge(
-                f"message {name!r} for {to_id!r} is {len(data)} bytes, over the runtime's "
-                f"limit of {self.max_message_bytes}; send smaller messages or raise "
-                "max_message_bytes on both runtimes"
-            )
+            raise _too_large(to_id, name, len(data), self.max_message_bytes)
         return data
+
+
+def encode_message(to_id: str, sender: str, name: str, body: Any, max_message_bytes: int) -> bytes:
+    """One encoded message, like ``Encoder.encode``, but safe to call from any thread."""
+    try:
+        data = msgpack.packb((to_id, sender, name, body), use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise _unencodable(to_id, name, error) from None
+    if len(data) > max_message_bytes:
+        raise _too_large(to_id, name, len(data), max_message_bytes)
+    return data
+
+
+def _unencodable(to_id: str, name: str, error: Exception) -> UnencodableBody:
+    return UnencodableBody(
+        f"cannot encode the body of message {name!r} for {to_id!r}: {error}; "
+        "bodies must be built of dict, list, tuple, str, bytes, int (64-bit), float, bool "
+        "and None: convert sets to lists and objects to dicts before sending"
+    )
+
+
+def _too_large(to_id: str, name: str, size: int, limit: int) -> MessageTooLarge:
+    return MessageTooLarge(
+        f"message {name!r} for {to_id!r} is {size} bytes, over the runtime's limit of "
+        f"{limit}; send smaller messages or raise max_message_bytes on both runtimes"
+    )
 
 
 def encode_frame(messages: list[tuple[str, str, str, Any]]) -> bytes:
@@ -71,7 +98,10 @@ def encode_frame(messages: list[tuple[str, str, str, Any]]) -> bytes:
 
 
 def decode_frame(frame: bytes) -> list[Any]:
-    """The batch in a frame; messages inside are validated one by one by the receiver."""
+    """The batch in a frame; messages inside are validated one by one by the receiver.
+
+    Returns a list or raises ``MalformedFrame``, whatever the bytes are.
+    """
     try:
         batch = msgpack.unpackb(frame, raw=False, strict_map_key=False)
     except Exception as error:  # msgpack raises several unrelated types on bad input
