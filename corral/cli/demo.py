@@ -107,9 +107,7 @@ def run_demo(nodes: int = 3, rounds: int = 3, log_level: str = "warning") -> int
                 _, at, body = _expect(events, "hop")
                 came_from = body["sender"]
                 origin = "conductor" if came_from == conductor.pid else came_from
-                say.line(
-                    f"hop {body['hop']:>2}: {origin} -> {at} (OS pid {body['os_pid']})"
-                )
+                say.line(f"hop {body['hop']:>2}: {origin} -> {at} (OS pid {body['os_pid']})")
             _expect(events, "token_home")
             say.line("the token came home")
 
