@@ -120,6 +120,7 @@ class HierarchicalAllocator:
         self._quotas: dict[str, Quota] = {}
         self._totals: dict[str, int] = {}  # cluster totals, shared with the sorters
         self._shares_stale = False  # totals or weights changed: reshare before sorting
+        self.stats_filtered = 0  # candidate offers withheld by decline filters, ever
         excluded = self.options.fair_sharing_excluded_resource_names
         self._excluded = excluded
         self._roles = DRFSorter(self._totals, excluded, self._weights, hierarchical=True)
@@ -670,7 +671,10 @@ class HierarchicalAllocator:
         filters = by_agent.get(agent_id)
         if not filters:
             return False
-        return any(f.filters(resources, now) for f in filters)
+        if any(f.filters(resources, now) for f in filters):
+            self.stats_filtered += 1
+            return True
+        return False
 
     def _refresh_shares(self) -> None:
         if self._shares_stale:

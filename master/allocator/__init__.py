@@ -1,0 +1,21 @@
+"""The DRF allocator: sorter, sans-IO core, reference policy, and the thin actor."""
+
+from master.allocator.hierarchical import HierarchicalAllocator
+from master.allocator.offer import Allocation, AllocatorError
+from master.allocator.options import AllocatorOptions
+from master.allocator.process import ALLOCATIONS, AllocatorClient, AllocatorProcess
+from master.allocator.quota import InvalidQuota, Quota
+from master.allocator.reference import ReferenceAllocator
+
+__all__ = [
+    "ALLOCATIONS",
+    "Allocation",
+    "AllocatorClient",
+    "AllocatorError",
+    "AllocatorOptions",
+    "AllocatorProcess",
+    "HierarchicalAllocator",
+    "InvalidQuota",
+    "Quota",
+    "ReferenceAllocator",
+]

@@ -1,0 +1,178 @@
+"""The allocator actor: event-triggered and periodic cycles, merging, both placements."""
+
+from __future__ import annotations
+
+import queue
+
+import pytest
+
+from corral.resources import Resources
+from libprocess import LaunchOptions, launch
+from master.allocator import AllocatorOptions, AllocatorProcess
+from tests.allocator_actors import Subscriber
+
+AGENT = Resources.parse("cpus:4;mem:4096")
+
+
+def _no_more(q: queue.Queue) -> bool:
+    try:
+        q.get_nowait()
+    except queue.Empty:
+        return True
+    return False
+
+
+@pytest.fixture
+def wired(runtime, paused_clock):
+    """A subscriber (the master's stand-in) and an allocator in the same runtime."""
+    subscriber = Subscriber()
+    runtime.spawn(subscriber)
+    allocator = AllocatorProcess(subscriber.pid, AllocatorOptions(allocation_interval=1.0))
+    runtime.spawn(allocator)
+    runtime.dispatch(subscriber, Subscriber.connect, allocator.pid).result(5)
+    return runtime, subscriber, allocator
+
+
+def _call(runtime, subscriber, method, *args, **kwargs):
+    runtime.dispatch(subscriber, Subscriber.call, method, *args, **kwargs).result(5)
+
+
+def test_adding_a_framework_triggers_a_cycle_over_all_agents(wired):
+    runtime, subscriber, allocator = wired
+    _call(runtime, subscriber, "add_agent", "a1", AGENT)
+    _call(runtime, subscriber, "add_agent", "a2", AGENT)
+    runtime.settle()
+    assert subscriber.allocations.empty()  # no framework yet: nothing to offer
+    _call(runtime, subscriber, "add_framework", "f1", ["*"])
+    runtime.settle()
+    allocations = subscriber.allocations.get(timeout=5)
+    assert {(a.framework_id, a.agent_id) for a in allocations} == {("f1", "a1"), ("f1", "a2")}
+    assert all(a.resources.allocation_roles() == {"*"} for a in allocations)
+
+
+def test_triggers_merge_into_one_queued_cycle(wired):
+    runtime, subscriber, allocator = wired
+    _call(runtime, subscriber, "add_framework", "f1", ["*"])
+    runtime.settle()
+    runs_before = runtime.metrics.snapshot()["allocator/mesos/allocation_runs"]
+
+    def burst():
+        for i in range(5):
+            subscriber.call("add_agent", f"a{i}", AGENT)
+
+    runtime.dispatch(subscriber, burst).result(5)
+    runtime.settle()
+    runs = runtime.metrics.snapshot()["allocator/mesos/allocation_runs"] - runs_before
+    assert runs == 1  # five triggers, one cycle
+    allocations = subscriber.allocations.get(timeout=5)
+    assert sorted(a.agent_id for a in allocations) == [f"a{i}" for i in range(5)]
+
+
+def test_recovered_resources_wait_for_the_periodic_cycle(wired):
+    runtime, subscriber, allocator = wired
+    _call(runtime, subscriber, "add_agent", "a1", AGENT)
+    _call(runtime, subscriber, "add_framework", "f1", ["*"])
+    runtime.settle()
+    (offer,) = subscriber.allocations.get(timeout=5)
+    _call(runtime, subscriber, "recover_resources", "f1", "a1", offer.resources, 0)
+    runtime.settle()
+    assert _no_more(subscriber.allocations)  # declines do not trigger a cycle
+    runtime.clock.advance(0.999)
+    runtime.settle()
+    assert _no_more(subscriber.allocations)
+    runtime.clock.advance(0.001)
+    runtime.settle()
+    (again,) = subscriber.allocations.get(timeout=5)
+    assert again.resources == offer.resources
+
+
+def test_a_decline_filter_holds_until_it_expires(wired):
+    runtime, subscriber, allocator = wired
+    _call(runtime, subscriber, "add_agent", "a1", AGENT)
+    _call(runtime, subscriber, "add_framework", "f1", ["*"])
+    runtime.settle()
+    (offer,) = subscriber.allocations.get(timeout=5)
+    _call(runtime, subscriber, "recover_resources", "f1", "a1", offer.resources, 5.0)
+    for _ in range(4):
+        runtime.clock.advance(1.0)
+        runtime.settle()
+        assert _no_more(subscriber.allocations)
+    runtime.clock.advance(1.0)
+    runtime.settle()
+    assert subscriber.allocations.get(timeout=5)[0].agent_id == "a1"
+    snapshot = runtime.metrics.snapshot()
+    assert snapshot["allocator/mesos/offers_filtered"] >= 4
+    assert snapshot["allocator/mesos/allocation_run_ms/count"] >= 5
+    assert "allocator/mesos/allocation_run_ms/p99" in snapshot
+    assert snapshot["allocator/mesos/roles/*/shares/dominant"] == pytest.approx(1.0)
+
+
+def test_revive_triggers_a_cycle_and_clears_filters(wired):
+    runtime, subscriber, allocator = wired
+    _call(runtime, subscriber, "add_agent", "a1", AGENT)
+    _call(runtime, subscriber, "add_framework", "f1", ["*"])
+    runtime.settle()
+    (offer,) = subscriber.allocations.get(timeout=5)
+    _call(runtime, subscriber, "recover_resources", "f1", "a1", offer.resources, 3600.0)
+    _call(runtime, subscriber, "revive", "f1")
+    runtime.settle()
+    assert subscriber.allocations.get(timeout=5)[0].agent_id == "a1"
+
+
+def test_pause_holds_cycles_until_resume(wired):
+    runtime, subscriber, allocator = wired
+    runtime.dispatch(allocator, AllocatorProcess.pause).result(5)
+    _call(runtime, subscriber, "add_agent", "a1", AGENT)
+    _call(runtime, subscriber, "add_framework", "f1", ["*"])
+    runtime.clock.advance(1.0)
+    runtime.settle()
+    assert _no_more(subscriber.allocations)
+    runtime.dispatch(allocator, AllocatorProcess.resume).result(5)
+    runtime.clock.advance(1.0)
+    runtime.settle()
+    assert subscriber.allocations.get(timeout=5)[0].agent_id == "a1"
+
+
+def test_a_bad_event_is_refused_and_changes_nothing(wired):
+    runtime, subscriber, allocator = wired
+    _call(runtime, subscriber, "add_agent", "a1", AGENT)
+    future = runtime.dispatch(allocator, AllocatorProcess.event, "add_agent", "a1", AGENT)
+    with pytest.raises(Exception, match="already known"):
+        future.result(5)
+    future = runtime.dispatch(allocator, AllocatorProcess.event, "drop_tables")
+    with pytest.raises(Exception, match="no event 'drop_tables'"):
+        future.result(5)
+    _call(runtime, subscriber, "add_framework", "f1", ["*"])
+    runtime.settle()
+    (offer,) = subscriber.allocations.get(timeout=5)
+    assert offer.resources.unallocated() == AGENT
+
+
+def test_allocator_in_its_own_os_process(runtime):
+    subscriber = Subscriber()
+    runtime.spawn(subscriber)
+    child = launch(
+        AllocatorProcess,
+        subscriber.pid,
+        AllocatorOptions(allocation_interval=3600.0),
+        options=LaunchOptions(),
+    )
+    try:
+        runtime.dispatch(subscriber, Subscriber.connect, child.pid).result(5)
+        assert not subscriber.client.local
+        reserved = Resources.parse("cpus:4;mem:4096;cpus(eng):2")
+        _call(runtime, subscriber, "add_agent", "a1", reserved)
+        _call(runtime, subscriber, "add_framework", "f1", ["eng"])
+        allocations = subscriber.allocations.get(timeout=10)
+        assert len(allocations) == 1
+        assert allocations[0].role == "eng"
+        assert allocations[0].resources.unallocated() == reserved
+        # A refused call is answered with a reason; the allocator goes on serving.
+        _call(runtime, subscriber, "add_framework", "f1", ["eng"])
+        error = subscriber.errors.get(timeout=10)
+        assert "already known" in error["error"]
+        _call(runtime, subscriber, "add_agent", "a2", AGENT)
+        allocations = subscriber.allocations.get(timeout=10)
+        assert [a.agent_id for a in allocations] == ["a2"]
+    finally:
+        assert child.stop() == 0
