@@ -38,7 +38,7 @@ def _call(runtime, subscriber, method, *args, **kwargs):
 
 
 def test_adding_a_framework_triggers_a_cycle_over_all_agents(wired):
-    runtime, subscriber, allocator = wired
+    runtime, subscriber, _ = wired
     _call(runtime, subscriber, "add_agent", "a1", AGENT)
     _call(runtime, subscriber, "add_agent", "a2", AGENT)
     runtime.settle()
@@ -51,7 +51,7 @@ def test_adding_a_framework_triggers_a_cycle_over_all_agents(wired):
 
 
 def test_triggers_merge_into_one_queued_cycle(wired):
-    runtime, subscriber, allocator = wired
+    runtime, subscriber, _ = wired
     _call(runtime, subscriber, "add_framework", "f1", ["*"])
     runtime.settle()
     runs_before = runtime.metrics.snapshot()["allocator/mesos/allocation_runs"]
@@ -69,7 +69,7 @@ def test_triggers_merge_into_one_queued_cycle(wired):
 
 
 def test_recovered_resources_wait_for_the_periodic_cycle(wired):
-    runtime, subscriber, allocator = wired
+    runtime, subscriber, _ = wired
     _call(runtime, subscriber, "add_agent", "a1", AGENT)
     _call(runtime, subscriber, "add_framework", "f1", ["*"])
     runtime.settle()
@@ -87,7 +87,7 @@ def test_recovered_resources_wait_for_the_periodic_cycle(wired):
 
 
 def test_a_decline_filter_holds_until_it_expires(wired):
-    runtime, subscriber, allocator = wired
+    runtime, subscriber, _ = wired
     _call(runtime, subscriber, "add_agent", "a1", AGENT)
     _call(runtime, subscriber, "add_framework", "f1", ["*"])
     runtime.settle()
@@ -108,7 +108,7 @@ def test_a_decline_filter_holds_until_it_expires(wired):
 
 
 def test_revive_triggers_a_cycle_and_clears_filters(wired):
-    runtime, subscriber, allocator = wired
+    runtime, subscriber, _ = wired
     _call(runtime, subscriber, "add_agent", "a1", AGENT)
     _call(runtime, subscriber, "add_framework", "f1", ["*"])
     runtime.settle()
