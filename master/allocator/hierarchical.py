@@ -19,6 +19,7 @@ are used up are taken out of the order for agents that have nothing else to give
 
 from __future__ import annotations
 
+import gc
 import heapq
 import random
 from collections.abc import Iterable
@@ -54,6 +55,7 @@ class _Agent:
         "id",
         "reserved",
         "total",
+        "total_q",
         "used",
     )
 
@@ -67,6 +69,7 @@ class _Agent:
         self.used = EMPTY
         self.available = total
         self.available_q = total.quantities()
+        self.total_q = self.available_q
         self.fits = True  # used is within total (not so after the total shrank under it)
         self.active = True
 
@@ -83,7 +86,6 @@ class _Framework:
         "filters",
         "gpu",
         "held",
-        "held_q",
         "id",
         "min_allocatable",
         "roles",
@@ -99,10 +101,9 @@ class _Framework:
         # role -> agent -> filters refusing resources there
         self.filters: dict[str, dict[str, list[OfferFilter]]] = {}
         self.min_allocatable: dict[str, tuple[q.Quantities, ...]] = {}
-        # Invariant: held[role][agent] is what agent.allocated[id] holds in that role;
-        # held_q[role] is the quantities of all of held[role].
+        # Invariant: held[role][agent] is what agent.allocated[id] holds in that role (its
+        # quantities are the framework's allocation in that role's sorter).
         self.held: dict[str, dict[str, Resources]] = {}
-        self.held_q: dict[str, dict[str, int]] = {}
 
     def active_in(self, role: str) -> bool:
         return self.active and role in self.roles and role not in self.suppressed
@@ -160,6 +161,7 @@ class HierarchicalAllocator:
         agent = self._agent(agent_id)
         self._add_total(agent.total, -1)
         agent.total = total
+        agent.total_q = total.quantities()
         agent.gpus = total.scalar_millis("gpus") > 0
         agent.reserved = total.has_reserved()
         agent.set_used(agent.used)
@@ -323,13 +325,17 @@ class HierarchicalAllocator:
     ) -> None:
         """Resources come back (declined, or freed by a task); a decline may leave a filter."""
         agent = self._agents.get(agent_id)
-        if agent is None or framework_id not in agent.allocated:
+        if agent is None:
             return
-        if not agent.allocated[framework_id].contains(resources):
+        held = agent.allocated.get(framework_id)
+        if held is None:
+            return
+        if held is not resources and not held.contains(resources):
             raise AllocatorError(
                 f"framework {framework_id} does not hold {resources} on agent {agent_id}"
             )
-        self._untrack(agent, framework_id, resources)
+        parts = resources.by_allocation_role()
+        self._untrack(agent, framework_id, resources, parts)
         framework = self._frameworks.get(framework_id)
         if framework is None or refuse_seconds is None:
             return
@@ -337,7 +343,7 @@ class HierarchicalAllocator:
         if seconds <= 0:
             return
         expires = now + max(self.options.allocation_interval, seconds)
-        for role, part in resources.by_allocation_role().items():
+        for role, part in parts.items():
             if role is None:
                 continue
             refused = OfferFilter(part.unallocated(), expires)
@@ -384,7 +390,20 @@ class HierarchicalAllocator:
     # -- the cycle --------------------------------------------------------------------------
 
     def allocate(self, now: float, candidates: Iterable[str] | None = None) -> list[Allocation]:
-        """One allocation cycle over all agents, or over ``candidates``."""
+        """One allocation cycle over all agents, or over ``candidates``.
+
+        Python's cyclic garbage collector is held off for the cycle: a cycle makes many
+        short-lived objects but no reference cycles, and with 20,000 agents' worth of
+        long-lived objects a full collection mid-cycle costs more than the cycle itself."""
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._allocate(now, candidates)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _allocate(self, now: float, candidates: Iterable[str] | None) -> list[Allocation]:
         self._refresh_shares()
         agents = self._agents
         if candidates is None:
@@ -711,10 +730,8 @@ class HierarchicalAllocator:
         by_agent = framework.held.get(role)
         if by_agent is None:
             by_agent = framework.held[role] = {}
-            framework.held_q[role] = {}
         previous = by_agent.get(agent_id)
         by_agent[agent_id] = part if previous is None else previous + part
-        q.add_into(framework.held_q[role], amounts)
         self._ensure_tracked(framework, role)
         self._role_frameworks[role].allocated(framework.id, amounts)
         self._roles.allocated(role, amounts)
@@ -727,13 +744,26 @@ class HierarchicalAllocator:
         change(self._reserved_held, reserved)
         change(self._reserved_held_top.setdefault(role.split("/", 1)[0], {}), reserved)
 
-    def _untrack(self, agent: _Agent, framework_id: str, resources: Resources) -> None:
-        left = agent.allocated[framework_id] - resources
+    def _untrack(
+        self,
+        agent: _Agent,
+        framework_id: str,
+        resources: Resources,
+        parts: dict[str | None, Resources] | None = None,
+    ) -> None:
+        held = agent.allocated[framework_id]
+        left = EMPTY if held is resources else held - resources
         if left:
             agent.allocated[framework_id] = left
         else:
             del agent.allocated[framework_id]
-        agent.set_used(agent.used - resources.unallocated())
+        if agent.allocated:
+            agent.set_used(agent.used - resources.unallocated())
+        else:  # nothing held at all: the whole agent is free again, no arithmetic needed
+            agent.used = EMPTY
+            agent.available = agent.total
+            agent.available_q = agent.total_q
+            agent.fits = True
         framework = self._frameworks.get(framework_id)
         if framework is None:
             if not left:
@@ -743,21 +773,19 @@ class HierarchicalAllocator:
                     if not orphans:
                         del self._orphans[framework_id]
             return
-        for role, part in resources.by_allocation_role().items():
+        for role, part in (parts or resources.by_allocation_role()).items():
             if role is None:
                 continue
             amounts = part.quantities()
             by_agent = framework.held[role]
-            remaining = by_agent[agent.id] - part
+            mine = by_agent[agent.id]
+            remaining = EMPTY if mine is part or mine == part else mine - part
             if remaining:
                 by_agent[agent.id] = remaining
             else:
                 del by_agent[agent.id]
                 if not by_agent:
                     del framework.held[role]
-            q.subtract_into(framework.held_q[role], amounts)
-            if role not in framework.held:
-                del framework.held_q[role]
             self._role_frameworks[role].unallocated(framework_id, amounts)
             self._roles.unallocated(role, amounts)
             if part.has_reserved():
