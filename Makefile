@@ -30,9 +30,11 @@ test: lint
 
 bench: $(STAMP)
 	$(PY) benchmarks/messaging.py
+	$(PY) benchmarks/allocator.py
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/messaging.py --quick
+	$(PY) benchmarks/allocator.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from corral.resources import InvalidResources, to_millis
+from corral.resources import InvalidResources, format_millis, to_millis, validate_name
 
 Quantities = dict[str, int]
 
@@ -24,8 +24,9 @@ def parse_quantities(text: str) -> Quantities:
         name = name.strip()
         if not colon or not name:
             raise InvalidResources(f"a quantity is written 'name:value', got {part!r}")
+        validate_name(name, "quantity")
         if name in result:
-            raise InvalidResources(f"quantity {name!r} is given twice")
+            raise InvalidResources(f"quantity {name!r} is given twice; give each name once")
         amount = to_millis(value.strip(), f"quantity {name!r}")
         if amount:
             result[name] = amount
@@ -36,8 +37,7 @@ def quantities_from_mapping(values: Mapping[str, float]) -> Quantities:
     """From ``{"cpus": 1.5}`` (floats, as users and JSON give them)."""
     result: Quantities = {}
     for name, value in values.items():
-        if not isinstance(name, str) or not name:
-            raise InvalidResources(f"a quantity name is a non-empty string, got {name!r}")
+        validate_name(name, "quantity")
         amount = to_millis(value, f"quantity {name!r}")
         if amount:
             result[name] = amount
@@ -82,7 +82,7 @@ def contains(a: Mapping[str, int], b: Mapping[str, int]) -> bool:
 
 
 def format_quantities(quantities: Mapping[str, int]) -> str:
+    """``cpus:1.5;mem:4096``, names sorted; exact, so ``parse_quantities`` reads it back."""
     return ";".join(
-        f"{name}:{amount // 1000 if amount % 1000 == 0 else amount / 1000:g}"
-        for name, amount in sorted(quantities.items())
+        f"{name}:{format_millis(amount)}" for name, amount in sorted(quantities.items())
     )

@@ -11,6 +11,9 @@ class InvalidRanges(ValueError):
     """Text or bounds that are not a valid set of ranges."""
 
 
+_MAX_BOUND = 2**64 - 1  # Mesos's range bounds are uint64
+
+
 class Ranges:
     """An immutable set of integers stored as sorted, disjoint, non-adjacent [begin, end] pairs."""
 
@@ -32,29 +35,58 @@ class Ranges:
         """``[31000-32000, 33000-33001]``; overlapping or reversed ranges are refused."""
         body = text.strip()
         if not (body.startswith("[") and body.endswith("]")):
-            raise InvalidRanges(f"ranges are written '[begin-end, ...]', got {text!r}")
+            raise InvalidRanges(
+                f"ranges are written '[begin-end, ...]', e.g. '[31000-32000]'; got {text!r}"
+            )
         pairs: list[tuple[int, int]] = []
         for part in body[1:-1].split(","):
             part = part.strip()
             if not part:
                 continue
-            begin, dash, end = part.partition("-")
-            if not dash or not begin.strip().isdigit() or not end.strip().isdigit():
-                raise InvalidRanges(f"a range is 'begin-end' with integers >= 0, got {part!r}")
+            begin, dash, end = (piece.strip() for piece in part.partition("-"))
+            if not (dash and _is_decimal(begin) and _is_decimal(end)):
+                raise InvalidRanges(
+                    f"a range is written 'begin-end' with integers >= 0, e.g. '31000-32000'; "
+                    f"got {part!r} in {text!r}"
+                )
             pairs.append((int(begin), int(end)))
         return cls.validated(pairs)
 
     @classmethod
     def validated(cls, pairs: Iterable[tuple[int, int]]) -> Ranges:
-        """Ranges from pairs given by a user: reversed, negative or overlapping ones are refused."""
-        pairs = sorted((int(begin), int(end)) for begin, end in pairs)
-        for begin, end in pairs:
-            if begin < 0 or end < begin:
-                raise InvalidRanges(f"range [{begin}-{end}] is empty or negative")
-        for (_, end), (begin, next_end) in itertools.pairwise(pairs):
-            if begin <= end:
-                raise InvalidRanges(f"ranges overlap: ...-{end} and [{begin}-{next_end}]")
-        return cls(pairs)
+        """Ranges from pairs given by a user: reversed, negative or overlapping ones are refused.
+
+        Adjacent pairs (``[1-2, 3-4]``) are fine and merged, as in Mesos; bounds are unsigned
+        64-bit integers there, so they must lie in ``[0, 2^64 - 1]`` here too.
+        """
+        checked: list[tuple[int, int]] = []
+        for pair in pairs:
+            if not isinstance(pair, tuple | list) or len(pair) != 2:
+                raise InvalidRanges(f"a range is a (begin, end) pair, got {pair!r}")
+            begin, end = pair
+            if not all(type(bound) is int for bound in pair):
+                raise InvalidRanges(
+                    f"range bounds must be integers, got [{begin!r}-{end!r}]; "
+                    "write them without quotes or decimals"
+                )
+            if begin < 0:
+                problem = "bounds must be >= 0"
+            elif end < begin:
+                problem = "expected begin <= end; write the smaller bound first"
+            elif end > _MAX_BOUND:
+                problem = "bounds must be below 2^64"
+            else:
+                checked.append((begin, end))
+                continue
+            raise InvalidRanges(f"range [{begin}-{end}] is invalid: {problem}")
+        checked.sort()
+        for (begin, end), (next_begin, next_end) in itertools.pairwise(checked):
+            if next_begin <= end:
+                raise InvalidRanges(
+                    f"ranges [{begin}-{end}] and [{next_begin}-{next_end}] overlap; "
+                    "give each integer once (merge them into one range)"
+                )
+        return cls(checked)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -145,3 +177,8 @@ def _coalesce(pairs: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
         else:
             merged.append((begin, end))
     return tuple(merged)
+
+
+def _is_decimal(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts '²', which ``int`` refuses."""
+    return text.isascii() and text.isdigit()

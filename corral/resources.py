@@ -1,13 +1,15 @@
 """Resources as Mesos models them: scalars, ranges and sets, reserved or not.
 
 Scalars are kept as integer thousandths (Mesos rounds scalar values to three decimal
-places), so arithmetic is exact and ``a + b - b == a`` always. A ``Resources`` value is
+places), so scalar arithmetic is exact: ``a + b - b == a`` for scalars always (ranges and
+sets lose in ``- b`` what ``a`` shared with ``b``). A ``Resources`` value is
 immutable: arithmetic returns a new one. Like resources (same name, reservation stack
 and allocation role) are merged.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -20,6 +22,11 @@ from corral.roles import DEFAULT_ROLE, InvalidRole, is_self_or_ancestor, validat
 SCALAR, RANGES, SET = "SCALAR", "RANGES", "SET"
 STATIC, DYNAMIC = "STATIC", "DYNAMIC"
 MILLI = 1000  # scalars are stored as integer thousandths
+_MAX_MILLIS = 2**63  # Mesos keeps scalars as signed 64-bit thousandths; keep below that
+_NAME_SEPARATORS = frozenset(";:()[]{}")
+# Resource fields whose meaning Corral does not model yet: refused rather than dropped, so a
+# revocable cpu or a persistent volume is never taken for a plain one.
+_UNMODELLED_FIELDS = ("revocable", "shared", "disk")
 
 Value = int | Ranges | frozenset
 
@@ -41,11 +48,26 @@ class Reservation:
         if self.type not in (STATIC, DYNAMIC):
             raise InvalidResources(f"reservation type is STATIC or DYNAMIC, got {self.type!r}")
         if self.role == DEFAULT_ROLE:
-            raise InvalidResources("a reservation names a role other than '*'")
+            raise InvalidResources(
+                "a reservation must name a role other than '*' ('*' means unreserved), got '*'"
+            )
         try:
             validate_role(self.role)
         except InvalidRole as error:
             raise InvalidResources(str(error)) from None
+        if self.principal is not None and not isinstance(self.principal, str):
+            raise InvalidResources(
+                f"a reservation's principal is a string or None, got {self.principal!r}"
+            )
+        if not isinstance(self.labels, tuple) or not all(
+            isinstance(label, tuple)
+            and len(label) == 2
+            and all(isinstance(part, str) for part in label)
+            for label in self.labels
+        ):
+            raise InvalidResources(
+                f"reservation labels are a tuple of (key, value) string pairs, got {self.labels!r}"
+            )
 
 
 Reservations = tuple[Reservation, ...]
@@ -118,16 +140,61 @@ def _contains(a: Value, b: Value) -> bool:
 
 
 def to_millis(value: float | int | str, name: str = "scalar") -> int:
-    """A scalar given by a user, rounded to thousandths; negative and non-finite refused."""
+    """A scalar given by a user, in thousandths.
+
+    Rounded half up, as Mesos does (``llround(value * 1000)``). Refused, as in Mesos:
+    negative, NaN and infinite values, and positive values that would round to zero.
+    """
+    if isinstance(value, bool) or (isinstance(value, str) and "_" in value):
+        raise InvalidResources(f"{name} must be a number such as 2 or 0.5, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise InvalidResources(f"{name} must be a number, got {value!r}") from None
+        raise InvalidResources(f"{name} must be a number such as 2 or 0.5, got {value!r}") from None
+    except OverflowError:  # an int too large for a float
+        if value < 0:  # type: ignore[operator]
+            raise InvalidResources(f"{name} must not be negative, got {value!r}") from None
+        raise InvalidResources(_too_large(name, value)) from None
     if not math.isfinite(number):
         raise InvalidResources(f"{name} must be a finite number, got {value!r}")
     if number < 0:
-        raise InvalidResources(f"{name} must not be negative, got {value!r}")
-    return round(number * MILLI)
+        raise InvalidResources(f"{name} must not be negative, got {value!r}; give 0 or more")
+    scaled = number * MILLI
+    if scaled >= _MAX_MILLIS:
+        raise InvalidResources(_too_large(name, value))
+    whole = math.floor(scaled)
+    millis = int(whole) + (scaled - whole >= 0.5)
+    if millis == 0 and number > 0:
+        raise InvalidResources(
+            f"{name} is {value!r}, below the 0.001 precision of scalars; give 0 or at least 0.001"
+        )
+    return millis
+
+
+def _too_large(name: str, value: object) -> str:
+    shown = repr(value)
+    shown = shown if len(shown) <= 24 else shown[:12] + "..." + f" ({len(shown)} characters)"
+    return f"{name} is too large ({shown}); scalars must stay below 2^63 thousandths (~9.2e15)"
+
+
+def format_millis(millis: int) -> str:
+    """Thousandths as the shortest exact decimal: 1500 → ``1.5``, 2000 → ``2``, 1 → ``0.001``."""
+    whole, fraction = divmod(millis, MILLI)
+    return f"{whole}.{fraction:03d}".rstrip("0") if fraction else str(whole)
+
+
+def validate_name(name: object, what: str = "resource") -> str:
+    """Return ``name`` if it can be a resource name in the text form; raise saying why not."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or any(ch in _NAME_SEPARATORS or ch.isspace() for ch in name)
+    ):
+        raise InvalidResources(
+            f"a {what} name is a non-empty string without spaces or any of ';:()[]{{}}', "
+            f"such as 'cpus'; got {name!r}"
+        )
+    return name
 
 
 class Resources:
@@ -160,13 +227,22 @@ class Resources:
     @classmethod
     def parse(cls, text: str, default_role: str = DEFAULT_ROLE) -> Resources:
         """Mesos's text form ``cpus:4;mem:2048;ports:[31000-32000];cpus(eng):2;disks:{a,b}``
-        (a role in parentheses is a static reservation), or its JSON form (a list)."""
+        (a role in parentheses is a static reservation), or its JSON form (a list).
+
+        Resources that name no role are statically reserved to ``default_role`` (in both
+        forms, as in Mesos); with the default ``*`` they are unreserved.
+        """
         stripped = text.strip()
         if stripped.startswith("["):
             try:
-                return cls.from_json(json.loads(stripped))
+                data = json.loads(stripped)
             except json.JSONDecodeError as error:
                 raise InvalidResources(f"resources JSON does not parse: {error}") from None
+            return cls.from_json(data, default_role)
+        if stripped.startswith("{"):
+            raise InvalidResources(
+                "resources JSON is a list of resource objects; wrap the object in [...]"
+            )
         items: list[Resource] = []
         for part in stripped.split(";"):
             part = part.strip()
@@ -174,26 +250,32 @@ class Resources:
                 continue
             name_role, colon, value_text = part.partition(":")
             if not colon or not value_text.strip():
-                raise InvalidResources(f"a resource is written 'name:value', got {part!r}")
+                raise InvalidResources(
+                    f"a resource is written 'name:value' or 'name(role):value', got {part!r}"
+                )
             name, role = _split_role(name_role.strip(), default_role)
+            validate_name(name)
             items.append(
                 Resource(name, _parse_value(name, value_text.strip()), _static_stack(role))
             )
         return cls(_validated(items))
 
     @classmethod
-    def from_json(cls, data: Any) -> Resources:
-        """Mesos's JSON form: a list of Resource objects."""
+    def from_json(cls, data: Any, default_role: str = DEFAULT_ROLE) -> Resources:
+        """Mesos's JSON form: a list of Resource objects, in the format with a stack of
+        ``reservations`` or the older one with ``role`` (and ``reservation``)."""
         if not isinstance(data, list):
-            raise InvalidResources(f"resources JSON is a list, got {type(data).__name__}")
-        return cls(_validated(_resource_from_json(item) for item in data))
+            raise InvalidResources(
+                f"resources JSON is a list of resource objects, got {type(data).__name__}"
+            )
+        return cls(_validated(_resource_from_json(item, default_role) for item in data))
 
     @classmethod
     def scalars(cls, reservations: Reservations = (), **values: float) -> Resources:
         """``Resources.scalars(cpus=2, mem=1024)``: a quick way to build scalar resources."""
         return cls(
             _validated(
-                Resource(name, to_millis(value, name), reservations)
+                Resource(name, to_millis(value, f"resource {name!r}"), reservations)
                 for name, value in values.items()
             )
         )
@@ -217,7 +299,13 @@ class Resources:
         return hash(frozenset(self._items.items()))
 
     def __repr__(self) -> str:
-        return f"Resources({str(self)!r})"
+        if all(
+            allocation is None and all(r.type == STATIC for r in reservations)
+            for _, reservations, allocation in self._items
+        ):
+            return f"Resources({self.to_text()!r})"
+        # The text form would drop what tells these items apart: say everything.
+        return "Resources([" + "; ".join(_describe(resource) for resource in self) + "])"
 
     def __str__(self) -> str:
         return self.to_text()
@@ -384,18 +472,17 @@ def _merge_into(items: dict[Key, Value], key: Key, value: Value) -> None:
 
 
 def _validated(items: Iterable[Resource]) -> list[Resource]:
+    """Resources given by a user: valid names, and one type per name (as Mesos requires)."""
     items = list(items)
     kinds: dict[str, str] = {}
     for resource in items:
-        if not resource.name or any(ch in resource.name for ch in ";:()[]{} "):
-            raise InvalidResources(f"resource name {resource.name!r} is empty or has separators")
+        validate_name(resource.name)
         kind = kinds.setdefault(resource.name, resource.type)
         if kind != resource.type:
             raise InvalidResources(
-                f"resource {resource.name!r} is given both as {kind} and as {resource.type}"
+                f"resource {resource.name!r} is given both as {kind} and as {resource.type}; "
+                "give each name one type"
             )
-        if isinstance(resource.value, int) and resource.value < 0:
-            raise InvalidResources(f"resource {resource.name!r} must not be negative")
     return items
 
 
@@ -403,14 +490,9 @@ def _split_role(text: str, default_role: str) -> tuple[str, str]:
     if "(" not in text:
         return text, default_role
     name, _, rest = text.partition("(")
-    if not rest.endswith(")"):
+    if not rest.endswith(")") or ")" in rest[:-1]:
         raise InvalidResources(f"a reserved resource is written 'name(role)', got {text!r}")
-    role = rest[:-1].strip()
-    try:
-        validate_role(role)
-    except InvalidRole as error:
-        raise InvalidResources(str(error)) from None
-    return name.strip(), role
+    return name.strip(), _checked_role(rest[:-1].strip(), f"resource {name.strip()!r}")
 
 
 def _static_stack(role: str) -> Reservations:
@@ -418,108 +500,284 @@ def _static_stack(role: str) -> Reservations:
 
 
 def _parse_value(name: str, text: str) -> Value:
+    what = f"resource {name!r}"
     if text.startswith("["):
         try:
             return Ranges.parse(text)
         except InvalidRanges as error:
-            raise InvalidResources(f"resource {name!r}: {error}") from None
+            raise InvalidResources(f"{what}: {error}") from None
     if text.startswith("{"):
         if not text.endswith("}"):
-            raise InvalidResources(f"resource {name!r}: a set is written '{{a,b}}', got {text!r}")
-        items = [item.strip() for item in text[1:-1].split(",") if item.strip()]
-        if len(items) != len(set(items)):
-            raise InvalidResources(f"resource {name!r}: set {text} repeats an item")
-        return frozenset(items)
-    return to_millis(text, f"resource {name!r}")
+            raise InvalidResources(f"{what}: a set is written '{{a,b}}', got {text!r}")
+        return _checked_set([item.strip() for item in text[1:-1].split(",") if item.strip()], what)
+    return to_millis(text, what)
+
+
+def _checked_set(items: list[str], what: str) -> frozenset[str]:
+    result = frozenset(items)
+    if len(result) != len(items):
+        repeated = sorted({item for item in items if items.count(item) > 1})
+        raise InvalidResources(
+            f"{what}: the set repeats {', '.join(map(repr, repeated))}; give each item once"
+        )
+    return result
 
 
 def _format_value(value: Value) -> str:
-    if isinstance(value, int):
-        return f"{value / MILLI:g}" if value % MILLI else str(value // MILLI)
+    if type(value) is int:
+        return format_millis(value)
     if isinstance(value, Ranges):
         return str(value)
     return "{" + ",".join(sorted(value)) + "}"
 
 
-def _resource_from_json(data: Any) -> Resource:
-    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-        raise InvalidResources(f"a resource is an object with a 'name', got {data!r}")
-    name = data["name"]
-    kind = data.get("type", SCALAR)
-    try:
-        if kind == SCALAR:
-            value: Value = to_millis(data["scalar"]["value"], f"resource {name!r}")
-        elif kind == RANGES:
-            pairs = [(r["begin"], r["end"]) for r in data["ranges"].get("range", [])]
-            if not all(isinstance(b, int) and isinstance(e, int) for b, e in pairs):
-                raise InvalidResources(f"resource {name!r}: range bounds must be integers")
-            value = Ranges.validated(pairs)
-        elif kind == SET:
-            items = data["set"].get("item", [])
-            if not all(isinstance(item, str) for item in items) or len(set(items)) != len(items):
-                raise InvalidResources(f"resource {name!r}: set items must be distinct strings")
-            value = frozenset(items)
-        else:
-            raise InvalidResources(f"resource {name!r}: type {kind!r} is not SCALAR/RANGES/SET")
-    except (KeyError, TypeError, AttributeError):
-        raise InvalidResources(f"resource {name!r} lacks the value its type {kind} needs") from None
-    except InvalidRanges as error:
-        raise InvalidResources(f"resource {name!r}: {error}") from None
-    reservations: list[Reservation] = []
-    role = data.get("role", DEFAULT_ROLE)
-    if role != DEFAULT_ROLE and not data.get("reservations"):
-        reservations.append(Reservation(_checked_role(role), STATIC))
-    for item in data.get("reservations", []) or []:
-        if not isinstance(item, dict) or "role" not in item:
-            raise InvalidResources(f"resource {name!r}: a reservation needs a role, got {item!r}")
-        labels = tuple(
-            (label.get("key", ""), label.get("value", ""))
-            for label in (item.get("labels") or {}).get("labels", [])
+def _describe(resource: Resource) -> str:
+    """Everything about one item, in the spirit of Mesos's stringified resources."""
+    text = resource.name
+    if resource.allocation_role is not None:
+        text += f"(allocated: {resource.allocation_role})"
+    if resource.reservations:
+        stack = []
+        for r in resource.reservations:
+            fields = [r.type, r.role]
+            if r.principal is not None:
+                fields.append(r.principal)
+            if r.labels:
+                fields.append("{" + ",".join(f"{k}:{v}" for k, v in r.labels) + "}")
+            stack.append("(" + ",".join(fields) + ")")
+        text += "(reservations: [" + ",".join(stack) + "])"
+    return f"{text}:{_format_value(resource.value)}"
+
+
+# -- the JSON form -----------------------------------------------------------------------
+
+_VALUE_FIELDS = {SCALAR: "scalar", RANGES: "ranges", SET: "set"}
+_VALUE_SHAPES = {
+    SCALAR: "'scalar': {'value': <number>}",
+    RANGES: "'ranges': {'range': [{'begin': <integer>, 'end': <integer>}, ...]}",
+    SET: "'set': {'item': a list of strings}",
+}
+
+
+def _resource_from_json(data: Any, default_role: str) -> Resource:
+    if not isinstance(data, dict):
+        raise InvalidResources(
+            "a resource is a JSON object such as "
+            f"{{'name': 'cpus', 'type': 'SCALAR', 'scalar': {{'value': 1}}}}, got {data!r}"
         )
-        reservations.append(
-            Reservation(
-                _checked_role(item["role"]),
-                item.get("type", DYNAMIC),
-                item.get("principal"),
-                labels,
+    name = data.get("name")
+    if not isinstance(name, str):
+        raise InvalidResources(f"a resource needs a 'name' string, got {name!r} in {data!r}")
+    what = f"resource {name!r}"
+    for field in _UNMODELLED_FIELDS:
+        if field in data:
+            raise InvalidResources(
+                f"{what} has {field!r}, which Corral does not model yet; "
+                "give such resources without it or leave them out"
             )
+    return Resource(
+        name,
+        _value_from_json(data, what),
+        _reservations_from_json(data, what, default_role),
+        _allocation_from_json(data, what),
+    )
+
+
+def _value_from_json(data: dict[str, Any], what: str) -> Value:
+    kind = data.get("type")
+    if kind is None:  # Mesos requires it; the value's field says it just as well
+        present = [k for k, field in _VALUE_FIELDS.items() if field in data]
+        if len(present) != 1:
+            raise InvalidResources(
+                f"{what} needs a 'type' (SCALAR, RANGES or SET) and a value of that type"
+            )
+        kind = present[0]
+    if kind not in _VALUE_FIELDS:
+        raise InvalidResources(f"{what} has type {kind!r}; the types are SCALAR, RANGES or SET")
+    for other, field in _VALUE_FIELDS.items():
+        if other != kind and field in data:
+            raise InvalidResources(f"{what} is {kind} but also has {field!r}; give only one value")
+    body = data.get(_VALUE_FIELDS[kind])
+    shape_error = InvalidResources(
+        f"{what} is {kind} and needs {_VALUE_SHAPES[kind]}, got {body!r}"
+    )
+    if kind == SCALAR:
+        if not isinstance(body, dict) or "value" not in body:
+            raise shape_error
+        return to_millis(body["value"], what)
+    if kind == RANGES:
+        entries = body.get("range", []) if isinstance(body, dict) else None
+        if not isinstance(entries, list):
+            raise shape_error
+        pairs = []
+        for entry in entries:
+            if not isinstance(entry, dict) or "begin" not in entry or "end" not in entry:
+                raise InvalidResources(
+                    f"{what}: a range is {{'begin': <integer>, 'end': <integer>}}, got {entry!r}"
+                )
+            pairs.append((entry["begin"], entry["end"]))
+        try:
+            return Ranges.validated(pairs)
+        except InvalidRanges as error:
+            raise InvalidResources(f"{what}: {error}") from None
+    entries = body.get("item", []) if isinstance(body, dict) else None
+    if not isinstance(entries, list):
+        raise shape_error
+    if not all(isinstance(item, str) for item in entries):
+        raise InvalidResources(f"{what}: set items must be strings, got {entries!r}")
+    return _checked_set(entries, what)
+
+
+def _reservations_from_json(data: dict[str, Any], what: str, default_role: str) -> Reservations:
+    """The stack, from either of Mesos's formats (or both, when they agree)."""
+    has_role, has_legacy = "role" in data, "reservation" in data
+    role = _checked_role(data["role"], what) if has_role else default_role
+    legacy = data.get("reservation")
+    if has_legacy and not isinstance(legacy, dict):
+        raise InvalidResources(
+            f"{what}: 'reservation' is an object with 'principal' and 'labels', got {legacy!r}"
         )
-    allocation = data.get("allocation_info", {}).get("role")
-    return Resource(name, value, tuple(reservations), allocation)
+    stack_data = data.get("reservations")
+    if not stack_data:  # the older format: 'role', and 'reservation' if dynamic
+        if not has_legacy:
+            return _static_stack(role)
+        if role == DEFAULT_ROLE:
+            raise InvalidResources(
+                f"{what}: role '*' cannot be reserved; set 'role' or drop 'reservation'"
+            )
+        if "type" in legacy or "role" in legacy:
+            raise InvalidResources(
+                f"{what}: 'reservation' takes only 'principal' and 'labels' (its role is the "
+                "resource's 'role'); use 'reservations' to give types and roles"
+            )
+        return (Reservation(role, DYNAMIC, *_reservation_details(legacy, what)),)
+    if not isinstance(stack_data, list):
+        raise InvalidResources(
+            f"{what}: 'reservations' is a list of reservation objects, got {stack_data!r}"
+        )
+    stack = tuple(_reservation_from_json(item, what) for item in stack_data)
+    for below, above in itertools.pairwise(stack):
+        if above.type == STATIC:
+            raise InvalidResources(
+                f"{what}: the reservation to {above.role!r} refines another, so it cannot be "
+                "STATIC; only the first reservation of a stack may be"
+            )
+        if not above.role.startswith(below.role + "/"):
+            raise InvalidResources(
+                f"{what}: the reservation to {above.role!r} is not a refinement of the one to "
+                f"{below.role!r}; each must be to a sub-role of the one before"
+            )
+    if len(stack) > 1:
+        if has_role or has_legacy:
+            raise InvalidResources(
+                f"{what}: 'role' and 'reservation' must not be set when 'reservations' holds "
+                "more than one reservation; drop them"
+            )
+        return stack
+    (only,) = stack
+    if has_role and role != only.role:
+        raise InvalidResources(
+            f"{what}: 'role' {role!r} does not match the role {only.role!r} in "
+            "'reservations'; drop 'role'"
+        )
+    if has_legacy:
+        if only.type == STATIC:
+            raise InvalidResources(
+                f"{what}: 'reservation' must not be set when the reservation in "
+                "'reservations' is STATIC; drop it"
+            )
+        if _reservation_details(legacy, what) != (only.principal, only.labels):
+            raise InvalidResources(
+                f"{what}: 'reservation' (principal, labels) does not match 'reservations'; "
+                "drop 'reservation'"
+            )
+    return stack
 
 
-def _checked_role(role: Any) -> str:
-    if not isinstance(role, str):
-        raise InvalidResources(f"a role is a string, got {role!r}")
+def _reservation_from_json(item: Any, what: str) -> Reservation:
+    if not isinstance(item, dict):
+        raise InvalidResources(
+            f"{what}: a reservation is an object such as {{'type': 'DYNAMIC', 'role': 'eng'}}, "
+            f"got {item!r}"
+        )
+    for field in ("type", "role"):
+        if field not in item:
+            raise InvalidResources(f"{what}: the reservation {item!r} needs a {field!r}")
+    try:
+        return Reservation(item["role"], item["type"], *_reservation_details(item, what))
+    except InvalidResources as error:
+        raise InvalidResources(f"{what}: {error}") from None
+
+
+def _reservation_details(item: dict[str, Any], what: str) -> tuple[str | None, tuple]:
+    """(principal, labels) of a reservation object."""
+    principal = item.get("principal")
+    if principal is not None and not isinstance(principal, str):
+        raise InvalidResources(f"{what}: a reservation's principal is a string, got {principal!r}")
+    labels_data = item.get("labels")
+    if labels_data is None:
+        return principal, ()
+    entries = labels_data.get("labels", []) if isinstance(labels_data, dict) else None
+    if not isinstance(entries, list):
+        raise InvalidResources(
+            f"{what}: reservation labels are written {{'labels': [{{'key': k, 'value': v}}]}}, "
+            f"got {labels_data!r}"
+        )
+    labels = []
+    for entry in entries:
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("key"), str)
+            or not isinstance(entry.get("value", ""), str)
+        ):
+            raise InvalidResources(
+                f"{what}: each of a reservation's labels is {{'key': <string>, 'value': "
+                f"<string>}} (value optional), got {entry!r}"
+            )
+        labels.append((entry["key"], entry.get("value", "")))
+    return principal, tuple(labels)
+
+
+def _allocation_from_json(data: dict[str, Any], what: str) -> str | None:
+    if "allocation_info" not in data:
+        return None
+    info = data["allocation_info"]
+    if not isinstance(info, dict):
+        raise InvalidResources(
+            f"{what}: 'allocation_info' is an object such as {{'role': 'eng'}}, got {info!r}"
+        )
+    role = info.get("role")
+    return None if role is None else _checked_role(role, what)
+
+
+def _checked_role(role: Any, what: str) -> str:
     try:
         return validate_role(role)
     except InvalidRole as error:
-        raise InvalidResources(str(error)) from None
+        raise InvalidResources(f"{what}: {error}") from None
 
 
 def _resource_to_json(resource: Resource) -> dict[str, Any]:
     out: dict[str, Any] = {"name": resource.name, "type": resource.type}
     value = resource.value
-    if isinstance(value, int):
-        out["scalar"] = {"value": value / MILLI}
+    if type(value) is int:
+        # whole amounts as integers, so that they stay exact whatever their size
+        out["scalar"] = {"value": value // MILLI if value % MILLI == 0 else value / MILLI}
     elif isinstance(value, Ranges):
         out["ranges"] = {"range": [{"begin": b, "end": e} for b, e in value]}
     else:
         out["set"] = {"item": sorted(value)}
     if resource.reservations:
-        out["reservations"] = [
-            {
-                "type": r.type,
-                "role": r.role,
-                **({"principal": r.principal} if r.principal else {}),
-                **(
-                    {"labels": {"labels": [{"key": k, "value": v} for k, v in r.labels]}}
-                    if r.labels
-                    else {}
-                ),
-            }
-            for r in resource.reservations
-        ]
+        out["reservations"] = [_reservation_to_json(r) for r in resource.reservations]
     if resource.allocation_role is not None:
         out["allocation_info"] = {"role": resource.allocation_role}
+    return out
+
+
+def _reservation_to_json(reservation: Reservation) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": reservation.type, "role": reservation.role}
+    if reservation.principal is not None:
+        out["principal"] = reservation.principal
+    if reservation.labels:
+        out["labels"] = {"labels": [{"key": k, "value": v} for k, v in reservation.labels]}
     return out

@@ -10,22 +10,36 @@ class InvalidRole(ValueError):
 
 
 def validate_role(role: str) -> str:
-    """Return ``role`` if valid; raise ``InvalidRole`` saying why not."""
+    """Return ``role`` if valid; raise ``InvalidRole`` saying why not.
+
+    Mesos's rules: ``*`` alone, or a path of components joined by single ``/``; no component
+    is empty, ``.``, ``..`` or ``*``, starts with ``-``, or holds whitespace or a control
+    character.
+    """
     if role == DEFAULT_ROLE:
         return role
     if not isinstance(role, str) or not role:
-        raise InvalidRole(f"a role is a non-empty string, got {role!r}")
+        raise InvalidRole(f"a role is a non-empty string such as 'eng' or 'eng/web', got {role!r}")
     if role.startswith("/") or role.endswith("/"):
-        raise InvalidRole(f"role {role!r} must not start or end with '/'")
+        raise InvalidRole(f"role {role!r} must not start or end with '/'; remove it")
+    if "//" in role:
+        raise InvalidRole(f"role {role!r} must not contain '//'; separate components by one '/'")
     for part in role.split("/"):
-        if part in ("", ".", ".."):
-            raise InvalidRole(f"role {role!r} has an empty, '.' or '..' path component")
-        if part.startswith("-"):
-            raise InvalidRole(f"role {role!r} has a component starting with '-'")
+        if part in (".", ".."):
+            raise InvalidRole(f"role {role!r} must not have {part!r} as a path component")
         if part == DEFAULT_ROLE:
-            raise InvalidRole(f"role {role!r} uses '*' as a path component")
-        if any(ch.isspace() or ord(ch) < 32 or ch == "\x7f" for ch in part):
-            raise InvalidRole(f"role {role!r} contains whitespace or control characters")
+            raise InvalidRole(
+                f"role {role!r} must not have '*' as a path component ('*' is only a whole role)"
+            )
+        if part.startswith("-"):
+            raise InvalidRole(f"role {role!r} has a component {part!r} starting with '-'")
+        for ch in part:
+            if ch.isspace():
+                raise InvalidRole(f"role {role!r} must not contain whitespace, found {ch!r}")
+            if ord(ch) < 32 or ch == "\x7f":
+                raise InvalidRole(
+                    f"role {role!r} must not contain control characters, found {ch!r}"
+                )
     return role
 
 
