@@ -1,7 +1,9 @@
 """The runtime's HTTP server (aiohttp): process routes at ``/<id><path>``, and metrics.
 
 Requests are handed to the owning process as a dispatch, so a route handler runs
-inside its process like any other event and may read its state without locks.
+inside its process like any other event and may read its state without locks. The
+request body is read before the dispatch (a handler cannot await): ``request_body``
+gives it to the handler.
 """
 
 from __future__ import annotations
@@ -13,11 +15,33 @@ import structlog
 from aiohttp import web
 
 from libprocess.future import Future
+from libprocess.runtime import ProcessTerminated
 
 if TYPE_CHECKING:
     from libprocess.runtime import Runtime
 
 log = structlog.get_logger("libprocess.http")
+
+_LISTED_PROCESSES = 20  # at most this many known processes named in a 404
+
+# Where the body read for a route handler is kept on its request (a typed key where
+# aiohttp has them, which it asks for; a plain string on older versions).
+_BODY = web.RequestKey("body", bytes) if hasattr(web, "RequestKey") else "libprocess_body"
+
+
+def request_body(request: web.BaseRequest) -> bytes:
+    """The body of a request handed to a process route (``b""`` if it had none).
+
+    Route handlers run inside their process and cannot await ``request.read()``; the
+    server reads the body before it dispatches the request.
+    """
+    try:
+        return request[_BODY]
+    except KeyError:
+        raise LookupError(
+            "this request has no body read for it: request_body() works on requests that "
+            "the runtime's HTTP server handed to a process route"
+        ) from None
 
 
 class HttpServer:
@@ -66,7 +90,7 @@ class HttpServer:
         runtime = self._runtime
         process = runtime._processes.get(ident)
         if process is None:
-            raise web.HTTPNotFound(text=f"no process {ident!r} runs here\n")
+            raise web.HTTPNotFound(text=self._unknown_process(ident))
         route = process._routes.get(path)
         if route is None:
             known = ", ".join(sorted(process._routes)) or "none"
@@ -74,21 +98,43 @@ class HttpServer:
                 text=f"process {ident!r} has no route {path!r} (it has: {known})\n"
             )
         handler, _ = route
+        request[_BODY] = await request.read() if request.body_exists else b""
         future: Future = runtime.dispatch(process, handler, request)
         try:
             response = await future
         except web.HTTPException:
             raise
+        except ProcessTerminated:
+            raise web.HTTPServiceUnavailable(
+                text=f"process {ident!r} terminated before it answered {path!r}; "
+                "retry once it (or its replacement) runs again\n"
+            ) from None
         except Exception as error:
             log.exception("http_route_failed", process=ident, path=path)
             raise web.HTTPInternalServerError(
-                text=f"route {path!r} of process {ident!r} failed: {error}\n"
+                text=f"route {path!r} of process {ident!r} failed: "
+                f"{type(error).__name__}: {error} (the traceback is in the runtime's log)\n"
             ) from None
         if not isinstance(response, web.StreamResponse):
             log.error(
                 "http_route_bad_response", process=ident, path=path, got=type(response).__name__
             )
             raise web.HTTPInternalServerError(
-                text=f"route {path!r} of process {ident!r} returned no HTTP response\n"
+                text=f"route {path!r} of process {ident!r} returned a "
+                f"{type(response).__name__}, not an HTTP response; it must return an "
+                "aiohttp.web.StreamResponse (such as web.Response) or a Future of one\n"
             )
         return response
+
+    def _unknown_process(self, ident: str) -> str:
+        """A 404 text naming the routes that are served, so that a typo is easy to spot."""
+        runtime = self._runtime
+        served = sorted(
+            f"/{process.pid.id}{path}"
+            for process in list(runtime._processes.values())
+            for path in process._routes
+        )
+        listed = ", ".join([*served[:_LISTED_PROCESSES], "/metrics/snapshot"])
+        if len(served) > _LISTED_PROCESSES:
+            listed += f" (and {len(served) - _LISTED_PROCESSES} more process routes)"
+        return f"no process {ident!r} runs here; routes served: {listed}\n"

@@ -39,7 +39,9 @@ def route(path: str, description: str = "") -> Callable[[Callable], Callable]:
     """Mark a method as the HTTP handler of ``/<process id><path>``.
 
     The method runs inside the process with an ``aiohttp.web.Request`` and returns an
-    ``aiohttp.web.StreamResponse`` or a Future of one.
+    ``aiohttp.web.StreamResponse`` or a Future of one. It cannot await, so the request
+    body has been read for it: ``libprocess.http.request_body(request)`` returns it.
+    Raising an ``aiohttp.web.HTTPException`` answers with it; any other error is a 500.
     """
     if not path.startswith("/"):
         raise ValueError(f"an HTTP route starts with '/', got {path!r}")

@@ -115,6 +115,17 @@ class _Dispatch:
         except BaseException as error:
             promise.fail(error)
             return
+        if inspect.iscoroutine(result):  # it would never run: nobody awaits it
+            result.close()
+            name = getattr(self.method, "__qualname__", self.method)
+            promise.fail(
+                TypeError(
+                    f"dispatch of {name} returned a coroutine, which would block the process "
+                    "if awaited; make it a plain function that returns a Future, or "
+                    "continue with defer()"
+                )
+            )
+            return
         promise.resolve(result)
 
     def abandon(self, process: Process) -> None:
@@ -459,7 +470,13 @@ class Runtime:
         ident = process._pid.id
         with self._ids_lock:
             self._reserved.pop(ident, None)
-            self._processes[ident] = process
+            stopping = self._state != "running"  # spawned from another thread as it stopped
+            if not stopping:
+                self._processes[ident] = process
+        if stopping:
+            process._state = ProcessState.TERMINATED
+            process._done.set(None)
+            return
         process._mailbox.appendleft(_INITIALIZE)
         self._schedule(process)
 
