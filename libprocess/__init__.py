@@ -19,6 +19,7 @@ from libprocess.process import Process, handler, route
 from libprocess.runtime import ProcessTerminated, Runtime, UnknownProcess
 from libprocess.transport import TransportConfig
 from libprocess.upid import UPID, InvalidUPID
+from libprocess.wire import MessageTooLarge, UnencodableBody
 
 __all__ = [
     "UPID",
@@ -31,6 +32,7 @@ __all__ = [
     "LaunchError",
     "LaunchOptions",
     "Launched",
+    "MessageTooLarge",
     "Process",
     "ProcessTerminated",
     "Promise",
@@ -38,6 +40,7 @@ __all__ = [
     "State",
     "Timer",
     "TransportConfig",
+    "UnencodableBody",
     "UnknownProcess",
     "clock",
     "collect",

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from libprocess.future import Future, Promise
-from libprocess.upid import UPID
+from libprocess.upid import UPID, InvalidUPID
 
 if TYPE_CHECKING:
     from libprocess.clock import Timer
@@ -82,8 +82,8 @@ class Process:
         cls._class_routes = routes
 
     def __init__(self, id: str | None = None) -> None:
-        if id is not None and (not id or "@" in id or "/" in id):
-            raise ValueError(f"a process id is non-empty without '@' or '/', got {id!r}")
+        if id is not None:
+            _check_id(id)
         self._requested_id = id
         self._pid: UPID | None = None
         self._runtime: Runtime | None = None
@@ -204,4 +204,23 @@ def _refuse_coroutine(fn: Callable, what: str) -> None:
         raise TypeError(
             f"{what} is a coroutine function; handlers must not block the process. "
             "Make it a plain method that returns a Future, or continue with defer()"
+        )
+
+
+def _check_id(ident: str) -> None:
+    """Refuse, at construction, an id that could not be part of a UPID."""
+    problem = None
+    if not isinstance(ident, str) or not ident:
+        problem = "it is empty or not a string"
+    elif "/" in ident:
+        problem = "it contains '/' (ids are one path segment of HTTP routes)"
+    else:
+        try:
+            UPID.of(ident, "127.0.0.1", 1)
+        except InvalidUPID as error:
+            problem = str(error)
+    if problem is not None:
+        raise ValueError(
+            f"{ident!r} cannot be a process id: {problem}; use letters, digits and "
+            "punctuation other than '@' and '/', with no whitespace"
         )

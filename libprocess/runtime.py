@@ -451,8 +451,9 @@ class Runtime:
                     f"a process with id {ident!r} already runs in this runtime; "
                     "ids are unique per runtime: pick another or let one be generated"
                 )
+            pid = UPID(f"{ident}@{self.address}")  # checked before anything is reserved
             self._reserved[ident] = process
-        process._pid = UPID(f"{ident}@{self.address}")
+        process._pid = pid
         process._runtime = self
         process._done = Promise()
         self._call(self._register, process)
@@ -787,6 +788,11 @@ class Runtime:
                 process._links_out.discard(sender)
                 if process._state != ProcessState.TERMINATED:
                     self._enqueue(process, _Exited(sender))
+        elif name in (wire.CONTROL_LINK, wire.CONTROL_EXITED):
+            self._complain(
+                "messages_malformed",
+                error=f"control message {name!r} needs a sender (and a link, a target pid)",
+            )
         else:
             self._complain("messages_malformed", error=f"unknown control message {name!r}")
 
@@ -796,8 +802,11 @@ class Runtime:
                 process._links_out.discard(pid)
                 if process._state != ProcessState.TERMINATED:
                     self._enqueue(process, _Exited(pid))
-        for addresses in self._remote_linkers.values():
+        for ident in list(self._remote_linkers):
+            addresses = self._remote_linkers[ident]
             addresses.discard(address)
+            if not addresses:
+                del self._remote_linkers[ident]
 
     # -- settling (tests) -----------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import pytest
 
 from libprocess import (
     UPID,
+    InvalidUPID,
     Process,
     ProcessTerminated,
     Promise,
@@ -708,3 +709,22 @@ def test_stop_finalizes_every_process_in_reverse_spawn_order():
     assert finalized == ["r3", "r2", "r1", "r0"]
     for pid in pids:
         assert runtime.wait(pid).is_ready()
+
+
+@pytest.mark.parametrize("bad", ["", "my worker", "a@b", "eng/web", "tab\there"])
+def test_an_id_that_cannot_be_in_a_upid_is_refused_at_construction(bad):
+    with pytest.raises(ValueError, match="cannot be a process id"):
+        Process(bad)
+
+
+def test_a_refused_spawn_leaves_the_id_free(runtime):
+    class Named(Process):
+        pass
+
+    first = Named("worker")
+    first._requested_id = "bad worker"  # as if construction had not checked it
+    with pytest.raises(InvalidUPID):
+        runtime.spawn(first)
+    second = Named("bad-worker")
+    assert runtime.spawn(second).id == "bad-worker"
+    assert "bad worker" not in runtime._reserved
