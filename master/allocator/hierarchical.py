@@ -56,7 +56,9 @@ class _Agent:
         "reserved",
         "total",
         "total_q",
+        "undo",
         "used",
+        "whole_offer",
     )
 
     def __init__(self, agent_id: str, total: Resources) -> None:
@@ -72,8 +74,16 @@ class _Agent:
         self.total_q = self.available_q
         self.fits = True  # used is within total (not so after the total shrank under it)
         self.active = True
+        # After the whole free pool went to one offer: (that allocation, and the agent's
+        # used/available/available_q/fits before it), so that taking exactly that back (a
+        # decline) restores them without resource arithmetic. None once anything else changed.
+        self.undo: tuple | None = None
+        # (free pool, role, that pool allocated to the role): Resources are immutable, so the
+        # allocated form of a pool that is offered again and again is made only once.
+        self.whole_offer: tuple | None = None
 
     def set_used(self, used: Resources) -> None:
+        self.undo = None
         self.used = used
         self.available = self.total - used
         self.available_q = self.available.quantities()
@@ -122,6 +132,7 @@ class HierarchicalAllocator:
         self._totals: dict[str, int] = {}  # cluster totals, shared with the sorters
         self._shares_stale = False  # totals or weights changed: reshare before sorting
         self.stats_filtered = 0  # candidate offers withheld by decline filters, ever
+        self._budget: _Budget | None = None  # quota state of the cycle under way
         excluded = self.options.fair_sharing_excluded_resource_names
         self._excluded = excluded
         self._roles = DRFSorter(self._totals, excluded, self._weights, hierarchical=True)
@@ -411,7 +422,6 @@ class HierarchicalAllocator:
         else:
             chosen = set(candidates)
             agent_ids = [aid for aid, agent in agents.items() if agent.active and aid in chosen]
-        self._rng.shuffle(agent_ids)
         offers: dict[tuple[str, str, str], Resources] = {}
 
         consumed: dict[str, dict[str, int]] = {}
@@ -428,9 +438,10 @@ class HierarchicalAllocator:
             q.add_into(held_all, self._roles.subtree_allocation(role))
         headroom = q.subtract(self._totals, held_all)
         headroom = q.subtract(headroom, q.subtract(self._reserved_all, self._reserved_held))
-        budget = _Budget(consumed, required, headroom)
+        budget = self._budget = _Budget(consumed, required, headroom)
 
         if any(quota.guarantees for quota in self._quotas.values()):
+            self._rng.shuffle(agent_ids)  # stage 1 only runs (and shuffles) for guarantees
             self._stage_one(agent_ids, offers, budget, now)
         self._rng.shuffle(agent_ids)
         self._stage_two(agent_ids, offers, budget, now)
@@ -536,6 +547,13 @@ class HierarchicalAllocator:
             if not agent.available:
                 continue
             reserved_here = agent.reserved and agent.available.has_reserved()
+            if not reserved_here and not budget.required:
+                made = self._take_whole(agent, offers, quotas, now)
+                if made is not None:
+                    self._settle(agent_id, made)
+                    if quotas:
+                        self._note_saturation(made, saturated, budget)
+                    continue
             if reserved_here and saturated:
                 for role in saturated:
                     roles.activate(role)
@@ -596,17 +614,48 @@ class HierarchicalAllocator:
                 for role in saturated:
                     roles.deactivate(role)
             if quotas:
-                for _, role, _, _ in made:
-                    if (
-                        role in quotas
-                        and role not in saturated
-                        and self._is_saturated(role, budget)
-                    ):
-                        saturated.append(role)
-                        roles.deactivate(role)
+                self._note_saturation(made, saturated, budget)
         for role in saturated:
             if role in roles:
                 roles.activate(role)
+
+    def _take_whole(self, agent: _Agent, offers: dict, quotas: dict, now: float) -> list | None:
+        """The usual case, without generators: the first framework of the first role takes
+        the agent's whole free pool. None when that is not what the full walk would decide
+        (then the caller walks; nothing was changed here)."""
+        role = self._roles.first()
+        if role is None:
+            return None
+        quota = quotas.get(role)
+        if quota is not None and quota.limits:
+            return None
+        framework_id = self._role_frameworks[role].first()
+        if framework_id is None:
+            return None
+        framework = self._frameworks[framework_id]
+        if not self._allocatable(agent.available_q, role, framework):
+            return None
+        if agent.gpus and not framework.gpu and self.options.filter_gpu_resources:
+            return None
+        if framework.filters:
+            by_agent = framework.filters.get(role)
+            if by_agent and agent.id in by_agent:
+                return None
+        made: list = []
+        amounts = agent.available_q
+        self._give(offers, made, agent, framework_id, role, agent.available)
+        if quotas and amounts:
+            budget = self._budget
+            if quota is not None:
+                budget.consumed[role] = q.add(budget.consumed[role], amounts)
+            budget.headroom = q.subtract(budget.headroom, amounts)
+        return made
+
+    def _note_saturation(self, made: list, saturated: list[str], budget: _Budget) -> None:
+        for _, role, _, _ in made:
+            if role in self._quotas and role not in saturated and self._is_saturated(role, budget):
+                saturated.append(role)
+                self._roles.deactivate(role)
 
     def _saturate(self, budget: _Budget) -> list[str]:
         """Roles whose limits leave no room for any scalar in the cluster and that could not
@@ -645,7 +694,13 @@ class HierarchicalAllocator:
         resources: Resources,
     ) -> None:
         """Take ``resources`` off the agent now; the sorters learn of it in ``_settle``."""
-        allocated = resources.allocated_to(role)
+        cached = agent.whole_offer
+        if cached is not None and cached[0] is resources and cached[1] == role:
+            allocated = cached[2]
+        else:
+            allocated = resources.allocated_to(role)
+            if resources is agent.available:
+                agent.whole_offer = (resources, role, allocated)
         key = (framework_id, role, agent.id)
         previous = offers.get(key)
         offers[key] = allocated if previous is None else previous + allocated
@@ -653,9 +708,11 @@ class HierarchicalAllocator:
         agent.allocated[framework_id] = allocated if held is None else held + allocated
         if resources is agent.available:
             amounts = agent.available_q
+            undo = (allocated, agent.used, resources, amounts, agent.fits)
             agent.used = agent.total if agent.fits else agent.used + resources
             agent.available = EMPTY
             agent.available_q = {}
+            agent.undo = undo
         else:
             amounts = resources.quantities()
             agent.set_used(agent.used + resources)
@@ -664,7 +721,7 @@ class HierarchicalAllocator:
     def _settle(self, agent_id: str, made: list) -> None:
         frameworks = self._frameworks
         for framework_id, role, allocated, amounts in made:
-            self._count_one(frameworks[framework_id], agent_id, role, allocated, amounts)
+            self._count_one(frameworks[framework_id], agent_id, role, allocated, amounts, True)
 
     def _allocatable(self, have: dict[str, int], role: str, framework: _Framework) -> bool:
         if framework.min_allocatable:
@@ -726,13 +783,15 @@ class HierarchicalAllocator:
         role: str,
         part: Resources,
         amounts: dict[str, int],
+        tracked: bool | None = None,
     ) -> None:
         by_agent = framework.held.get(role)
         if by_agent is None:
             by_agent = framework.held[role] = {}
         previous = by_agent.get(agent_id)
         by_agent[agent_id] = part if previous is None else previous + part
-        self._ensure_tracked(framework, role)
+        if tracked is None:  # (a cycle only allocates where the framework is tracked)
+            self._ensure_tracked(framework, role)
         self._role_frameworks[role].allocated(framework.id, amounts)
         self._roles.allocated(role, amounts)
         if self._agents[agent_id].reserved and part.has_reserved():
@@ -757,13 +816,18 @@ class HierarchicalAllocator:
             agent.allocated[framework_id] = left
         else:
             del agent.allocated[framework_id]
-        if agent.allocated:
+        undo = agent.undo
+        if undo is not None and undo[0] is resources:  # exactly the last whole-pool offer
+            _, agent.used, agent.available, agent.available_q, agent.fits = undo
+            agent.undo = None
+        elif agent.allocated:
             agent.set_used(agent.used - resources.unallocated())
         else:  # nothing held at all: the whole agent is free again, no arithmetic needed
             agent.used = EMPTY
             agent.available = agent.total
             agent.available_q = agent.total_q
             agent.fits = True
+            agent.undo = None
         framework = self._frameworks.get(framework_id)
         if framework is None:
             if not left:

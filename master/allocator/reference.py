@@ -240,7 +240,6 @@ class ReferenceAllocator:
             for agent_id, agent in self._agents.items()
             if agent.active and (chosen is None or agent_id in chosen)
         ]
-        self._rng.shuffle(agent_ids)
         offers: dict[tuple[str, str, str], Resources] = {}
 
         consumed: dict[str, q.Quantities] = {}
@@ -253,8 +252,11 @@ class ReferenceAllocator:
         unallocated_reserved = q.subtract(self._all_reserved(), self._reserved_held())
         available_headroom = q.subtract(available_headroom, unallocated_reserved)
 
-        # Stage 1: roles with quota guarantees they have not yet been given.
-        for agent_id in agent_ids:
+        # Stage 1: roles with quota guarantees they have not yet been given (when any has).
+        stage_one = any(quota.guarantees for quota in self._quotas.values())
+        if stage_one:
+            self._rng.shuffle(agent_ids)
+        for agent_id in agent_ids if stage_one else ():
             agent = self._agents[agent_id]
             for role in self._role_order():
                 quota = self._quotas.get(role, DEFAULT_QUOTA)

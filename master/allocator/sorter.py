@@ -39,11 +39,13 @@ class _Node:
         "path",
         "share",
         "version",
+        "virtual",
     )
 
     def __init__(self, path: str, key_path: str, parent: _Node | None, client: str | None):
         self.path = path  # the role path this node stands for ("" for the root)
         self.key_path = key_path  # the path used to break ties ("eng/." for a virtual leaf)
+        self.virtual = key_path.endswith("/.")
         self.parent = parent
         self.client = client  # set for leaves: what iterate() yields
         # Invariant: an internal node's allocation is the sum of its children's.
@@ -61,7 +63,7 @@ class _Node:
         return self.client is not None
 
     def key_count(self) -> int:
-        return self.own_count if self.key_path.endswith("/.") else self.count
+        return self.own_count if self.virtual else self.count
 
 
 class DRFSorter:
@@ -141,7 +143,7 @@ class DRFSorter:
                 del self._internal[parent.path]
             elif len(parent.children) == 1:
                 (only,) = parent.children.values()
-                if only.key_path.endswith("/."):
+                if only.virtual:
                     self._promote_virtual(parent, only)
                 break
             else:
@@ -176,14 +178,21 @@ class DRFSorter:
             allocation[name] = get(name, 0) + amount
         leaf.count += 1
         leaf.own_count += 1
-        leaf.share = drf_share_terms(allocation, self._terms, self._weights.get(leaf.path, 1.0))
+        weights = self._weights
+        weight = weights.get(leaf.path, 1.0) if weights else 1.0
+        leaf.share = drf_share_terms(allocation, self._terms, weight)
         parent = leaf.parent
         version = leaf.version = next(_versions)
         if leaf.active:
-            key_count = leaf.own_count if leaf.key_path.endswith("/.") else leaf.count
-            heapq.heappush(parent.heap, (leaf.share, key_count, leaf.key_path, version, leaf))
-            if len(parent.heap) > 2 * parent.live + 32:
-                self._compact(parent)
+            key_count = leaf.own_count if leaf.virtual else leaf.count
+            entry = (leaf.share, key_count, leaf.key_path, version, leaf)
+            heap = parent.heap
+            if heap and heap[0][4] is leaf:
+                heapq.heapreplace(heap, entry)  # the leaf's old entry is on top: swap it out
+            else:
+                heapq.heappush(heap, entry)
+                if len(heap) > 2 * parent.live + 32:
+                    self._compact(parent)
         if parent is not self._root:
             self._propagate(parent, quantities, 1, count=True)
 
@@ -259,9 +268,39 @@ class DRFSorter:
             pop(heap)  # nothing changes the heaps while iterating, so this is ``entry``
             popped.append((node, entry))
 
+    def first(self) -> str | None:
+        """The first active client in DRF order, or None: ``iterate`` without a generator
+        and without taking anything off a heap (the allocator's usual question)."""
+        node = self._root
+        pop = heapq.heappop
+        while True:
+            heap = node.heap
+            while heap:
+                entry = heap[0]
+                child = entry[4]
+                if entry[3] == child.version and child.parent is node:
+                    break
+                pop(heap)  # stale: dropped for good
+            else:
+                return None if node is self._root else self._first_after(node)
+            if child.client is not None:
+                return child.client
+            node = child
+
+    def _first_after(self, node: _Node) -> str | None:
+        """An internal node with no active client under it: fall back to the full walk."""
+        popped: list = []
+        for client in self.iterate(popped):
+            self.restore(popped)
+            return client
+        self.restore(popped)
+        return None
+
     @staticmethod
     def restore(popped: list) -> None:
         """Put back what ``iterate`` took, except entries that went stale meanwhile."""
+        if not popped:
+            return
         push = heapq.heappush
         for node, entry in popped:
             child = entry[4]
@@ -338,6 +377,7 @@ class DRFSorter:
         self._push(internal)
         leaf.parent = internal
         leaf.key_path = leaf.path + "/."
+        leaf.virtual = True
         internal.children[leaf.key_path] = leaf
         leaf.version = next(_versions)
         if leaf.active:
@@ -350,6 +390,7 @@ class DRFSorter:
         del self._internal[internal.path]
         leaf.parent = parent
         leaf.key_path = leaf.path
+        leaf.virtual = False
         leaf.count = internal.count
         parent.children[leaf.key_path] = leaf
         leaf.version = next(_versions)
