@@ -33,6 +33,7 @@ class _Node:
         "count",
         "heap",
         "key_path",
+        "lazy",
         "live",
         "own_count",
         "parent",
@@ -58,6 +59,9 @@ class _Node:
         self.children: dict[str, _Node] = {}  # by key path; internal nodes only
         self.heap: list[tuple] = []  # entries (share, count, key_path, version, node)
         self.live = 0  # entries of the heap that are current
+        # The only live child, whose entry's key is out of date: with nothing to order it
+        # against, its updates skip the heap until a sibling arrives (see _refresh_lazy).
+        self.lazy: _Node | None = None
 
     def is_leaf(self) -> bool:
         return self.client is not None
@@ -159,6 +163,8 @@ class DRFSorter:
     def deactivate(self, client: str) -> None:
         leaf = self._leaves[client]
         if leaf.active:
+            if leaf.parent.lazy is leaf:
+                leaf.parent.lazy = None
             leaf.active = False
             leaf.version = next(_versions)
             leaf.parent.live -= 1
@@ -178,10 +184,15 @@ class DRFSorter:
             allocation[name] = get(name, 0) + amount
         leaf.count += 1
         leaf.own_count += 1
+        parent = leaf.parent
+        if leaf.active and parent.live == 1 and (parent.lazy is None or parent.lazy is leaf):
+            parent.lazy = leaf  # alone among its siblings: nothing to reorder
+            if parent is not self._root:
+                self._propagate(parent, quantities, 1, count=True)
+            return
         weights = self._weights
         weight = weights.get(leaf.path, 1.0) if weights else 1.0
         leaf.share = drf_share_terms(allocation, self._terms, weight)
-        parent = leaf.parent
         version = leaf.version = next(_versions)
         if leaf.active:
             key_count = leaf.own_count if leaf.virtual else leaf.count
@@ -216,13 +227,15 @@ class DRFSorter:
         node = self._leaves[client]
         while node.parent is not self._root:
             node = node.parent
+        if self._root.lazy is node:
+            self._refresh_lazy(self._root)  # its key is wanted now
         return node
 
     def top_level(self) -> list[str]:
         return [node.path for node in self._root.children.values()]
 
     def share(self, client: str) -> float:
-        return self._leaves[client].share
+        return self._share_of(self._leaves[client])  # (a lazy leaf's .share is out of date)
 
     def reshare_all(self) -> None:
         """Recompute every share (after the cluster totals or the weights changed)."""
@@ -232,6 +245,7 @@ class DRFSorter:
             node = stack.pop()
             node.heap = []
             node.live = 0
+            node.lazy = None
             for child in node.children.values():
                 child.share = self._share_of(child)
                 child.version = next(_versions)
@@ -324,8 +338,14 @@ class DRFSorter:
         node.share = self._share_of(node)
 
     def _push(self, node: _Node) -> None:
-        node.version = next(_versions)
         parent = node.parent
+        if parent.lazy is not None:
+            if parent.lazy is node:
+                parent.lazy = None  # pushed fresh below
+            else:
+                self._refresh_lazy(parent)
+        node.share = self._share_of(node)  # (it may have gone out of date while lazy)
+        node.version = next(_versions)
         entry = (node.share, node.key_count(), node.key_path, node.version, node)
         heapq.heappush(parent.heap, entry)
         parent.live += 1
@@ -337,12 +357,24 @@ class DRFSorter:
         node.heap = [e for e in node.heap if e[3] == e[4].version and e[4].parent is node]
         heapq.heapify(node.heap)
 
+    def _refresh_lazy(self, parent: _Node) -> None:
+        """A sibling arrives: give the lone child's entry its real key first."""
+        lazy = parent.lazy
+        parent.lazy = None
+        if lazy is not None and lazy.parent is parent and lazy.active:
+            parent.live -= 1
+            self._push(lazy)
+
     def _reposition(self, node: _Node) -> None:
-        node.share = self._share_of(node)
+        parent = node.parent
+        if node.active and parent.live == 1 and (parent.lazy is None or parent.lazy is node):
+            parent.lazy = node  # alone among its siblings: nothing to reorder
+            return
         if node.active:
-            node.parent.live -= 1
+            parent.live -= 1
             self._push(node)
         else:
+            node.share = self._share_of(node)
             node.version = next(_versions)
 
     def _propagate(self, node: _Node, quantities: Mapping[str, int], sign: int, count: bool):
@@ -355,6 +387,8 @@ class DRFSorter:
 
     def _detach(self, node: _Node) -> None:
         parent = node.parent
+        if parent.lazy is node:
+            parent.lazy = None
         del parent.children[node.key_path]
         if node.active:
             parent.live -= 1
@@ -367,13 +401,14 @@ class DRFSorter:
         The internal node takes the leaf's place (its allocation and count); the virtual leaf
         keeps the role's own allocation and count."""
         old_parent = leaf.parent
+        if old_parent.lazy is leaf:
+            old_parent.lazy = None
         del old_parent.children[leaf.key_path]  # replaced by ``internal`` under the same key
         if leaf.active:
             old_parent.live -= 1
         old_parent.children[internal.key_path] = internal
         internal.allocation = dict(leaf.allocation)
         internal.count = leaf.count
-        internal.share = self._share_of(internal)
         self._push(internal)
         leaf.parent = internal
         leaf.key_path = leaf.path + "/."
