@@ -26,9 +26,8 @@ from collections.abc import Iterable
 
 from corral import quantities as q
 from corral.resources import Resources
-from corral.roles import validate_role
 from master.allocator.filters import OfferFilter
-from master.allocator.offer import Allocation, AllocatorError
+from master.allocator.offer import Allocation, AllocatorError, checked_role, checked_used
 from master.allocator.options import AllocatorOptions
 from master.allocator.quota import (
     DEFAULT_QUOTA,
@@ -140,6 +139,7 @@ class HierarchicalAllocator:
         # Invariant: _tracked[role] is the frameworks subscribed to role or holding resources
         # in it; a role is in the role sorter exactly when this set is non-empty.
         self._tracked: dict[str, set[str]] = {}
+        self._roles_under: dict[str, set[str]] = {}  # top-level role -> tracked roles under it
         self._orphans: dict[str, set[str]] = {}  # unknown framework -> agents it holds on
         # Quota bookkeeping, by top-level role, and cluster-wide (known frameworks only).
         # (What known frameworks hold is read off the role sorter's top-level nodes.)
@@ -155,6 +155,7 @@ class HierarchicalAllocator:
     ) -> None:
         if agent_id in self._agents:
             raise AllocatorError(f"agent {agent_id} is already known")
+        used = checked_used(agent_id, used)
         agent = self._agents[agent_id] = _Agent(agent_id, total)
         self._add_total(total, 1)
         for framework_id, resources in (used or {}).items():
@@ -226,7 +227,7 @@ class HierarchicalAllocator:
     ) -> None:
         if framework_id in self._frameworks:
             raise AllocatorError(f"framework {framework_id} is already known")
-        roles = {validate_role(role) for role in roles}
+        roles = {checked_role(role) for role in roles}
         framework = _Framework(framework_id, roles, gpu, active)
         framework.suppressed = set(suppressed_roles) & roles
         framework.min_allocatable = dict(min_allocatable or {})
@@ -269,7 +270,7 @@ class HierarchicalAllocator:
         suppressed_roles: Iterable[str] | None = None,
     ) -> None:
         framework = self._framework(framework_id)
-        new_roles = {validate_role(role) for role in roles}
+        new_roles = {checked_role(role) for role in roles}
         old_roles = framework.roles
         framework.roles = new_roles
         if gpu is not None:
@@ -309,14 +310,14 @@ class HierarchicalAllocator:
     # -- roles ----------------------------------------------------------------------------
 
     def set_weight(self, role: str, weight: float) -> None:
-        validate_role(role)
+        checked_role(role)
         if not weight > 0:
             raise AllocatorError(f"a role weight is positive, got {weight} for {role}")
         self._weights[role] = float(weight)
         self._shares_stale = True
 
     def set_quota(self, role: str, quota: Quota) -> None:
-        validate_role(role)
+        checked_role(role)
         if "/" in role or role == "*":
             raise InvalidQuota(f"quota can be set on top-level roles only, not on {role!r}")
         if quota.is_default():
@@ -561,7 +562,8 @@ class HierarchicalAllocator:
             for role in roles.iterate(popped_roles):
                 if not agent.available:
                     break
-                quota = quotas.get(role, DEFAULT_QUOTA)
+                top = role.partition("/")[0]  # a quota binds its role's whole subtree
+                quota = quotas.get(top, DEFAULT_QUOTA)
                 plain = not quota.limits and not budget.required
                 for framework_id in role_frameworks[role].iterate(popped_frameworks):
                     whole = agent.available
@@ -587,7 +589,7 @@ class HierarchicalAllocator:
                         additional = available.unreserved().scalars_only()
                         if quota.limits:
                             additional = shrink_to_limits(
-                                additional, limits_minus(quota.limits, budget.consumed[role])
+                                additional, limits_minus(quota.limits, budget.consumed[top])
                             )
                         if budget.required and additional:
                             additional = shrink_to_quantities(
@@ -605,7 +607,7 @@ class HierarchicalAllocator:
                     self._give(offers, made, agent, framework_id, role, to_offer)
                     if additional_q:
                         if not quota.is_default():
-                            budget.consumed[role] = q.add(budget.consumed[role], additional_q)
+                            budget.consumed[top] = q.add(budget.consumed[top], additional_q)
                         budget.headroom = q.subtract(budget.headroom, additional_q)
             self._settle(agent_id, made)
             DRFSorter.restore(popped_frameworks)
@@ -626,7 +628,8 @@ class HierarchicalAllocator:
         role = self._roles.first()
         if role is None:
             return None
-        quota = quotas.get(role)
+        top = role.partition("/")[0]
+        quota = quotas.get(top) if quotas else None
         if quota is not None and quota.limits:
             return None
         framework_id = self._role_frameworks[role].first()
@@ -647,39 +650,51 @@ class HierarchicalAllocator:
         if quotas and amounts:
             budget = self._budget
             if quota is not None:
-                budget.consumed[role] = q.add(budget.consumed[role], amounts)
+                budget.consumed[top] = q.add(budget.consumed[top], amounts)
             budget.headroom = q.subtract(budget.headroom, amounts)
         return made
 
     def _note_saturation(self, made: list, saturated: list[str], budget: _Budget) -> None:
         for _, role, _, _ in made:
-            if role in self._quotas and role not in saturated and self._is_saturated(role, budget):
-                saturated.append(role)
-                self._roles.deactivate(role)
+            top = role.partition("/")[0]
+            if top in self._quotas and top not in budget.saturated:
+                self._saturate_top(top, saturated, budget)
 
     def _saturate(self, budget: _Budget) -> list[str]:
-        """Roles whose limits leave no room for any scalar in the cluster and that could not
-        take anything else from an agent without reservations: out of stage 2's order."""
-        saturated = [role for role in self._quotas if self._is_saturated(role, budget)]
-        for role in saturated:
-            self._roles.deactivate(role)
+        """Roles under a quota whose limits leave no room for any scalar in the cluster, and
+        that could take nothing else from an agent without reservations: out of stage 2's
+        order (the list of roles deactivated; ``budget.saturated`` holds their quota roles)."""
+        saturated: list[str] = []
+        for top in self._quotas:
+            self._saturate_top(top, saturated, budget)
         return saturated
 
-    def _is_saturated(self, role: str, budget: _Budget) -> bool:
-        quota = self._quotas[role]
-        if not quota.limits or role not in self._roles or not self._roles.is_active(role):
+    def _saturate_top(self, top: str, saturated: list[str], budget: _Budget) -> None:
+        roles = self._roles_under.get(top)
+        if not roles or not self._is_saturated(top, roles, budget):
+            return
+        budget.saturated.add(top)
+        for role in roles:
+            if self._roles.is_active(role):
+                self._roles.deactivate(role)
+                saturated.append(role)
+
+    def _is_saturated(self, top: str, roles: set[str], budget: _Budget) -> bool:
+        quota = self._quotas[top]
+        if not quota.limits:
             return False
-        room = limits_minus(quota.limits, budget.consumed.get(role, {}))
+        room = limits_minus(quota.limits, budget.consumed.get(top, {}))
         if any(room.get(name, 1) > 0 for name in self._totals):
             return False
-        # Without reservations, such a role can only be offered non-scalars; that passes
+        # Without reservations, such roles can only be offered non-scalars; that passes
         # only for a framework whose minimum allocatable resources allow it.
-        for framework_id in self._tracked.get(role, ()):
-            minimums = self._frameworks[framework_id].min_allocatable.get(
-                role, self.options.min_allocatable_resources
-            )
-            if not minimums or any(not minimum for minimum in minimums):
-                return False
+        for role in roles:
+            for framework_id in self._tracked.get(role, ()):
+                minimums = self._frameworks[framework_id].min_allocatable.get(
+                    role, self.options.min_allocatable_resources
+                )
+                if not minimums or any(not minimum for minimum in minimums):
+                    return False
         return True
 
     # -- decisions' ingredients -------------------------------------------------------------
@@ -860,6 +875,7 @@ class HierarchicalAllocator:
         tracked = self._tracked.get(role)
         if tracked is None:
             tracked = self._tracked[role] = set()
+            self._roles_under.setdefault(role.partition("/")[0], set()).add(role)
             self._roles.add(role)
             self._role_frameworks[role] = DRFSorter(
                 self._totals, self._excluded, None, hierarchical=False
@@ -881,6 +897,11 @@ class HierarchicalAllocator:
             del self._tracked[role]
             del self._role_frameworks[role]
             self._roles.remove(role)
+            top = role.partition("/")[0]
+            under = self._roles_under[top]
+            under.discard(role)
+            if not under:
+                del self._roles_under[top]
 
     def _agent(self, agent_id: str) -> _Agent:
         agent = self._agents.get(agent_id)
@@ -896,14 +917,16 @@ class HierarchicalAllocator:
 
 
 class _Budget:
-    """Quota state during one cycle: consumed per quota role, required and available headroom."""
+    """Quota state during one cycle: consumed per quota role, required and available headroom,
+    and the quota roles whose limits are used up (stage 2)."""
 
-    __slots__ = ("consumed", "headroom", "required")
+    __slots__ = ("consumed", "headroom", "required", "saturated")
 
     def __init__(self, consumed: dict, required: dict, headroom: dict) -> None:
         self.consumed = consumed
         self.required = required
         self.headroom = headroom
+        self.saturated: set[str] = set()
 
 
 def _entry(node, role: str) -> tuple:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from corral.resources import Resources
+from corral.roles import InvalidRole, validate_role
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,3 +21,23 @@ class Allocation:
 class AllocatorError(ValueError):
     """A request the allocator refuses (unknown or duplicate ids, invalid values);
     nothing was changed."""
+
+
+def checked_role(role: str) -> str:
+    """``role`` if valid, else ``AllocatorError`` saying why."""
+    try:
+        return validate_role(role)
+    except InvalidRole as error:
+        raise AllocatorError(str(error)) from None
+
+
+def checked_used(agent_id: str, used: dict[str, Resources] | None) -> dict[str, Resources]:
+    """Resources an agent reports in use must say which role they are allocated to."""
+    for framework_id, resources in (used or {}).items():
+        if any(resource.allocation_role is None for resource in resources):
+            raise AllocatorError(
+                f"resources in use by framework {framework_id} on agent {agent_id} lack an "
+                f"allocation role ({resources!r}); pass them allocated, e.g. "
+                "resources.allocated_to(role)"
+            )
+    return dict(used or {})

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 
 from corral.quantities import Quantities
 from corral.resources import Resources
+from master.allocator.offer import AllocatorError
 
 
-class InvalidQuota(ValueError):
+class InvalidQuota(AllocatorError):
     """A quota whose guarantees exceed its limits, or that is set on a nested role."""
 
 

@@ -13,10 +13,10 @@ from collections.abc import Iterable
 
 from corral import quantities as q
 from corral.resources import Resources
-from corral.roles import ancestors, validate_role
+from corral.roles import ancestors
 from master.allocator.drf import drf_key, drf_share
 from master.allocator.filters import OfferFilter
-from master.allocator.offer import Allocation, AllocatorError
+from master.allocator.offer import Allocation, AllocatorError, checked_role, checked_used
 from master.allocator.options import MAX_REFUSE_SECONDS, AllocatorOptions
 from master.allocator.quota import (
     DEFAULT_QUOTA,
@@ -78,6 +78,7 @@ class ReferenceAllocator:
     ) -> None:
         if agent_id in self._agents:
             raise AllocatorError(f"agent {agent_id} is already known")
+        used = checked_used(agent_id, used)
         agent = self._agents[agent_id] = _Agent(agent_id, total)
         for framework_id, resources in (used or {}).items():
             self._track(agent, framework_id, resources)
@@ -120,7 +121,7 @@ class ReferenceAllocator:
     ) -> None:
         if framework_id in self._frameworks:
             raise AllocatorError(f"framework {framework_id} is already known")
-        roles = {validate_role(role) for role in roles}
+        roles = {checked_role(role) for role in roles}
         framework = _Framework(framework_id, roles, gpu, active)
         framework.suppressed = set(suppressed_roles) & roles
         framework.min_allocatable = dict(min_allocatable or {})
@@ -158,7 +159,7 @@ class ReferenceAllocator:
         suppressed_roles: Iterable[str] | None = None,
     ) -> None:
         framework = self._framework(framework_id)
-        new_roles = {validate_role(role) for role in roles}
+        new_roles = {checked_role(role) for role in roles}
         old_roles = framework.roles
         framework.roles = new_roles
         if gpu is not None:
@@ -186,14 +187,14 @@ class ReferenceAllocator:
     # -- roles ----------------------------------------------------------------------------
 
     def set_weight(self, role: str, weight: float) -> None:
-        validate_role(role)
+        checked_role(role)
         if not weight > 0:
             raise AllocatorError(f"a role weight is positive, got {weight} for {role}")
         self._weights[role] = float(weight)
 
     def set_quota(self, role: str, quota: Quota) -> None:
-        validate_role(role)
-        if "/" in role:
+        checked_role(role)
+        if "/" in role or role == "*":
             raise InvalidQuota(f"quota can be set on top-level roles only, not on {role!r}")
         if quota.is_default():
             self._quotas.pop(role, None)
@@ -318,7 +319,9 @@ class ReferenceAllocator:
             for role in self._role_order():
                 if not agent.available():
                     break
-                quota = self._quotas.get(role, DEFAULT_QUOTA)
+                # A role's quota binds its whole subtree: sub-roles count against it.
+                top = role.partition("/")[0]
+                quota = self._quotas.get(top, DEFAULT_QUOTA)
                 for framework_id in self._framework_order(role):
                     available = agent.available().allocatable_to(role)
                     if not available:
@@ -332,7 +335,7 @@ class ReferenceAllocator:
                     additional = available.unreserved().scalars_only()
                     if quota.limits:
                         additional = shrink_to_limits(
-                            additional, limits_minus(quota.limits, consumed[role])
+                            additional, limits_minus(quota.limits, consumed[top])
                         )
                     if required and additional:
                         additional = shrink_to_quantities(
@@ -346,7 +349,7 @@ class ReferenceAllocator:
                     self._offer(offers, agent, framework_id, role, to_offer)
                     increase = additional.quantities()
                     if not quota.is_default():
-                        consumed[role] = q.add(consumed.get(role, {}), increase)
+                        consumed[top] = q.add(consumed.get(top, {}), increase)
                     available_headroom = q.subtract(available_headroom, increase)
 
         return [
