@@ -132,6 +132,7 @@ class HierarchicalAllocator:
         self._shares_stale = False  # totals or weights changed: reshare before sorting
         self.stats_filtered = 0  # candidate offers withheld by decline filters, ever
         self._budget: _Budget | None = None  # quota state of the cycle under way
+        self._minimums = self.options.min_allocatable_resources
         excluded = self.options.fair_sharing_excluded_resource_names
         self._excluded = excluded
         self._roles = DRFSorter(self._totals, excluded, self._weights, hierarchical=True)
@@ -549,11 +550,10 @@ class HierarchicalAllocator:
                 continue
             reserved_here = agent.reserved and agent.available.has_reserved()
             if not reserved_here and not budget.required:
-                made = self._take_whole(agent, offers, quotas, now)
-                if made is not None:
-                    self._settle(agent_id, made)
+                taker = self._take_whole(agent, offers, quotas, now)
+                if taker is not None:
                     if quotas:
-                        self._note_saturation(made, saturated, budget)
+                        self._note_saturation((taker,), saturated, budget)
                     continue
             if reserved_here and saturated:
                 for role in saturated:
@@ -616,15 +616,15 @@ class HierarchicalAllocator:
                 for role in saturated:
                     roles.deactivate(role)
             if quotas:
-                self._note_saturation(made, saturated, budget)
+                self._note_saturation([entry[1] for entry in made], saturated, budget)
         for role in saturated:
             if role in roles:
                 roles.activate(role)
 
-    def _take_whole(self, agent: _Agent, offers: dict, quotas: dict, now: float) -> list | None:
+    def _take_whole(self, agent: _Agent, offers: dict, quotas: dict, now: float) -> str | None:
         """The usual case, without generators: the first framework of the first role takes
         the agent's whole free pool. None when that is not what the full walk would decide
-        (then the caller walks; nothing was changed here)."""
+        (then the caller walks; nothing was changed here). Returns the role it went to."""
         role = self._roles.first()
         if role is None:
             return None
@@ -652,10 +652,13 @@ class HierarchicalAllocator:
             if quota is not None:
                 budget.consumed[top] = q.add(budget.consumed[top], amounts)
             budget.headroom = q.subtract(budget.headroom, amounts)
-        return made
+        # No walk is under way, so the sorters can learn of it at once.
+        _, _, allocated, amounts = made[0]
+        self._count_one(framework, agent.id, role, allocated, amounts, True)
+        return role
 
-    def _note_saturation(self, made: list, saturated: list[str], budget: _Budget) -> None:
-        for _, role, _, _ in made:
+    def _note_saturation(self, roles: Iterable[str], saturated: list[str], budget: _Budget):
+        for role in roles:
             top = role.partition("/")[0]
             if top in self._quotas and top not in budget.saturated:
                 self._saturate_top(top, saturated, budget)
@@ -739,15 +742,15 @@ class HierarchicalAllocator:
             self._count_one(frameworks[framework_id], agent_id, role, allocated, amounts, True)
 
     def _allocatable(self, have: dict[str, int], role: str, framework: _Framework) -> bool:
+        minimums = self._minimums
         if framework.min_allocatable:
-            minimums = framework.min_allocatable.get(role, self.options.min_allocatable_resources)
-        else:
-            minimums = self.options.min_allocatable_resources
+            minimums = framework.min_allocatable.get(role, minimums)
         if not minimums:
             return True
+        get = have.get
         for minimum in minimums:
             for name, amount in minimum.items():
-                if have.get(name, 0) < amount:
+                if get(name, 0) < amount:
                     break
             else:
                 return True
