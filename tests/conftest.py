@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from libprocess import Runtime, clock
+from libprocess import Runtime, clock, launch
+from tests.actors import Echo
 
 
 @pytest.fixture
@@ -22,3 +23,13 @@ def paused_clock():
         yield clock
     finally:
         clock.resume()
+
+
+@pytest.fixture(scope="module")
+def echo():
+    """An Echo actor in a child process, shared by a module's tests that only talk to it."""
+    child = launch(Echo)
+    try:
+        yield child
+    finally:
+        child.stop(timeout=5)

@@ -40,15 +40,6 @@ def collector(home):
     return process
 
 
-@pytest.fixture(scope="module")
-def echo():
-    child = launch(Echo)
-    try:
-        yield child
-    finally:
-        child.stop(timeout=5)
-
-
 @pytest.fixture
 def children():
     """Launch children for one test; each is stopped (SIGKILL, by pid) after it."""

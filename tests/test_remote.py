@@ -56,16 +56,6 @@ def other():
         yield runtime
 
 
-@pytest.fixture(scope="module")
-def echo():
-    """An Echo actor in a child process, shared by the tests that only talk to it."""
-    child = launch(Echo)
-    try:
-        yield child
-    finally:
-        child.stop(timeout=5)
-
-
 @pytest.fixture
 def own_echo():
     """An Echo actor in a child process of its own (for tests that kill it)."""

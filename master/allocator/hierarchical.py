@@ -31,8 +31,8 @@ from master.allocator.offer import Allocation, AllocatorError, checked_role, che
 from master.allocator.options import AllocatorOptions
 from master.allocator.quota import (
     DEFAULT_QUOTA,
-    InvalidQuota,
     Quota,
+    check_quota_role,
     limits_minus,
     shrink_to_limits,
     shrink_to_quantities,
@@ -318,9 +318,7 @@ class HierarchicalAllocator:
         self._shares_stale = True
 
     def set_quota(self, role: str, quota: Quota) -> None:
-        checked_role(role)
-        if "/" in role or role == "*":
-            raise InvalidQuota(f"quota can be set on top-level roles only, not on {role!r}")
+        check_quota_role(checked_role(role))
         if quota.is_default():
             self._quotas.pop(role, None)
         else:

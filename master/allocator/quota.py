@@ -36,6 +36,17 @@ class Quota:
 DEFAULT_QUOTA = Quota()
 
 
+def check_quota_role(role: str) -> None:
+    """Quota goes on top-level roles, not on ``*`` (as Mesos allows it)."""
+    if "/" in role or role == "*":
+        raise InvalidQuota(
+            f"quota can be set on top-level roles only, not on {role!r}; set it on "
+            f"{role.partition('/')[0]!r}, whose quota binds its sub-roles"
+            if role != "*"
+            else "quota cannot be set on the default role '*'; give the frameworks a role"
+        )
+
+
 def shrink_to_quantities(resources: Resources, targets: Mapping[str, int]) -> Resources:
     """Cut unreserved scalars down to ``targets``; names absent from ``targets`` are dropped.
 

@@ -20,8 +20,8 @@ from master.allocator.offer import Allocation, AllocatorError, checked_role, che
 from master.allocator.options import MAX_REFUSE_SECONDS, AllocatorOptions
 from master.allocator.quota import (
     DEFAULT_QUOTA,
-    InvalidQuota,
     Quota,
+    check_quota_role,
     limits_minus,
     shrink_to_limits,
     shrink_to_quantities,
@@ -193,9 +193,7 @@ class ReferenceAllocator:
         self._weights[role] = float(weight)
 
     def set_quota(self, role: str, quota: Quota) -> None:
-        checked_role(role)
-        if "/" in role or role == "*":
-            raise InvalidQuota(f"quota can be set on top-level roles only, not on {role!r}")
+        check_quota_role(checked_role(role))
         if quota.is_default():
             self._quotas.pop(role, None)
         else:
