@@ -206,7 +206,9 @@ class AllocatorClient:
         return self.pid.address == self._owner.runtime.address
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> None:
-        """Send one event, ordered after every earlier one from the owner."""
+        """Send one event (a core method's name and arguments), ordered after every earlier
+        one from the owner. Fire and forget: a refused event is logged (and, across
+        processes, answered with ``allocator/error``)."""
         if self.local:
             runtime = self._owner.runtime
             future = runtime.dispatch(self.pid, AllocatorProcess.event, method, *args, **kwargs)
@@ -216,8 +218,3 @@ class AllocatorClient:
         else:
             body = [method, codec.encode(list(args)), codec.encode(kwargs)]
             self._owner.send(self.pid, CALL, body)
-
-    def __getattr__(self, method: str):
-        if method not in _EVENTS:
-            raise AttributeError(f"the allocator has no event {method!r}")
-        return lambda *args, **kwargs: self.call(method, *args, **kwargs)
