@@ -15,8 +15,9 @@ from libprocess.future import (
     collect,
 )
 from libprocess.launch import Launched, LaunchError, LaunchOptions, launch
+from libprocess.mailbox import ProcessTerminated
 from libprocess.process import Process, handler, route
-from libprocess.runtime import ProcessTerminated, Runtime, UnknownProcess
+from libprocess.runtime import Runtime, UnknownProcess
 from libprocess.transport import TransportConfig
 from libprocess.upid import UPID, InvalidUPID
 from libprocess.wire import MessageTooLarge, UnencodableBody

@@ -15,7 +15,7 @@ import structlog
 from aiohttp import web
 
 from libprocess.future import Future
-from libprocess.runtime import ProcessTerminated
+from libprocess.mailbox import ProcessTerminated
 
 if TYPE_CHECKING:
     from libprocess.runtime import Runtime

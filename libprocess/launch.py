@@ -21,8 +21,9 @@ from typing import Any
 
 import structlog
 
+from libprocess.mailbox import ProcessTerminated
 from libprocess.process import Process
-from libprocess.runtime import ProcessTerminated, Runtime, new_event_loop
+from libprocess.runtime import Runtime, new_event_loop
 from libprocess.transport import TransportConfig
 from libprocess.upid import UPID
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import inspect
 import itertools
 import threading
 from collections import deque
@@ -24,6 +23,7 @@ import structlog
 from libprocess import current, wire
 from libprocess.clock import Clock, Timer, Timers, clock
 from libprocess.future import Future, Promise
+from libprocess.mailbox import INITIALIZE, TERMINATE, Dispatch, Exited, ProcessTerminated
 from libprocess.metrics import Metrics
 from libprocess.process import Process, ProcessState
 from libprocess.transport import Transport, TransportConfig
@@ -47,10 +47,6 @@ EVENTS_PER_TURN = 4096  # events served before the loop gets a turn for I/O
 EVENTS_PER_PROCESS = 256  # events one process serves before the next gets a go
 
 
-class ProcessTerminated(Exception):
-    """The target process ended before it could serve the request."""
-
-
 class UnknownProcess(LookupError):
     """No process with that id runs in this runtime."""
 
@@ -62,96 +58,6 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     except ImportError:
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
-
-
-# -- mailbox events other than messages (messages are plain (sender, name, body) tuples) --
-
-
-class _Initialize:
-    __slots__ = ()
-
-    def serve(self, runtime: Runtime, process: Process) -> None:
-        process._state = ProcessState.RUNNING
-        try:
-            process.initialize()
-        except Exception:
-            log.exception("initialize_failed", process=process._pid)
-            runtime._finish(process)
-
-
-class _Terminate:
-    __slots__ = ()
-
-    def serve(self, runtime: Runtime, process: Process) -> None:
-        runtime._finish(process)
-
-
-class _Exited:
-    __slots__ = ("pid",)
-
-    def __init__(self, pid: UPID) -> None:
-        self.pid = pid
-
-    def serve(self, runtime: Runtime, process: Process) -> None:
-        try:
-            process.exited(self.pid)
-        except Exception:
-            log.exception("exited_hook_failed", process=process._pid, exited=self.pid)
-
-
-class _Dispatch:
-    __slots__ = ("args", "kwargs", "method", "promise")
-
-    def __init__(self, method: Callable | str, args: tuple, kwargs: dict, promise: Promise):
-        self.method = method
-        self.args = args
-        self.kwargs = kwargs
-        self.promise = promise
-
-    def serve(self, runtime: Runtime, process: Process) -> None:
-        promise = self.promise
-        try:
-            result = _bind(process, self.method)(*self.args, **self.kwargs)
-        except BaseException as error:
-            promise.fail(error)
-            return
-        if inspect.iscoroutine(result):  # it would never run: nobody awaits it
-            result.close()
-            name = getattr(self.method, "__qualname__", self.method)
-            promise.fail(
-                TypeError(
-                    f"dispatch of {name} returned a coroutine, which would block the process "
-                    "if awaited; make it a plain function that returns a Future, or "
-                    "continue with defer()"
-                )
-            )
-            return
-        promise.resolve(result)
-
-    def abandon(self, process: Process) -> None:
-        name = getattr(self.method, "__name__", self.method)
-        self.promise.fail(
-            ProcessTerminated(f"{process._pid} terminated before it handled a dispatch of {name}")
-        )
-
-
-_INITIALIZE = _Initialize()
-_TERMINATE = _Terminate()
-
-
-def _bind(process: Process, method: Callable | str) -> Callable:
-    """Method names and the process class's own functions are bound to the process."""
-    if isinstance(method, str):
-        bound = getattr(process, method, None)
-        if not callable(bound):
-            raise AttributeError(f"{type(process).__name__} has no method {method!r} to dispatch")
-        return bound
-    if inspect.isfunction(method):
-        name = method.__name__
-        for cls in type(process).__mro__:
-            if vars(cls).get(name) is method:  # Base.method on a Derived process
-                return method.__get__(process)
-    return method
 
 
 class Runtime:
@@ -478,7 +384,7 @@ class Runtime:
             process._state = ProcessState.TERMINATED
             process._done.set(None)
             return
-        process._mailbox.appendleft(_INITIALIZE)
+        process._mailbox.appendleft(INITIALIZE)
         self._schedule(process)
 
     def terminate(self, target: Process | UPID | str, inject: bool = True) -> bool:
@@ -493,9 +399,9 @@ class Runtime:
         if process._state == ProcessState.TERMINATED:
             return
         if inject:
-            process._mailbox.appendleft(_TERMINATE)
+            process._mailbox.appendleft(TERMINATE)
         else:
-            process._mailbox.append(_TERMINATE)
+            process._mailbox.append(TERMINATE)
         self._schedule(process)
 
     def wait(self, target: Process | UPID | str) -> Future[None]:
@@ -523,7 +429,7 @@ class Runtime:
             return
         if process._state == ProcessState.CREATED:
             # Terminated before its first event: initialize still comes first, so that
-            # finalize always pairs with it (its queued _INITIALIZE is dropped below).
+            # finalize always pairs with it (its queued INITIALIZE is dropped below).
             process._state = ProcessState.RUNNING
             try:
                 process.initialize()
@@ -537,7 +443,7 @@ class Runtime:
             event = mailbox.popleft()
             if type(event) is tuple:
                 dropped += 1
-            elif isinstance(event, _Dispatch):
+            elif isinstance(event, Dispatch):
                 event.abandon(process)
         try:
             process.finalize()
@@ -547,7 +453,7 @@ class Runtime:
             self._processes.pop(pid.id, None)
         for linker in self._links.pop(pid.id, ()):
             if linker._state != ProcessState.TERMINATED:
-                self._enqueue(linker, _Exited(pid))
+                self._enqueue(linker, Exited(pid))
         for address in self._remote_linkers.pop(pid.id, ()):
             self._send_control(address, pid, wire.CONTROL_EXITED, None)
         for target in process._links_out:
@@ -661,10 +567,10 @@ class Runtime:
         if process._state == ProcessState.TERMINATED:
             return Future.failed(ProcessTerminated(f"{process._pid} has terminated"))
         promise: Promise[Any] = Promise()
-        self._call(self._enqueue_dispatch, process, _Dispatch(method, args, kwargs, promise))
+        self._call(self._enqueue_dispatch, process, Dispatch(method, args, kwargs, promise))
         return promise.future
 
-    def _enqueue_dispatch(self, process: Process, dispatch: _Dispatch) -> None:
+    def _enqueue_dispatch(self, process: Process, dispatch: Dispatch) -> None:
         if process._state == ProcessState.TERMINATED:  # ended while the call was handed over
             dispatch.abandon(process)
         else:
@@ -739,7 +645,7 @@ class Runtime:
         if pid.address == self.address:
             target = self._processes.get(pid.id) or self._reserved.get(pid.id)
             if target is None:
-                self._enqueue(process, _Exited(pid))
+                self._enqueue(process, Exited(pid))
                 return
             links_out.add(pid)
             self._links.setdefault(pid.id, set()).add(process)
@@ -787,7 +693,7 @@ class Runtime:
             for process in self._remote_links.pop(sender, ()):
                 process._links_out.discard(sender)
                 if process._state != ProcessState.TERMINATED:
-                    self._enqueue(process, _Exited(sender))
+                    self._enqueue(process, Exited(sender))
         elif name in (wire.CONTROL_LINK, wire.CONTROL_EXITED):
             self._complain(
                 "messages_malformed",
@@ -801,7 +707,7 @@ class Runtime:
             for process in self._remote_links.pop(pid):
                 process._links_out.discard(pid)
                 if process._state != ProcessState.TERMINATED:
-                    self._enqueue(process, _Exited(pid))
+                    self._enqueue(process, Exited(pid))
         for ident in list(self._remote_linkers):
             addresses = self._remote_linkers[ident]
             addresses.discard(address)
