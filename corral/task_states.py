@@ -1,0 +1,98 @@
+"""Task states, the reasons for them and their sources, with Mesos's names.
+
+The wire form of each member is its name (``"TASK_RUNNING"``), as in Mesos's v1 JSON, so the
+enums' values are their names. Reasons use the v1 spelling (``AGENT``, not ``SLAVE``).
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class TaskState(enum.Enum):
+    TASK_STAGING = "TASK_STAGING"  # the master has sent the task to the agent
+    TASK_STARTING = "TASK_STARTING"  # the executor is starting it
+    TASK_RUNNING = "TASK_RUNNING"
+    TASK_KILLING = "TASK_KILLING"  # a kill is under way (frameworks with TASK_KILLING_STATE)
+    TASK_FINISHED = "TASK_FINISHED"  # ended successfully
+    TASK_FAILED = "TASK_FAILED"  # ended with an error
+    TASK_KILLED = "TASK_KILLED"  # ended by a kill request
+    TASK_ERROR = "TASK_ERROR"  # invalid; never launched
+    TASK_LOST = "TASK_LOST"  # legacy: for frameworks that are not PARTITION_AWARE
+    TASK_DROPPED = "TASK_DROPPED"  # not launched (a transient failure); safe to relaunch
+    TASK_UNREACHABLE = "TASK_UNREACHABLE"  # its agent is out of touch; may come back
+    TASK_GONE = "TASK_GONE"  # its agent is gone for good
+    TASK_GONE_BY_OPERATOR = "TASK_GONE_BY_OPERATOR"  # an operator says its agent is gone
+    TASK_UNKNOWN = "TASK_UNKNOWN"  # the master has never heard of it (reconciliation)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+# As Mesos's protobuf::isTerminalState: UNREACHABLE and UNKNOWN are not terminal (the task may
+# still be running), KILLING is not (the kill may fail).
+TERMINAL_STATES = frozenset(
+    {
+        TaskState.TASK_FINISHED,
+        TaskState.TASK_FAILED,
+        TaskState.TASK_KILLED,
+        TaskState.TASK_ERROR,
+        TaskState.TASK_LOST,
+        TaskState.TASK_DROPPED,
+        TaskState.TASK_GONE,
+        TaskState.TASK_GONE_BY_OPERATOR,
+    }
+)
+
+
+def is_terminal(state: TaskState) -> bool:
+    """True when no later state can follow, so the task's resources can be freed."""
+    return state in TERMINAL_STATES
+
+
+class Source(enum.Enum):
+    """Who produced a status update."""
+
+    SOURCE_MASTER = "SOURCE_MASTER"
+    SOURCE_AGENT = "SOURCE_AGENT"
+    SOURCE_EXECUTOR = "SOURCE_EXECUTOR"
+
+
+class Reason(enum.Enum):
+    """Why a task is in its state (Mesos's ``TaskStatus.Reason``, v1 names)."""
+
+    REASON_COMMAND_EXECUTOR_FAILED = "REASON_COMMAND_EXECUTOR_FAILED"
+    REASON_CONTAINER_LAUNCH_FAILED = "REASON_CONTAINER_LAUNCH_FAILED"
+    REASON_CONTAINER_LIMITATION = "REASON_CONTAINER_LIMITATION"
+    REASON_CONTAINER_LIMITATION_DISK = "REASON_CONTAINER_LIMITATION_DISK"
+    REASON_CONTAINER_LIMITATION_MEMORY = "REASON_CONTAINER_LIMITATION_MEMORY"
+    REASON_CONTAINER_PREEMPTED = "REASON_CONTAINER_PREEMPTED"
+    REASON_CONTAINER_UPDATE_FAILED = "REASON_CONTAINER_UPDATE_FAILED"
+    REASON_EXECUTOR_REGISTRATION_TIMEOUT = "REASON_EXECUTOR_REGISTRATION_TIMEOUT"
+    REASON_EXECUTOR_REREGISTRATION_TIMEOUT = "REASON_EXECUTOR_REREGISTRATION_TIMEOUT"
+    REASON_EXECUTOR_TERMINATED = "REASON_EXECUTOR_TERMINATED"
+    REASON_EXECUTOR_UNREGISTERED = "REASON_EXECUTOR_UNREGISTERED"
+    REASON_FRAMEWORK_REMOVED = "REASON_FRAMEWORK_REMOVED"
+    REASON_GC_ERROR = "REASON_GC_ERROR"
+    REASON_INVALID_FRAMEWORKID = "REASON_INVALID_FRAMEWORKID"
+    REASON_INVALID_OFFERS = "REASON_INVALID_OFFERS"
+    REASON_IO_SWITCHBOARD_EXITED = "REASON_IO_SWITCHBOARD_EXITED"
+    REASON_MASTER_DISCONNECTED = "REASON_MASTER_DISCONNECTED"
+    REASON_MAX_COMPLETION_TIME_REACHED = "REASON_MAX_COMPLETION_TIME_REACHED"
+    REASON_RECONCILIATION = "REASON_RECONCILIATION"
+    REASON_RESOURCES_UNKNOWN = "REASON_RESOURCES_UNKNOWN"
+    REASON_AGENT_DISCONNECTED = "REASON_AGENT_DISCONNECTED"
+    REASON_AGENT_REMOVED = "REASON_AGENT_REMOVED"
+    REASON_AGENT_REMOVED_BY_OPERATOR = "REASON_AGENT_REMOVED_BY_OPERATOR"
+    REASON_AGENT_REREGISTERED = "REASON_AGENT_REREGISTERED"
+    REASON_AGENT_RESTARTED = "REASON_AGENT_RESTARTED"
+    REASON_AGENT_UNKNOWN = "REASON_AGENT_UNKNOWN"
+    REASON_TASK_CHECK_STATUS_UPDATED = "REASON_TASK_CHECK_STATUS_UPDATED"
+    REASON_TASK_HEALTH_CHECK_STATUS_UPDATED = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"
+    REASON_TASK_GROUP_INVALID = "REASON_TASK_GROUP_INVALID"
+    REASON_TASK_GROUP_UNAUTHORIZED = "REASON_TASK_GROUP_UNAUTHORIZED"
+    REASON_TASK_INVALID = "REASON_TASK_INVALID"
+    REASON_TASK_KILLED_DURING_LAUNCH = "REASON_TASK_KILLED_DURING_LAUNCH"
+    REASON_TASK_UNAUTHORIZED = "REASON_TASK_UNAUTHORIZED"
+    REASON_TASK_UNKNOWN = "REASON_TASK_UNKNOWN"
