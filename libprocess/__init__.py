@@ -14,7 +14,7 @@ from libprocess.future import (
     State,
     collect,
 )
-from libprocess.launch import Launched, LaunchError, LaunchOptions, launch
+from libprocess.launch import Launched, LaunchError, LaunchOptions, launch, serve
 from libprocess.mailbox import ProcessTerminated
 from libprocess.process import Process, handler, route
 from libprocess.runtime import Runtime, UnknownProcess
@@ -48,4 +48,5 @@ __all__ = [
     "handler",
     "launch",
     "route",
+    "serve",
 ]

@@ -197,6 +197,53 @@ def _child_main(
 
 
 async def _serve_child(report, factory, args, kwargs, options: LaunchOptions, parent_pid: int):
+    def ready(pid: UPID, http_address: str | None) -> None:
+        report.send(("ready", str(pid), http_address))
+        report.close()
+
+    def failed(reason: str) -> None:
+        report.send(("error", reason, None))
+        report.close()
+
+    await _serve(factory, args, kwargs, options, ready, failed, parent_pid)
+
+
+def serve(
+    factory: type[Process] | Callable[..., Process],
+    *args: Any,
+    options: LaunchOptions | None = None,
+    on_ready: Callable[[UPID, str | None], None] | None = None,
+    **kwargs: Any,
+) -> int:
+    """Run ``factory(*args, **kwargs)`` in this process until SIGINT/SIGTERM or until the
+    actor ends (a program's main: ``corral master``). Returns 0, or 1 if it failed to start.
+
+    ``on_ready(pid, http_address)`` runs once the actor has initialized.
+    """
+    options = options or LaunchOptions()
+    from libprocess import log as logsetup
+
+    logsetup.configure(options.log_level)
+    failure: list[str] = []
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(
+            _serve(
+                factory, args, kwargs, options, on_ready or (lambda *_: None), failure.append, None
+            )
+        )
+    finally:
+        loop.close()
+    if failure:
+        log.error("serve_failed", reason=failure[0])
+        return 1
+    return 0
+
+
+async def _serve(
+    factory, args, kwargs, options: LaunchOptions, ready, failed, parent_pid: int | None
+) -> None:
+    """Start a runtime, spawn the actor, call ``ready``, serve until told to stop."""
     loop = asyncio.get_running_loop()
     runtime = Runtime(
         options.host, options.port, http_port=options.http_port, transport=options.transport
@@ -208,14 +255,15 @@ async def _serve_child(report, factory, args, kwargs, options: LaunchOptions, pa
         # A dispatch is served after initialize: once it is, the actor is serving.
         await runtime.dispatch(process, _serving)
     except ProcessTerminated:
-        reason = (
+        failed(
             "the actor ended during initialize() (it raised, or terminated itself); "
-            "the child's log has the traceback"
+            "the log has the traceback"
         )
-        await _report_failure(report, runtime, reason)
+        await runtime.astop()
         return
     except BaseException as error:
-        await _report_failure(report, runtime, f"{type(error).__name__}: {error}")
+        failed(f"{type(error).__name__}: {error}")
+        await runtime.astop()
         return
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -229,18 +277,12 @@ async def _serve_child(report, factory, args, kwargs, options: LaunchOptions, pa
         else:
             loop.call_later(options.parent_check_interval, check_parent)
 
-    loop.call_later(options.parent_check_interval, check_parent)
-    report.send(("ready", str(pid), runtime.http_address))
-    report.close()
+    if parent_pid is not None:
+        loop.call_later(options.parent_check_interval, check_parent)
+    ready(pid, runtime.http_address)
     await stop.wait()
     await runtime.astop()
 
 
 def _serving() -> None:
     """Dispatched to the launched actor: it runs once the actor has initialized."""
-
-
-async def _report_failure(report, runtime: Runtime, reason: str) -> None:
-    report.send(("error", reason, None))
-    report.close()
-    await runtime.astop()

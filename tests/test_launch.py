@@ -197,3 +197,30 @@ def test_a_program_that_exits_without_stopping_its_children_stops_them():
         program.stdout.close()
         if child is not None and alive(child):
             os.kill(child, signal.SIGKILL)
+
+
+def test_serve_runs_an_actor_in_the_foreground_until_sigterm(runtime):
+    """``serve`` is a program's main (``corral master``): ready, serving, clean stop."""
+    program = (
+        "from libprocess import serve\n"
+        "from tests.actors import Echo\n"
+        "raise SystemExit(serve(Echo, on_ready=lambda pid, http: print(pid, flush=True)))\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", program],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parent.parent,
+        text=True,
+    )
+    try:
+        pid = UPID(child.stdout.readline().strip())
+        collector = Collector()
+        runtime.spawn(collector)
+        runtime.send(pid, "ping", {"n": 7}, collector.pid)
+        assert collector.next(timeout=10) == (pid, "pong", {"n": 7})
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=10) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()

@@ -1,0 +1,106 @@
+"""``corral agents|frameworks|tasks|state``: read-outs of the master's ``/master/state``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+from corral.resources import Resources
+
+
+class StateUnavailable(ConnectionError):
+    """The master's state could not be read."""
+
+
+def fetch_state(master: str, timeout: float = 5.0) -> dict[str, Any]:
+    address = master.removeprefix("http://").rstrip("/")
+    url = f"http://{address}/master/state"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise StateUnavailable(
+            f"could not read {url} ({error}); is the master running there? "
+            "Give its HTTP address with --master HOST:PORT"
+        ) from None
+
+
+def _resources(value: Any) -> str:
+    try:
+        return Resources.from_json(value).to_text() if value else "-"
+    except ValueError:
+        return str(value)
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [len(h) for h in header]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def agents_table(state: dict[str, Any]) -> str:
+    rows = [
+        [
+            str(agent.get("id", "?")),
+            str(agent.get("hostname", "?")),
+            _resources(agent.get("resources")),
+            _resources(agent.get("used_resources")),
+        ]
+        for agent in state.get("agents", [])
+    ]
+    return _table(rows, ["ID", "HOSTNAME", "RESOURCES", "USED"])
+
+
+def frameworks_table(state: dict[str, Any]) -> str:
+    rows = [
+        [
+            str(framework.get("id", "?")),
+            str(framework.get("name", "")),
+            ",".join(framework.get("roles", []) or []),
+            "yes" if framework.get("active") else "no",
+            str(len(framework.get("tasks", []) or [])),
+        ]
+        for framework in state.get("frameworks", [])
+    ]
+    return _table(rows, ["ID", "NAME", "ROLES", "ACTIVE", "TASKS"])
+
+
+def tasks_table(state: dict[str, Any]) -> str:
+    tasks = list(state.get("tasks", []) or [])
+    if not tasks:
+        for framework in state.get("frameworks", []):
+            tasks.extend(framework.get("tasks", []) or [])
+    rows = [
+        [
+            str(task.get("id", "?")),
+            str(task.get("framework_id", "")),
+            str(task.get("state", "?")),
+            str(task.get("agent_id", "")),
+            _resources(task.get("resources")),
+        ]
+        for task in tasks
+    ]
+    return _table(rows, ["ID", "FRAMEWORK", "STATE", "AGENT", "RESOURCES"])
+
+
+def show(what: str, master: str) -> int:
+    try:
+        state = fetch_state(master)
+    except StateUnavailable as error:
+        print(f"corral: {error}", file=sys.stderr)
+        return 1
+    if what == "state":
+        print(json.dumps(state, indent=2, sort_keys=True))
+    else:
+        print(
+            {"agents": agents_table, "frameworks": frameworks_table, "tasks": tasks_table}[what](
+                state
+            )
+        )
+    return 0
