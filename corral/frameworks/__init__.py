@@ -1,0 +1,1 @@
+"""Frameworks that ship with Corral (used by ``corral run`` and ``make demo``)."""
