@@ -31,10 +31,12 @@ test: lint
 bench: $(STAMP)
 	$(PY) benchmarks/messaging.py
 	$(PY) benchmarks/allocator.py
+	$(PY) benchmarks/launch.py
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/messaging.py --quick
 	$(PY) benchmarks/allocator.py --quick
+	$(PY) benchmarks/launch.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

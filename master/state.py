@@ -1,0 +1,246 @@
+"""The master's bookkeeping of agents, frameworks, offers and tasks: plain records, no I/O.
+
+``MasterState`` keeps the indexes consistent (a task is listed under its framework and its
+agent; an offer under both); the actor decides what to send. Tasks are indexed by
+``(framework_id, task_id)`` whether or not the framework is registered yet: an agent that
+re-registers after a master failover reports tasks of frameworks that have not come back.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from corral.ids import AgentID, ExecutorID, FrameworkID, OfferID, TaskID
+from corral.protocol import AgentInfo, FrameworkInfo, Offer, Task, TaskStatus
+from corral.resources import Resources
+from corral.task_states import TaskState, is_terminal
+from libprocess import Timer
+
+TaskKey = tuple[FrameworkID, TaskID]
+COMPLETED_TASKS_KEPT = 1000  # terminal tasks remembered per framework (state, reconcile)
+
+
+@dataclass(slots=True)
+class AgentRecord:
+    info: AgentInfo  # with its id set
+    pid: str
+    version: str = ""
+    # Invariant: missed_pings counts pings sent since the last pong, minus the one in flight.
+    awaiting_pong: bool = False
+    missed_pings: int = 0
+    tasks: set[TaskKey] = field(default_factory=set)
+    offers: set[OfferID] = field(default_factory=set)
+    # Executors launched with tasks: (framework, executor) -> their resources (allocated).
+    executors: dict[tuple[FrameworkID, ExecutorID], Resources] = field(default_factory=dict)
+
+    @property
+    def id(self) -> AgentID:
+        assert self.info.id is not None
+        return self.info.id
+
+
+@dataclass(slots=True)
+class FrameworkRecord:
+    id: FrameworkID
+    info: FrameworkInfo  # with its id set
+    pid: str
+    roles: tuple[str, ...]
+    active: bool = True
+    connected: bool = True
+    failover_timer: Timer | None = None
+    offers: set[OfferID] = field(default_factory=set)
+    completed: deque[TaskRecord] = field(default_factory=lambda: deque(maxlen=COMPLETED_TASKS_KEPT))
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    task_id: TaskID
+    framework_id: FrameworkID
+    agent_id: AgentID
+    name: str
+    state: TaskState
+    resources: Resources  # allocated form: what the allocator holds for the task
+    executor_id: ExecutorID | None = None
+    status: TaskStatus | None = None  # the latest update (None until the first one)
+
+    def to_task(self) -> Task:
+        return Task(
+            name=self.name,
+            task_id=self.task_id,
+            framework_id=self.framework_id,
+            agent_id=self.agent_id,
+            state=self.state,
+            executor_id=self.executor_id,
+            resources=self.resources,
+            statuses=(self.status,) if self.status else (),
+        )
+
+
+@dataclass(slots=True)
+class OfferRecord:
+    offer: Offer
+    timer: Timer | None = None  # the offer timeout, when the master has one
+
+    @property
+    def id(self) -> OfferID:
+        return self.offer.id
+
+
+def roles_of(info: FrameworkInfo) -> tuple[str, ...]:
+    """A framework's roles: ``roles``, else ``role``, else ``*`` (docs/flows.md)."""
+    if info.roles:
+        return tuple(info.roles)
+    return (info.role,) if info.role else ("*",)
+
+
+class MasterState:
+    """Agents, frameworks, offers and tasks, with their cross-indexes kept consistent."""
+
+    def __init__(self) -> None:
+        self.agents: dict[AgentID, AgentRecord] = {}
+        self.unreachable: dict[AgentID, AgentInfo] = {}  # agents that stopped answering
+        # The tasks an unreachable agent had (some may have ended since; see unreachable_tasks).
+        self._unreachable_tasks: dict[AgentID, set[TaskKey]] = {}
+        self.frameworks: dict[FrameworkID, FrameworkRecord] = {}
+        self.removed_frameworks: set[FrameworkID] = set()  # torn down: ids refused
+        self.offers: dict[OfferID, OfferRecord] = {}
+        # Invariant: every task is listed in its agent's ``tasks`` while the agent is known
+        # (reachable or not), and in ``framework_tasks`` under its framework id.
+        self.tasks: dict[TaskKey, TaskRecord] = {}
+        self.framework_tasks: dict[FrameworkID, set[TaskID]] = {}
+        self._agents_by_pid: dict[str, AgentID] = {}
+
+    # -- agents -----------------------------------------------------------------------
+
+    def add_agent(self, record: AgentRecord) -> None:
+        self.unreachable.pop(record.id, None)
+        self._unreachable_tasks.pop(record.id, None)
+        self.agents[record.id] = record
+        self._agents_by_pid[record.pid] = record.id
+
+    def agent_by_pid(self, pid: str | None) -> AgentRecord | None:
+        agent_id = self._agents_by_pid.get(pid) if pid else None
+        return self.agents.get(agent_id) if agent_id else None
+
+    def set_agent_pid(self, agent: AgentRecord, pid: str) -> None:
+        self._agents_by_pid.pop(agent.pid, None)
+        agent.pid = pid
+        self._agents_by_pid[pid] = agent.id
+
+    def remove_agent(self, agent_id: AgentID, unreachable: bool) -> AgentRecord:
+        """Forget the agent (its offers too); its tasks stay for the caller to settle."""
+        agent = self.agents.pop(agent_id)
+        self._agents_by_pid.pop(agent.pid, None)
+        for offer_id in list(agent.offers):
+            self.remove_offer(offer_id)
+        if unreachable:
+            self.unreachable[agent_id] = agent.info
+            self._unreachable_tasks[agent_id] = agent.tasks
+        return agent
+
+    def unreachable_tasks(self, agent_id: AgentID) -> list[TaskRecord]:
+        """The tasks still kept for an unreachable agent (not ended since it went)."""
+        keys = self._unreachable_tasks.get(agent_id, ())
+        return [self.tasks[key] for key in sorted(keys) if key in self.tasks]
+
+    # -- frameworks ---------------------------------------------------------------------
+
+    def add_framework(self, record: FrameworkRecord) -> None:
+        self.frameworks[record.id] = record
+        self.framework_tasks.setdefault(record.id, set())
+
+    def frameworks_by_pid(self, pid: str) -> list[FrameworkRecord]:
+        return [framework for framework in self.frameworks.values() if framework.pid == pid]
+
+    def remove_framework(self, framework_id: FrameworkID) -> list[TaskRecord]:
+        """Forget the framework, its offers and its tasks; returns the tasks it had."""
+        framework = self.frameworks.pop(framework_id)
+        for offer_id in list(framework.offers):
+            self.remove_offer(offer_id)
+        tasks = [self.tasks[(framework_id, task_id)] for task_id in self.tasks_of(framework_id)]
+        for task in tasks:
+            self.remove_task(task)
+        self.framework_tasks.pop(framework_id, None)
+        self.removed_frameworks.add(framework_id)
+        return tasks
+
+    def tasks_of(self, framework_id: FrameworkID) -> list[TaskID]:
+        return sorted(self.framework_tasks.get(framework_id, ()))
+
+    # -- offers ---------------------------------------------------------------------------
+
+    def add_offer(self, record: OfferRecord) -> None:
+        offer = record.offer
+        self.offers[offer.id] = record
+        self.frameworks[offer.framework_id].offers.add(offer.id)
+        self.agents[offer.agent_id].offers.add(offer.id)
+
+    def remove_offer(self, offer_id: OfferID) -> OfferRecord | None:
+        record = self.offers.pop(offer_id, None)
+        if record is None:
+            return None
+        if record.timer is not None:
+            record.timer.cancel()
+        offer = record.offer
+        framework = self.frameworks.get(offer.framework_id)
+        if framework is not None:
+            framework.offers.discard(offer_id)
+        agent = self.agents.get(offer.agent_id)
+        if agent is not None:
+            agent.offers.discard(offer_id)
+        return record
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def add_task(self, task: TaskRecord) -> None:
+        key = (task.framework_id, task.task_id)
+        self.tasks[key] = task
+        self.framework_tasks.setdefault(task.framework_id, set()).add(task.task_id)
+        agent = self.agents.get(task.agent_id)
+        if agent is not None:
+            agent.tasks.add(key)
+
+    def task(self, framework_id: FrameworkID, task_id: TaskID) -> TaskRecord | None:
+        return self.tasks.get((framework_id, task_id))
+
+    def completed_task(self, framework_id: FrameworkID, task_id: TaskID) -> TaskRecord | None:
+        framework = self.frameworks.get(framework_id)
+        if framework is None:
+            return None
+        for task in reversed(framework.completed):
+            if task.task_id == task_id:
+                return task
+        return None
+
+    def remove_task(self, task: TaskRecord) -> None:
+        key = (task.framework_id, task.task_id)
+        self.tasks.pop(key, None)
+        ids = self.framework_tasks.get(task.framework_id)
+        if ids is not None:
+            ids.discard(task.task_id)
+        agent = self.agents.get(task.agent_id)
+        if agent is not None:
+            agent.tasks.discard(key)
+
+    def update_task(self, task: TaskRecord, status: TaskStatus) -> bool:
+        """Apply a status update; True when it ends the task (it moves to completed)."""
+        was_terminal = is_terminal(task.state)
+        task.state = status.state
+        task.status = status
+        if was_terminal or not is_terminal(status.state):
+            return False
+        self.remove_task(task)
+        framework = self.frameworks.get(task.framework_id)
+        if framework is not None:
+            framework.completed.append(task)
+        return True
+
+    def used_on(self, agent: AgentRecord) -> Resources:
+        """What the agent's live tasks and executors hold (allocated form)."""
+        used = Resources()
+        for key in agent.tasks:
+            used = used + self.tasks[key].resources
+        for resources in agent.executors.values():
+            used = used + resources
+        return used
