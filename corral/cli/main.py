@@ -14,14 +14,57 @@ def build_parser() -> argparse.ArgumentParser:
         description="Corral: a data-center operating system in the line of Apache Mesos.",
     )
     parser.add_argument("--version", action="version", version=f"corral {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
+
+    master = commands.add_parser("master", help="run a master in the foreground")
+    master.add_argument("--ip", default="127.0.0.1", help="address to listen on")
+    master.add_argument("--port", type=int, default=5050, help="HTTP port (users give this)")
+    master.add_argument("--native-port", type=int, default=0, help="libprocess port (0: any)")
+    master.add_argument("--work-dir", default="corral-work/master", help="registry directory")
+    master.add_argument("--allocation-interval", type=float, default=1.0, help="seconds")
+    master.add_argument("--agent-ping-timeout", type=float, default=15.0, help="seconds")
+    master.add_argument("--max-agent-ping-timeouts", type=int, default=5)
+    master.add_argument("--log-level", default="info")
+
+    agent = commands.add_parser("agent", help="run an agent in the foreground")
+    agent.add_argument("--master", default="127.0.0.1:5050", help="the master's HTTP host:port")
+    agent.add_argument("--ip", default="127.0.0.1", help="address to listen on")
+    agent.add_argument("--port", type=int, default=5051, help="HTTP port")
+    agent.add_argument("--work-dir", default="corral-work/agent", help="sandboxes live here")
+    agent.add_argument("--resources", default=None, help="e.g. 'cpus:4;mem:4096' (else detected)")
+    agent.add_argument("--attributes", default=None, help="e.g. 'rack:r1;zone:a'")
+    agent.add_argument("--hostname", default=None)
+    agent.add_argument("--log-level", default="info")
+
+    local = commands.add_parser("local", help="a master and agents on this machine, until Ctrl-C")
+    local.add_argument("--agents", type=int, default=2)
+    local.add_argument("--ip", default="127.0.0.1")
+    local.add_argument("--port", type=int, default=5050, help="the master's HTTP port")
+    local.add_argument("--work-dir", default=None, help="default: a new temporary directory")
+    local.add_argument("--resources", default=None, help="each agent's, e.g. 'cpus:2;mem:2048'")
+    local.add_argument("--log-level", default="warning")
+
+    run = commands.add_parser("run", help="run one command as a task, like mesos-execute")
+    run.add_argument("--master", default="127.0.0.1:5050", help="the master's HTTP host:port")
+    run.add_argument("--command", required=True, help="the shell command")
+    run.add_argument("--name", default="corral-run", help="the framework's name")
+    run.add_argument("--cpus", type=float, default=0.1)
+    run.add_argument("--mem", type=float, default=32.0, help="MB")
+    run.add_argument("--timeout", type=float, default=None, help="give up after seconds")
+    run.add_argument("--log-level", default="warning")
+
+    for what in ("agents", "frameworks", "tasks", "state"):
+        listing = commands.add_parser(what, help=f"list the cluster's {what} (state: as JSON)")
+        listing.add_argument("--master", default="127.0.0.1:5050", help="the master's host:port")
 
     demo = commands.add_parser(
-        "demo",
-        help="start actors in several OS processes and show them exchanging messages",
+        "demo", help="start a local cluster, run an example framework's tasks, stop it"
     )
-    demo.add_argument("--nodes", type=int, default=3, help="actor processes to start (2-16)")
-    demo.add_argument("--rounds", type=int, default=3, help="times the token goes round")
+    demo.add_argument("--agents", type=int, default=2, help="agents to start")
+    demo.add_argument("--tasks", type=int, default=12, help="tasks to run")
+    demo.add_argument(
+        "--actors", action="store_true", help="the runtime demo instead: actors in processes"
+    )
     demo.add_argument("--log-level", default="warning", help="runtime log level")
     return parser
 
@@ -29,12 +72,66 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        if not 2 <= args.nodes <= 16:
-            parser.error(f"--nodes must be between 2 and 16, got {args.nodes}")
-        from corral.cli.demo import run_demo
+    if args.subcommand == "master":
+        from corral.cli.cluster import run_master
+        from master.master import MasterOptions
 
-        return run_demo(nodes=args.nodes, rounds=args.rounds, log_level=args.log_level)
+        options = MasterOptions(
+            allocation_interval=args.allocation_interval,
+            agent_ping_timeout=args.agent_ping_timeout,
+            max_agent_ping_timeouts=args.max_agent_ping_timeouts,
+        )
+        return run_master(
+            args.ip, args.port, args.native_port, args.work_dir, options, args.log_level
+        )
+    if args.subcommand == "agent":
+        from agent.options import AgentOptions
+        from corral.cli.cluster import run_agent
+
+        options = AgentOptions(
+            master=args.master,
+            work_dir=args.work_dir,
+            resources=args.resources,
+            attributes=args.attributes,
+            hostname=args.hostname,
+            port=args.port,
+        )
+        return run_agent(args.ip, options, args.log_level)
+    if args.subcommand == "local":
+        if args.agents < 1:
+            parser.error(f"--agents must be at least 1, got {args.agents}")
+        from corral.cli.cluster import run_local
+
+        return run_local(
+            args.agents, args.ip, args.port, args.work_dir, args.resources, args.log_level
+        )
+    if args.subcommand == "run":
+        from corral.cli.run import run
+        from libprocess import log as logsetup
+
+        logsetup.configure(args.log_level)
+        return run(
+            args.master,
+            args.command,
+            cpus=args.cpus,
+            mem=args.mem,
+            name=args.name,
+            timeout=args.timeout,
+        )
+    if args.subcommand in ("agents", "frameworks", "tasks", "state"):
+        from corral.cli.listings import show
+
+        return show(args.subcommand, args.master)
+    if args.subcommand == "demo":
+        if args.actors:
+            from corral.cli.demo import run_demo
+
+            return run_demo(log_level=args.log_level)
+        if not 1 <= args.agents <= 8 or args.tasks < 1:
+            parser.error("--agents must be 1-8 and --tasks at least 1")
+        from corral.cli.cluster_demo import run_cluster_demo
+
+        return run_cluster_demo(agents=args.agents, tasks=args.tasks, log_level=args.log_level)
     parser.print_help()
     return 2
 

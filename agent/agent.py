@@ -1,0 +1,1115 @@
+"""The agent actor: registers with the master, runs tasks in containers, reports their states.
+
+A thin actor in the sense of DESIGN.md: every status update goes through the sans-IO
+``StatusUpdateManager`` (ordering, one in flight per task, resend until acknowledged), and the
+containerizer's blocking work (launch, wait, destroy) runs as asyncio tasks on the runtime's
+loop whose results re-enter the actor as dispatches, so no handler ever blocks.
+
+Executors, as in Mesos (docs/flows.md "Executors"):
+
+- a command task (``TaskInfo.command``) gets an executor of its own, id = task id, run by the
+  agent itself: its command runs in a container and the agent reports TASK_STARTING,
+  TASK_RUNNING, then TASK_FINISHED / TASK_FAILED / TASK_KILLED (source SOURCE_EXECUTOR);
+- a custom executor (``TaskInfo.executor``) is a program the agent starts in a container; it
+  registers through ``corral.executor.ExecutorDriver`` and then receives its tasks.
+
+Decisions where Mesos leaves room: ``ExitedExecutor`` is sent for custom executors only (the
+master does not track command executors). There is no recovery yet, so an agent that stops
+kills its containers: ``shutdown()`` (dispatch it first) destroys them gracefully, and
+``finalize`` sends SIGKILL to whatever is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import functools
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+import corral
+from agent.options import AgentOptions
+from agent.sandbox import sandbox_path
+from agent.status_updates import (
+    Forward,
+    Ignored,
+    Refused,
+    Schedule,
+    StatusUpdateManager,
+    StreamClosed,
+)
+from agent.status_updates import StatusUpdate as StreamUpdate
+from containerizer import (
+    ContainerConfig,
+    ContainerError,
+    Containerizer,
+    ContainerTermination,
+    PosixContainerizer,
+)
+from corral.discovery import master_pid
+from corral.ids import (
+    AgentID,
+    ContainerID,
+    ExecutorID,
+    FrameworkID,
+    TaskID,
+    new_container_id,
+    new_status_uuid,
+)
+from corral.protocol import (
+    AgentInfo,
+    CommandInfo,
+    ExecutorInfo,
+    FrameworkInfo,
+    Task,
+    TaskInfo,
+    TaskStatus,
+)
+from corral.protocol.endpoint import ProtocolProcess, receives
+from corral.protocol.messages import (
+    AgentRegistered,
+    AgentReregistered,
+    ExecutorRegistered,
+    ExecutorToFramework,
+    ExitedExecutor,
+    FrameworkToExecutor,
+    KillTask,
+    Message,
+    PingAgent,
+    PongAgent,
+    RegisterAgent,
+    RegisterExecutor,
+    ReregisterAgent,
+    RunTask,
+    ShutdownExecutor,
+    ShutdownFramework,
+    StatusUpdate,
+    StatusUpdateAcknowledgement,
+)
+from corral.task_states import Reason, Source, TaskState
+from libprocess import UPID, Future, Promise, Timer
+
+log = structlog.get_logger("agent")
+
+DEFAULT_KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when the task names none
+_INHERITED_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class ExecutorState(enum.Enum):
+    """An executor's life on this agent: LAUNCHING -> REGISTERING (custom only) -> RUNNING
+    -> TERMINATING -> TERMINATED; any state may jump to TERMINATED when its container ends."""
+
+    LAUNCHING = "LAUNCHING"  # the container is being started
+    REGISTERING = "REGISTERING"  # started; waiting for RegisterExecutor
+    RUNNING = "RUNNING"
+    TERMINATING = "TERMINATING"  # shutdown or kill under way
+    TERMINATED = "TERMINATED"
+
+
+@dataclass(eq=False)
+class _Executor:
+    framework_id: FrameworkID
+    executor_id: ExecutorID
+    info: ExecutorInfo
+    command_task: bool  # the agent's built-in command executor (one task, id = executor id)
+    container_id: ContainerID
+    sandbox: Path
+    state: ExecutorState = ExecutorState.LAUNCHING
+    pid: UPID | None = None  # the executor driver, once registered (custom only)
+    # Tasks waiting for the executor to register; disjoint from ``tasks``.
+    queued: dict[TaskID, TaskInfo] = field(default_factory=dict)
+    tasks: dict[TaskID, TaskInfo] = field(default_factory=dict)  # launched
+    # Latest state of every queued or launched task (the agent's view of its updates).
+    states: dict[TaskID, TaskState] = field(default_factory=dict)
+    launched: bool = False  # the container runs (launch returned)
+    destroying: bool = False  # destroy was asked of the containerizer
+    kill_requested: bool = False  # command task: the end is reported as TASK_KILLED
+    kill_grace: float = DEFAULT_KILL_GRACE
+    shutdown_requested: bool = False  # shut it down as soon as it is launched
+    timer: Timer | None = None  # registration or shutdown timeout
+    launch: asyncio.Task | None = None  # the containerizer's launch
+
+    def all_tasks(self) -> dict[TaskID, TaskInfo]:
+        return {**self.queued, **self.tasks}
+
+
+@dataclass(eq=False)
+class _Framework:
+    id: FrameworkID
+    info: FrameworkInfo
+    pid: str  # the scheduler driver's pid, passed on in RunTask
+    executors: dict[ExecutorID, _Executor] = field(default_factory=dict)
+    shutting_down: bool = False
+
+
+class AgentProcess(ProtocolProcess):
+    """The agent: id ``agent``. Give it options and, for tests, a containerizer."""
+
+    def __init__(
+        self,
+        options: AgentOptions,
+        containerizer: Containerizer | None = None,
+        id: str = "agent",
+    ) -> None:
+        super().__init__(id)
+        self.options = options
+        self.containerizer = containerizer or PosixContainerizer()
+        self.master: UPID | None = options.master_upid() if options.master_is_pid else None
+        self.agent_id: AgentID | None = None
+        self.registered = False
+        self.info = AgentInfo(
+            hostname=options.agent_hostname(),
+            port=options.port,
+            resources=options.total_resources(),
+            attributes=options.parsed_attributes(),
+        )
+        # Paused until registered: updates are accepted and kept, forwarded once resumed.
+        self.updates = StatusUpdateManager(
+            options.status_update_retry_min, options.status_update_retry_max, paused=True
+        )
+        self.frameworks: dict[FrameworkID, _Framework] = {}
+        self._backoff = options.registration_backoff
+        self._registration_timer: Timer | None = None
+        self._retry_timer: Timer | None = None
+        # Every asyncio task the agent started; each has a done callback that re-enters.
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def initialize(self) -> None:
+        self.options.work_dir.mkdir(parents=True, exist_ok=True)
+        log.info(
+            "agent_started",
+            pid=self.pid,
+            master=self.options.master,
+            resources=str(self.info.resources),
+            work_dir=str(self.options.work_dir),
+        )
+        if self.master is None:
+            self._discover_master()
+        else:
+            self._register()
+
+    def finalize(self) -> None:
+        for timer in (self._registration_timer, self._retry_timer):
+            if timer is not None:
+                timer.cancel()
+        for executor in self._executors():
+            if executor.timer is not None:
+                executor.timer.cancel()
+        # No recovery yet: a container left running would be an orphan nobody reports.
+        # Nothing can be awaited here, so each session gets SIGKILL (shutdown() is graceful).
+        for container_id in self.containerizer.containers():
+            with contextlib.suppress(ContainerError, ProcessLookupError, PermissionError):
+                pid = self.containerizer.status(container_id).pid
+                os.killpg(pid, signal.SIGKILL)
+                log.warning("container_killed_at_exit", container_id=container_id, pid=pid)
+
+    def shutdown(self, grace_seconds: float | None = None) -> Future[None]:
+        """Destroy every container (dispatch it before stopping the runtime); ready when done.
+
+        There is no recovery yet, so containers left behind would be orphans. Command tasks
+        end TASK_KILLED, custom executors' open tasks TASK_FAILED, as with any destroy.
+        """
+        grace = self.options.executor_shutdown_grace if grace_seconds is None else grace_seconds
+        launches = []
+        for executor in self._executors():
+            if executor.command_task:
+                executor.kill_requested = True
+            else:
+                executor.shutdown_requested = True
+            if executor.launch is not None and not executor.launch.done():
+                launches.append(executor.launch)
+        containerizer = self.containerizer
+        promise: Promise[None] = Promise()
+
+        async def destroy_all() -> None:
+            # A launch in flight is waited for: its process would outlive the agent otherwise.
+            await asyncio.gather(*launches, return_exceptions=True)
+            ids = list(containerizer.containers())
+            results = await asyncio.gather(
+                *(containerizer.destroy(cid, grace) for cid in ids), return_exceptions=True
+            )
+            for cid, result in zip(ids, results, strict=True):
+                if isinstance(result, BaseException):
+                    log.error("container_destroy_failed", container_id=cid, error=str(result))
+
+        self._run_async(destroy_all(), lambda _result, _error: promise.set(None))
+        return promise.future
+
+    # -- registration -----------------------------------------------------------------------
+
+    def _discover_master(self) -> None:
+        address = self.options.master
+        loop = asyncio.get_running_loop()
+        self._run_async(loop.run_in_executor(None, master_pid, address), self._master_found)
+
+    def _master_found(self, pid: UPID | None, error: BaseException | None) -> None:
+        if error is not None:
+            log.warning(
+                "master_not_found",
+                address=self.options.master,
+                error=str(error),
+                retry_in=self._backoff,
+            )
+            self._registration_timer = self.delay(self._backoff, self._discover_master)
+            self._backoff = min(self._backoff * 2, self.options.registration_backoff_max)
+            return
+        self.master = pid
+        self._backoff = self.options.registration_backoff
+        self._register()
+
+    def _register(self) -> None:
+        """Send (Re)RegisterAgent and retry with backoff until the master answers."""
+        self._registration_timer = None
+        if self.registered or self.master is None:
+            return
+        version = corral.__version__
+        if self.agent_id is None:
+            self.send_message(self.master, RegisterAgent(agent=self.info, version=version))
+        else:
+            executors = [e for e in self._executors() if not e.command_task]
+            message = ReregisterAgent(
+                agent=self.info,
+                version=version,
+                tasks=tuple(self._reported_tasks()),
+                executor_infos=tuple(e.info for e in executors),
+                frameworks=tuple(f.info for f in self.frameworks.values()),
+            )
+            self.send_message(self.master, message)
+        log.info(
+            "agent_registering", master=self.master, agent_id=self.agent_id, retry_in=self._backoff
+        )
+        self._registration_timer = self.delay(self._backoff, self._register)
+        self._backoff = min(self._backoff * 2, self.options.registration_backoff_max)
+
+    @receives(AgentRegistered)
+    def agent_registered(self, sender: UPID | None, message: AgentRegistered) -> None:
+        self._registered_as(sender, message.agent_id, "agent_registered")
+
+    @receives(AgentReregistered)
+    def agent_reregistered(self, sender: UPID | None, message: AgentReregistered) -> None:
+        self._registered_as(sender, message.agent_id, "agent_reregistered")
+
+    def _registered_as(self, sender: UPID | None, agent_id: AgentID, event: str) -> None:
+        if sender != self.master:
+            log.warning("registration_from_stranger", sender=sender, master=self.master)
+            return
+        if self.registered:
+            log.debug("registration_repeated", agent_id=agent_id)
+            return
+        if self.agent_id is not None and agent_id != self.agent_id:
+            log.warning("agent_id_changed", old=self.agent_id, new=agent_id)
+        self.agent_id = agent_id
+        self.info = dataclasses.replace(self.info, id=agent_id)
+        self.registered = True
+        self._backoff = self.options.registration_backoff
+        if self._registration_timer is not None:
+            self._registration_timer.cancel()
+            self._registration_timer = None
+        self.link(self.master)
+        log.info(event, agent_id=agent_id, master=self.master)
+        self._apply(self.updates.resume(self._now()))
+
+    def _disconnected(self, why: str) -> None:
+        """The master is gone or no longer counts us: hold updates, register again."""
+        if not self.registered:
+            return
+        log.warning("master_disconnected", master=self.master, reason=why)
+        self.registered = False
+        self.updates.pause()
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        self._register()
+
+    def exited(self, pid: UPID) -> None:
+        if pid == self.master:
+            self._disconnected("the link to the master broke")
+
+    @receives(PingAgent)
+    def ping(self, sender: UPID | None, message: PingAgent) -> None:
+        if sender is None:
+            return
+        self.send_message(sender, PongAgent())
+        if not message.connected and sender == self.master:
+            self._disconnected("the master's ping says it does not count this agent")
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    @receives(RunTask)
+    def run_task(self, sender: UPID | None, message: RunTask) -> None:
+        task = message.task
+        framework_id = message.framework.id
+        if sender != self.master or not self.registered:
+            log.warning(
+                "run_task_ignored",
+                task_id=task.task_id,
+                sender=sender,
+                reason="not from the master this agent is registered with",
+            )
+            return
+        if framework_id is None:
+            log.warning(
+                "run_task_ignored", task_id=task.task_id, reason="RunTask.framework has no id"
+            )
+            return
+        framework = self.frameworks.get(framework_id)
+        if framework is None:
+            framework = self.frameworks[framework_id] = _Framework(
+                framework_id, message.framework, message.pid
+            )
+        else:
+            framework.info = message.framework
+            framework.pid = message.pid or framework.pid
+        if self._find_task(framework, task.task_id) is not None:
+            log.warning(
+                "run_task_ignored",
+                task_id=task.task_id,
+                framework_id=framework_id,
+                reason="a task with this id already runs here",
+            )
+            return
+        if framework.shutting_down:
+            self._agent_update(
+                framework_id,
+                task,
+                TaskState.TASK_DROPPED,
+                "the framework is shutting down on this agent",
+                Reason.REASON_FRAMEWORK_REMOVED,
+            )
+            return
+        if task.executor is not None:
+            self._run_on_custom_executor(framework, task, task.executor)
+        elif task.command is not None:
+            self._run_command_task(framework, task, task.command)
+        else:
+            self._agent_update(
+                framework_id,
+                task,
+                TaskState.TASK_ERROR,
+                "the task has neither 'command' nor 'executor'",
+                Reason.REASON_TASK_INVALID,
+            )
+
+    def _run_command_task(
+        self, framework: _Framework, task: TaskInfo, command: CommandInfo
+    ) -> None:
+        try:
+            argv = _command_of(command)
+        except ValueError as error:
+            self._agent_update(
+                framework.id, task, TaskState.TASK_ERROR, str(error), Reason.REASON_TASK_INVALID
+            )
+            return
+        executor_id = ExecutorID(task.task_id)
+        if executor_id in framework.executors:  # an executor (not task) with this id exists
+            self._agent_update(
+                framework.id,
+                task,
+                TaskState.TASK_ERROR,
+                f"executor id {executor_id!r} is taken on this agent",
+                Reason.REASON_TASK_INVALID,
+            )
+            return
+        info = ExecutorInfo(
+            executor_id=executor_id,
+            framework_id=framework.id,
+            command=command,
+            name=f"Command Executor (Task: {task.task_id})",
+        )
+        executor = self._new_executor(framework, info, command_task=True)
+        executor.tasks[task.task_id] = task
+        if task.kill_policy is not None and task.kill_policy.grace_period is not None:
+            executor.kill_grace = task.kill_policy.grace_period
+        self._executor_update(executor, task.task_id, TaskState.TASK_STARTING)
+        config = ContainerConfig(
+            command=argv,
+            sandbox=executor.sandbox,
+            environment=self._environment(framework, executor, command, task.task_id),
+            resources=_scalars(task.resources),
+            user=command.user,
+        )
+        self._launch(executor, config)
+
+    def _run_on_custom_executor(
+        self, framework: _Framework, task: TaskInfo, info: ExecutorInfo
+    ) -> None:
+        executor = framework.executors.get(info.executor_id)
+        if executor is None:
+            if info.command is None:
+                self._agent_update(
+                    framework.id,
+                    task,
+                    TaskState.TASK_ERROR,
+                    "the task's executor has no 'command' to start it",
+                    Reason.REASON_TASK_INVALID,
+                )
+                return
+            try:
+                argv = _command_of(info.command)
+            except ValueError as error:
+                self._agent_update(
+                    framework.id, task, TaskState.TASK_ERROR, str(error), Reason.REASON_TASK_INVALID
+                )
+                return
+            if info.framework_id is None:
+                info = dataclasses.replace(info, framework_id=framework.id)
+            executor = self._new_executor(framework, info, command_task=False)
+            executor.queued[task.task_id] = task
+            executor.states[task.task_id] = TaskState.TASK_STAGING
+            config = ContainerConfig(
+                command=argv,
+                sandbox=executor.sandbox,
+                environment=self._environment(framework, executor, info.command, None),
+                resources=_scalars(info.resources + task.resources),
+                user=info.command.user,
+            )
+            self._launch(executor, config)
+            return
+        if executor.command_task:
+            self._agent_update(
+                framework.id,
+                task,
+                TaskState.TASK_ERROR,
+                f"executor id {info.executor_id!r} is a command task's here",
+                Reason.REASON_TASK_INVALID,
+            )
+            return
+        if executor.state in (ExecutorState.TERMINATING, ExecutorState.TERMINATED):
+            self._agent_update(
+                framework.id,
+                task,
+                TaskState.TASK_DROPPED,
+                f"executor {info.executor_id} is shutting down",
+                Reason.REASON_EXECUTOR_TERMINATED,
+            )
+            return
+        executor.states[task.task_id] = TaskState.TASK_STAGING
+        if executor.state is ExecutorState.RUNNING and executor.pid is not None:
+            executor.tasks[task.task_id] = task
+            self.send_message(executor.pid, RunTask(framework.info, task, framework.pid))
+        else:
+            executor.queued[task.task_id] = task
+
+    @receives(KillTask)
+    def kill_task(self, sender: UPID | None, message: KillTask) -> None:
+        framework = self.frameworks.get(message.framework_id)
+        executor = None if framework is None else self._find_task(framework, message.task_id)
+        if executor is None:
+            log.warning(
+                "kill_task_ignored",
+                task_id=message.task_id,
+                framework_id=message.framework_id,
+                reason="no such task on this agent",
+            )
+            return
+        state = executor.states.get(message.task_id)
+        if state is not None and state.is_terminal:
+            log.info("kill_task_ignored", task_id=message.task_id, reason=f"it is {state.value}")
+            return
+        if executor.command_task:
+            if executor.kill_requested:
+                return
+            executor.kill_requested = True
+            policy = message.kill_policy
+            if policy is not None and policy.grace_period is not None:
+                executor.kill_grace = policy.grace_period
+            log.info("task_killing", task_id=message.task_id, grace=executor.kill_grace)
+            if executor.launched:
+                self._destroy(executor, executor.kill_grace)
+            return  # still launching: _launched destroys it
+        task = executor.queued.pop(message.task_id, None)
+        if task is not None:
+            self._agent_update(
+                message.framework_id,
+                task,
+                TaskState.TASK_KILLED,
+                "killed before its executor registered",
+            )
+            if not executor.all_tasks() or all(s.is_terminal for s in executor.states.values()):
+                self._shutdown_executor(executor)
+        elif executor.pid is not None:
+            self.send_message(executor.pid, message)
+
+    @receives(ShutdownFramework)
+    def shutdown_framework(self, sender: UPID | None, message: ShutdownFramework) -> None:
+        if sender != self.master:
+            log.warning("shutdown_framework_ignored", sender=sender, reason="not the master")
+            return
+        framework = self.frameworks.get(message.framework_id)
+        if framework is None:
+            log.info(
+                "shutdown_framework_ignored",
+                framework_id=message.framework_id,
+                reason="no such framework here",
+            )
+            return
+        log.info(
+            "framework_shutting_down", framework_id=framework.id, executors=len(framework.executors)
+        )
+        framework.shutting_down = True
+        for executor in list(framework.executors.values()):
+            if executor.command_task:
+                executor.kill_requested = True
+                if executor.launched:
+                    self._destroy(executor, executor.kill_grace)
+            else:
+                self._shutdown_executor(executor)
+        self._maybe_remove_framework(framework)
+
+    @receives(ShutdownExecutor)
+    def shutdown_executor(self, sender: UPID | None, message: ShutdownExecutor) -> None:
+        framework = self.frameworks.get(message.framework_id)
+        executor = None if framework is None else framework.executors.get(message.executor_id)
+        if executor is None:
+            log.info(
+                "shutdown_executor_ignored",
+                executor_id=message.executor_id,
+                reason="no such executor here",
+            )
+            return
+        self._shutdown_executor(executor)
+
+    # -- custom executors ---------------------------------------------------------------------
+
+    @receives(RegisterExecutor)
+    def register_executor(self, sender: UPID | None, message: RegisterExecutor) -> None:
+        framework = self.frameworks.get(message.framework_id)
+        executor = None if framework is None else framework.executors.get(message.executor_id)
+        if sender is None:
+            return
+        if (
+            framework is None
+            or executor is None
+            or executor.command_task
+            or executor.state is not ExecutorState.REGISTERING
+        ):
+            state = "unknown" if executor is None else executor.state.value
+            log.warning(
+                "executor_registration_refused",
+                executor_id=message.executor_id,
+                framework_id=message.framework_id,
+                sender=sender,
+                state=state,
+            )
+            self.send_message(sender, ShutdownExecutor(message.framework_id, message.executor_id))
+            return
+        if executor.timer is not None:
+            executor.timer.cancel()
+            executor.timer = None
+        executor.pid = sender
+        executor.state = ExecutorState.RUNNING
+        assert self.agent_id is not None  # RunTask is taken only once registered
+        log.info("executor_registered", executor_id=executor.executor_id, pid=sender)
+        self.send_message(
+            sender,
+            ExecutorRegistered(
+                executor_info=executor.info,
+                framework_id=framework.id,
+                framework_info=framework.info,
+                agent_id=self.agent_id,
+                agent_info=self.info,
+            ),
+        )
+        queued, executor.queued = executor.queued, {}
+        for task_id, task in queued.items():
+            executor.tasks[task_id] = task
+            self.send_message(sender, RunTask(framework.info, task, framework.pid))
+
+    @receives(StatusUpdate)
+    def status_update(self, sender: UPID | None, message: StatusUpdate) -> None:
+        """From an executor: take it into the stream, acknowledge it to the executor."""
+        status = message.status
+        framework = self.frameworks.get(message.framework_id)
+        executor = None if framework is None else self._find_task(framework, status.task_id)
+        if executor is None or executor.pid is None or sender != executor.pid:
+            log.warning(
+                "status_update_ignored",
+                task_id=status.task_id,
+                sender=sender,
+                reason="not from the executor of a task on this agent",
+            )
+            return
+        if status.uuid is None:
+            log.warning(
+                "status_update_ignored",
+                task_id=status.task_id,
+                reason="an executor's update needs a uuid",
+            )
+            return
+        status = dataclasses.replace(
+            status,
+            agent_id=self.agent_id,
+            executor_id=executor.executor_id,
+            source=status.source or Source.SOURCE_EXECUTOR,
+            timestamp=status.timestamp or time.time(),
+        )
+        previous = executor.states.get(status.task_id)
+        if previous is None or not previous.is_terminal:
+            executor.states[status.task_id] = status.state
+        if self._status_update(message.framework_id, status):
+            self.send_message(
+                sender,
+                StatusUpdateAcknowledgement(
+                    agent_id=self.agent_id,
+                    framework_id=message.framework_id,
+                    task_id=status.task_id,
+                    uuid=status.uuid,
+                ),
+            )
+
+    @receives(ExecutorToFramework)
+    def executor_to_framework(self, sender: UPID | None, message: ExecutorToFramework) -> None:
+        if self.master is None or not self.registered:
+            log.info("framework_message_dropped", reason="not registered with a master")
+            return
+        if self.agent_id is not None:
+            message = dataclasses.replace(message, agent_id=self.agent_id)
+        self.send_message(self.master, message)
+
+    @receives(FrameworkToExecutor)
+    def framework_to_executor(self, sender: UPID | None, message: FrameworkToExecutor) -> None:
+        framework = self.frameworks.get(message.framework_id)
+        executor = None if framework is None else framework.executors.get(message.executor_id)
+        if executor is None or executor.pid is None or executor.state is not ExecutorState.RUNNING:
+            log.info(
+                "framework_message_dropped",
+                executor_id=message.executor_id,
+                reason="the executor is not running here",
+            )
+            return
+        self.send_message(executor.pid, message)
+
+    def _shutdown_executor(self, executor: _Executor) -> None:
+        """Ask a custom executor to exit; destroy its container after the grace period."""
+        if executor.state is ExecutorState.TERMINATED or executor.destroying:
+            return
+        if not executor.launched:
+            executor.shutdown_requested = True  # _launched destroys it
+            return
+        if executor.pid is None:
+            self._destroy(executor, 0.0)
+            return
+        if executor.state is ExecutorState.TERMINATING:
+            return
+        executor.state = ExecutorState.TERMINATING
+        self.send_message(
+            executor.pid, ShutdownExecutor(executor.framework_id, executor.executor_id)
+        )
+        grace = self.options.executor_shutdown_grace
+        executor.timer = self.delay(grace, self._executor_timeout, executor, "shutdown")
+
+    def _executor_timeout(self, executor: _Executor, what: str) -> None:
+        executor.timer = None
+        if executor.state is ExecutorState.TERMINATED:
+            return
+        if what == "registration" and executor.state is not ExecutorState.REGISTERING:
+            return
+        log.warning("executor_timeout", executor_id=executor.executor_id, waiting_for=what)
+        self._destroy(executor, 0.0)
+
+    # -- containers -------------------------------------------------------------------------
+
+    def _new_executor(
+        self, framework: _Framework, info: ExecutorInfo, command_task: bool
+    ) -> _Executor:
+        container_id = new_container_id()
+        executor = _Executor(
+            framework_id=framework.id,
+            executor_id=info.executor_id,
+            info=info,
+            command_task=command_task,
+            container_id=container_id,
+            sandbox=sandbox_path(
+                self.options.work_dir, framework.id, info.executor_id, container_id
+            ),
+        )
+        framework.executors[info.executor_id] = executor
+        return executor
+
+    def _launch(self, executor: _Executor, config: ContainerConfig) -> None:
+        log.info(
+            "executor_launching",
+            executor_id=executor.executor_id,
+            container_id=executor.container_id,
+            command=config.command,
+        )
+        coroutine = self.containerizer.launch(executor.container_id, config)
+        executor.launch = self._run_async(coroutine, functools.partial(self._launched, executor))
+
+    def _launched(self, executor: _Executor, _status: Any, error: BaseException | None) -> None:
+        if error is not None:
+            log.warning(
+                "executor_launch_failed", executor_id=executor.executor_id, error=str(error)
+            )
+            message = f"the container could not start: {error}"
+            reason = Reason.REASON_CONTAINER_LAUNCH_FAILED
+            self._executor_ended(executor, None, message, reason)
+            return
+        executor.launched = True
+        coroutine = self.containerizer.wait(executor.container_id)
+        self._run_async(coroutine, functools.partial(self._container_ended, executor))
+        if executor.command_task:
+            if executor.kill_requested:
+                self._destroy(executor, executor.kill_grace)
+                return
+            executor.state = ExecutorState.RUNNING
+            (task_id,) = executor.tasks
+            self._executor_update(executor, task_id, TaskState.TASK_RUNNING)
+            return
+        if executor.shutdown_requested:
+            self._destroy(executor, 0.0)
+            return
+        executor.state = ExecutorState.REGISTERING
+        timeout = self.options.executor_registration_timeout
+        executor.timer = self.delay(timeout, self._executor_timeout, executor, "registration")
+
+    def _destroy(self, executor: _Executor, grace: float) -> None:
+        if executor.destroying or not executor.launched:
+            return  # under way, or _launched destroys it once launched
+        if executor.state is ExecutorState.TERMINATED:
+            return  # ended and forgotten
+        executor.destroying = True
+        executor.state = ExecutorState.TERMINATING
+        coroutine = self.containerizer.destroy(executor.container_id, grace)
+        self._run_async(coroutine, functools.partial(self._destroyed, executor))
+
+    def _destroyed(self, executor: _Executor, _result: Any, error: BaseException | None) -> None:
+        if error is not None:  # the wait still reports the end, if there is one
+            log.error(
+                "container_destroy_failed",
+                container_id=executor.container_id,
+                executor_id=executor.executor_id,
+                error=str(error),
+            )
+            return
+        self._forget(executor)
+
+    def _container_ended(
+        self,
+        executor: _Executor,
+        termination: ContainerTermination | None,
+        error: BaseException | None,
+    ) -> None:
+        if error is not None:
+            log.error("container_wait_failed", container_id=executor.container_id, error=str(error))
+        if termination is None:
+            message = f"the executor's container was lost: {error}"
+        else:
+            message = f"the executor {termination.describe()}"
+        if not executor.destroying:
+            # Kill what the main process left behind in its session; _destroyed forgets it.
+            executor.destroying = True
+            coroutine = self.containerizer.destroy(executor.container_id, 0.0)
+            self._run_async(coroutine, functools.partial(self._destroyed, executor))
+        self._executor_ended(executor, termination, message, Reason.REASON_EXECUTOR_TERMINATED)
+
+    def _forget(self, executor: _Executor) -> None:
+        try:
+            self.containerizer.forget(executor.container_id)
+        except ContainerError as problem:
+            log.warning(
+                "container_forget_failed", container_id=executor.container_id, error=str(problem)
+            )
+
+    def _executor_ended(
+        self,
+        executor: _Executor,
+        termination: ContainerTermination | None,
+        message: str,
+        reason: Reason,
+    ) -> None:
+        """Report the end of every task still open, then forget the executor."""
+        if executor.timer is not None:
+            executor.timer.cancel()
+            executor.timer = None
+        executor.state = ExecutorState.TERMINATED
+        log.info(
+            "executor_ended",
+            executor_id=executor.executor_id,
+            container_id=executor.container_id,
+            how=message,
+        )
+        if executor.command_task:
+            (task_id,) = executor.tasks
+            if not executor.states[task_id].is_terminal:
+                state, text = _command_outcome(executor, termination, message)
+                failed = state is TaskState.TASK_FAILED and termination is None
+                self._executor_update(executor, task_id, state, text, reason if failed else None)
+        else:
+            for task_id, task in executor.all_tasks().items():
+                if not executor.states[task_id].is_terminal:
+                    self._agent_update(
+                        executor.framework_id,
+                        task,
+                        TaskState.TASK_FAILED,
+                        message,
+                        reason,
+                        executor,
+                    )
+            if self.master is not None and self.registered and self.agent_id is not None:
+                status = (
+                    -1
+                    if termination is None or termination.status is None
+                    else (termination.status)
+                )
+                self.send_message(
+                    self.master,
+                    ExitedExecutor(
+                        self.agent_id, executor.framework_id, executor.executor_id, status
+                    ),
+                )
+        framework = self.frameworks.get(executor.framework_id)
+        if framework is not None:
+            framework.executors.pop(executor.executor_id, None)
+            self._maybe_remove_framework(framework)
+
+    def _maybe_remove_framework(self, framework: _Framework) -> None:
+        if framework.shutting_down and not framework.executors:
+            self.frameworks.pop(framework.id, None)
+            self.updates.cleanup(framework.id)
+            log.info("framework_removed", framework_id=framework.id)
+
+    # -- status updates ---------------------------------------------------------------------
+
+    def _executor_update(
+        self,
+        executor: _Executor,
+        task_id: TaskID,
+        state: TaskState,
+        message: str | None = None,
+        reason: Reason | None = None,
+    ) -> None:
+        """An update made by the built-in command executor (source SOURCE_EXECUTOR)."""
+        executor.states[task_id] = state
+        status = TaskStatus(
+            task_id=task_id,
+            state=state,
+            message=message,
+            source=Source.SOURCE_EXECUTOR,
+            reason=reason,
+            agent_id=self.agent_id,
+            executor_id=executor.executor_id,
+            timestamp=time.time(),
+            uuid=new_status_uuid(),
+        )
+        self._status_update(executor.framework_id, status)
+
+    def _agent_update(
+        self,
+        framework_id: FrameworkID,
+        task: TaskInfo,
+        state: TaskState,
+        message: str | None = None,
+        reason: Reason | None = None,
+        executor: _Executor | None = None,
+    ) -> None:
+        """An update the agent makes about a task (source SOURCE_AGENT)."""
+        if executor is not None:
+            executor.states[task.task_id] = state
+        status = TaskStatus(
+            task_id=task.task_id,
+            state=state,
+            message=message,
+            source=Source.SOURCE_AGENT,
+            reason=reason,
+            agent_id=self.agent_id,
+            executor_id=None if executor is None else executor.executor_id,
+            timestamp=time.time(),
+            uuid=new_status_uuid(),
+        )
+        self._status_update(framework_id, status)
+
+    def _status_update(self, framework_id: FrameworkID, status: TaskStatus) -> bool:
+        """Into the task's stream; False if the manager refused it."""
+        assert status.uuid is not None
+        log.info(
+            "status_update",
+            task_id=status.task_id,
+            state=status.state.value,
+            framework_id=framework_id,
+            message=status.message,
+        )
+        payload = StatusUpdate(framework_id=framework_id, status=status, pid=str(self.pid))
+        update = StreamUpdate(
+            framework_id=framework_id,
+            task_id=status.task_id,
+            uuid=status.uuid,
+            state=status.state.value,
+            terminal=status.state.is_terminal,
+            payload=payload,
+        )
+        actions = self.updates.update(framework_id, status.task_id, update, self._now())
+        self._apply(actions)
+        return not any(isinstance(action, Refused) for action in actions)
+
+    @receives(StatusUpdateAcknowledgement)
+    def acknowledgement(self, sender: UPID | None, message: StatusUpdateAcknowledgement) -> None:
+        actions = self.updates.acknowledge(
+            message.framework_id, message.task_id, message.uuid, self._now()
+        )
+        self._apply(actions)
+
+    def _tick(self) -> None:
+        self._retry_timer = None
+        self._apply(self.updates.tick(self._now()))
+
+    def _apply(self, actions: list) -> None:
+        """Carry out the status-update manager's decisions."""
+        for action in actions:
+            if isinstance(action, Forward):
+                if self.master is not None:
+                    payload: Message = action.update.payload
+                    self.send_message(self.master, payload)
+            elif isinstance(action, Schedule):
+                if self._retry_timer is not None:
+                    self._retry_timer.cancel()
+                self._retry_timer = self.delay(max(action.at - self._now(), 0.0), self._tick)
+            elif isinstance(action, StreamClosed):
+                log.debug("status_stream_closed", task_id=action.task_id)
+            elif isinstance(action, Ignored):
+                log.debug("status_update_repeated", task_id=action.task_id, reason=action.reason)
+            elif isinstance(action, Refused):
+                log.warning("status_update_refused", task_id=action.task_id, reason=action.reason)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self.runtime.clock.now()
+
+    def _executors(self) -> list[_Executor]:
+        return [e for f in self.frameworks.values() for e in f.executors.values()]
+
+    def _find_task(self, framework: _Framework, task_id: TaskID) -> _Executor | None:
+        for executor in framework.executors.values():
+            if task_id in executor.tasks or task_id in executor.queued:
+                return executor
+        return None
+
+    def _reported_tasks(self) -> list[Task]:
+        """The tasks of live executors, for ReregisterAgent."""
+        assert self.agent_id is not None
+        tasks = []
+        for executor in self._executors():
+            for task_id, task in executor.all_tasks().items():
+                tasks.append(
+                    Task(
+                        name=task.name,
+                        task_id=task_id,
+                        framework_id=executor.framework_id,
+                        agent_id=self.agent_id,
+                        state=executor.states.get(task_id, TaskState.TASK_STAGING),
+                        executor_id=None if executor.command_task else executor.executor_id,
+                        resources=task.resources,
+                    )
+                )
+        return tasks
+
+    def _environment(
+        self,
+        framework: _Framework,
+        executor: _Executor,
+        command: CommandInfo,
+        task_id: TaskID | None,
+    ) -> dict[str, str]:
+        """A few of the agent's variables, the command's own, then Corral's (which win)."""
+        environment = {k: os.environ[k] for k in _INHERITED_ENVIRONMENT if k in os.environ}
+        environment.setdefault("PATH", _DEFAULT_PATH)
+        environment.update(self.options.extra_environment)
+        environment.update({variable.name: variable.value for variable in command.environment})
+        environment.update(
+            {
+                "CORRAL_AGENT_PID": str(self.pid),
+                "CORRAL_FRAMEWORK_ID": str(framework.id),
+                "CORRAL_EXECUTOR_ID": str(executor.executor_id),
+                "CORRAL_DIRECTORY": str(executor.sandbox),
+                "CORRAL_SANDBOX": str(executor.sandbox),
+                "CORRAL_CHECKPOINT": "1" if framework.info.checkpoint else "0",
+            }
+        )
+        if self.agent_id is not None:
+            environment["CORRAL_AGENT_ID"] = str(self.agent_id)
+        if task_id is not None:
+            environment["CORRAL_TASK_ID"] = str(task_id)
+        return environment
+
+    def _run_async(
+        self,
+        awaitable: Awaitable[Any],
+        then: Callable[[Any, BaseException | None], None],
+    ) -> asyncio.Task:
+        """Run ``awaitable`` on the runtime's loop; ``then(result, error)`` runs inside the actor.
+
+        The task is kept until it is done, so none is lost; a ``then`` that raises is logged.
+        """
+
+        async def run() -> Any:
+            return await awaitable
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+
+        def come_back(result: Any, error: BaseException | None) -> None:
+            try:
+                then(result, error)
+            except Exception:
+                log.exception("continuation_failed", continuation=repr(then))
+
+        def done(finished: asyncio.Task) -> None:
+            self._tasks.discard(finished)
+            if finished.cancelled():
+                return  # the runtime is stopping
+            error = finished.exception()
+            result = None if error is not None else finished.result()
+            self.runtime.dispatch(self, come_back, result, error)
+
+        task.add_done_callback(done)
+        return task
+
+
+def _command_of(command: CommandInfo) -> str | list[str]:
+    """What the containerizer runs: a shell string, or argv with ``value`` as the program."""
+    if command.shell:
+        if not command.value or not command.value.strip():
+            raise ValueError("the command is a shell command (shell: true) with no 'value'")
+        return command.value
+    if not command.value:
+        raise ValueError("the command (shell: false) has no 'value' naming the program")
+    return [command.value, *command.arguments[1:]]
+
+
+def _scalars(resources: Any) -> dict[str, float]:
+    return {
+        name: resources.scalar(name) for name in ("cpus", "mem", "disk") if resources.scalar(name)
+    }
+
+
+def _command_outcome(
+    executor: _Executor, termination: ContainerTermination | None, lost: str
+) -> tuple[TaskState, str]:
+    """The command task's final state and message, from how its container ended."""
+    if termination is None:
+        return TaskState.TASK_FAILED, lost
+    if termination.signal is not None:
+        name = signal.Signals(termination.signal).name
+        text = f"Command terminated with signal {name}"
+    elif termination.exit_code is not None:
+        text = f"Command exited with status {termination.exit_code}"
+    else:
+        text = "Command ended with an unknown status"
+    if executor.kill_requested:
+        return TaskState.TASK_KILLED, f"Task killed ({text})"
+    if termination.exit_code == 0:
+        return TaskState.TASK_FINISHED, text
+    return TaskState.TASK_FAILED, text
