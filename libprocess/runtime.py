@@ -111,6 +111,7 @@ class Runtime:
         # Remote linkers: local id -> addresses of runtimes with processes linked to it.
         self._remote_linkers: dict[str, set[str]] = {}
         self._complaints = {kind: self.metrics.counter(f"libprocess/{kind}") for kind in COMPLAINTS}
+        self._stop_requested = False  # request_stop() called: it owns the shutdown
         self._stopped: asyncio.Event | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -165,6 +166,9 @@ class Runtime:
             raise RuntimeError(
                 "stop() would wait on the runtime's own thread; call request_stop() instead"
             )
+        if self._stop_requested:  # request_stop() winds it down and ends the thread itself
+            self._thread.join(timeout)
+            return
         loop = self._loop
         assert loop is not None
         try:
@@ -194,8 +198,9 @@ class Runtime:
 
     def request_stop(self) -> None:
         """Ask the runtime to stop soon, from anywhere, without waiting."""
-        if self._loop is None or self._state != "running":
+        if self._loop is None or self._state != "running" or self._stop_requested:
             return
+        self._stop_requested = True
 
         def begin() -> None:
             task = self._loop.create_task(self._close())

@@ -270,3 +270,14 @@ def test_a_failed_embedded_start_leaves_the_application_thread_unmarked():
         asyncio.run(app())
     finally:
         holder.close()
+
+
+def test_stop_right_after_request_stop_returns_promptly():
+    """stop() from another thread while a request_stop() winds down must not wait for its
+    timeout: the requested stop ends the thread, stop() just joins it."""
+    runtime = Runtime().start()
+    runtime.request_stop()
+    started = time.monotonic()
+    runtime.stop(timeout=10)
+    assert time.monotonic() - started < 5
+    assert runtime.state == "stopped"
