@@ -270,3 +270,59 @@ def test_corral_lists_agents(cluster):
     missing = _corral("agents", "--master", "127.0.0.1:1")
     assert missing.returncode == 1
     assert "is the master running there" in missing.stderr
+
+
+def test_the_custom_executor_example_runs_its_tasks_through_the_master(cluster):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+    try:
+        import executor_framework
+    finally:
+        sys.path.pop(0)
+    commands = ["echo one", "echo two", "exit 0"]
+    states = executor_framework.run(
+        cluster.http_address, commands, timeout=WAIT, report=lambda line: None
+    )
+    assert states == {f"exec-{i}": TaskState.TASK_FINISHED for i in range(3)}, states
+
+
+@pytest.fixture(scope="module")
+def two_agents(tmp_path_factory) -> LocalCluster:
+    cluster = start_local_cluster(
+        2,
+        work_dir=str(tmp_path_factory.mktemp("two-agents")),
+        resources=AGENT,
+        master_options=MasterOptions(allocation_interval=0.2),
+    )
+    try:
+        wait_for_agents(cluster.http_address, 2)
+        yield cluster
+    finally:
+        assert cluster.stop() == [0, 0, 0]
+
+
+def test_two_frameworks_share_two_agents_by_drf(two_agents):
+    """DRF: the framework with the lower dominant share is offered first. Alone, the first
+    framework is offered both agents; once it gives them back with a second framework
+    registered, each framework is offered one."""
+    drivers = []
+    left, right = Recorder(), Recorder()
+    try:
+        for name, recorder in (("left", left), ("right", right)):
+            info = FrameworkInfo(user=getpass.getuser(), name=name)
+            driver = SchedulerDriver(recorder, info, two_agents.http_address)
+            driver.start()
+            drivers.append(driver)
+            recorder.ids.get(timeout=WAIT)
+            if recorder is left:
+                both = [left.next_offer(), left.next_offer()]
+                assert len({offer.agent_id for offer in both}) == 2
+        for offer in both:
+            drivers[0].decline_offer(offer.id, Filters(refuse_seconds=0))
+        mine, theirs = left.next_offer(), right.next_offer()
+        assert mine.agent_id != theirs.agent_id
+        for recorder in (left, right):  # holding their offers, neither gets more
+            with pytest.raises(queue.Empty):
+                recorder.offers.get(timeout=1.0)
+    finally:
+        for driver in drivers:
+            driver.stop()
