@@ -90,6 +90,7 @@ from corral.protocol.messages import (
     RegisterExecutor,
     ReregisterAgent,
     RunTask,
+    RunTaskGroup,
     ShutdownExecutor,
     ShutdownFramework,
     StatusUpdate,
@@ -349,29 +350,54 @@ class AgentProcess(ProtocolProcess):
 
     @receives(RunTask)
     def run_task(self, sender: UPID | None, message: RunTask) -> None:
-        task = message.task
-        framework_id = message.framework.id
+        framework = self._framework_for_launch(
+            sender, message.framework, message.pid, [message.task.task_id]
+        )
+        if framework is not None:
+            self._start_task(framework, message.task, message.task.executor)
+
+    @receives(RunTaskGroup)
+    def run_task_group(self, sender: UPID | None, message: RunTaskGroup) -> None:
+        """A task group: under a custom executor, every task goes to it; under the default
+        executor (no command), each task runs as a command task of the agent's own."""
+        tasks = message.task_group.tasks
+        framework = self._framework_for_launch(
+            sender, message.framework, "", [task.task_id for task in tasks]
+        )
+        if framework is None:
+            return
+        executor = message.executor if message.executor.command is not None else None
+        for task in tasks:
+            self._start_task(framework, task, executor)
+
+    def _framework_for_launch(
+        self, sender: UPID | None, info: FrameworkInfo, pid: str, task_ids: list[TaskID]
+    ) -> _Framework | None:
+        """The framework a launch is for, or None (logged) when the launch is not valid here."""
+        framework_id = info.id
         if sender != self.master or not self.registered:
             log.warning(
                 "run_task_ignored",
-                task_id=task.task_id,
+                task_ids=task_ids,
                 sender=sender,
                 reason="not from the master this agent is registered with",
             )
-            return
+            return None
         if framework_id is None:
-            log.warning(
-                "run_task_ignored", task_id=task.task_id, reason="RunTask.framework has no id"
-            )
-            return
+            log.warning("run_task_ignored", task_ids=task_ids, reason="the framework has no id")
+            return None
         framework = self.frameworks.get(framework_id)
         if framework is None:
-            framework = self.frameworks[framework_id] = _Framework(
-                framework_id, message.framework, message.pid
-            )
+            framework = self.frameworks[framework_id] = _Framework(framework_id, info, pid)
         else:
-            framework.info = message.framework
-            framework.pid = message.pid or framework.pid
+            framework.info = info
+            framework.pid = pid or framework.pid
+        return framework
+
+    def _start_task(
+        self, framework: _Framework, task: TaskInfo, executor: ExecutorInfo | None
+    ) -> None:
+        framework_id = framework.id
         if self._find_task(framework, task.task_id) is not None:
             log.warning(
                 "run_task_ignored",
@@ -389,8 +415,8 @@ class AgentProcess(ProtocolProcess):
                 Reason.REASON_FRAMEWORK_REMOVED,
             )
             return
-        if task.executor is not None:
-            self._run_on_custom_executor(framework, task, task.executor)
+        if executor is not None:
+            self._run_on_custom_executor(framework, task, executor)
         elif task.command is not None:
             self._run_command_task(framework, task, task.command)
         else:

@@ -19,8 +19,18 @@ import pytest
 
 from corral.cli.cluster import LocalCluster, start_local_cluster, wait_for_agents
 from corral.cli.listings import fetch_state
-from corral.ids import TaskID
-from corral.protocol import CommandInfo, Filters, FrameworkInfo, Offer, TaskInfo, TaskStatus
+from corral.ids import ExecutorID, TaskID
+from corral.protocol import (
+    CommandInfo,
+    ExecutorInfo,
+    ExecutorType,
+    Filters,
+    FrameworkInfo,
+    Offer,
+    Operation,
+    TaskInfo,
+    TaskStatus,
+)
 from corral.resources import Resources
 from corral.scheduler import Scheduler, SchedulerDriver
 from corral.task_states import Reason, TaskState, is_terminal
@@ -326,3 +336,15 @@ def test_two_frameworks_share_two_agents_by_drf(two_agents):
     finally:
         for driver in drivers:
             driver.stop()
+
+
+def test_a_task_group_under_the_default_executor_runs_each_task(framework):
+    driver, recorder = framework()
+    offer = recorder.next_offer()
+    executor = ExecutorInfo(
+        executor_id=ExecutorID("default"), type=ExecutorType.DEFAULT, resources=TASK
+    )
+    group = (task(offer, "echo a"), task(offer, "echo b"))
+    driver.accept_offers([offer.id], [Operation.of_launch_group(executor, group)])
+    for member in group:
+        assert recorder.until_terminal(member.task_id)[-1].state is TaskState.TASK_FINISHED
