@@ -177,7 +177,9 @@ class Containerizer(abc.ABC):
     async def wait(self, container_id: str) -> ContainerTermination:
         """Wait until the container's main process has ended; its termination.
 
-        May be awaited any number of times, also after the end, until ``forget``.
+        May be awaited any number of times, also after the end, until ``forget``. It resolves
+        when the main process ends, which may be while a ``destroy`` is still killing the
+        rest of the container: ``forget`` only after ``destroy`` has completed.
         """
 
     @abc.abstractmethod

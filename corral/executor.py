@@ -156,7 +156,7 @@ class ExecutorDriver:
             runtime, process = self._runtime, self._process
         assert runtime is not None and process is not None
         runtime.dispatch(process, process.stop_when_flushed, DriverStatus.STOPPED)
-        if not runtime._on_loop():
+        if not runtime.on_loop():
             self._done.wait(FLUSH_TIMEOUT + 5.0)
             runtime.stop()
         return DriverStatus.STOPPED
@@ -165,7 +165,7 @@ class ExecutorDriver:
         """Stop at once, without waiting for acknowledgements."""
         self._finish(DriverStatus.ABORTED)
         runtime = self._runtime
-        if runtime is not None and not runtime._on_loop():
+        if runtime is not None and not runtime.on_loop():
             runtime.stop()
         return DriverStatus.ABORTED
 
@@ -175,7 +175,7 @@ class ExecutorDriver:
         Not from a callback: it would wait on its own thread."""
         self._done.wait()
         runtime = self._runtime
-        if runtime is not None and not runtime._on_loop():
+        if runtime is not None and not runtime.on_loop():
             runtime.stop()
         return self._status
 

@@ -315,8 +315,12 @@ class Runtime:
 
     # -- threads ------------------------------------------------------------------------
 
-    def _on_loop(self) -> bool:
+    def on_loop(self) -> bool:
+        """Whether the caller runs on this runtime's loop thread (where blocking waits on the
+        runtime would deadlock)."""
         return threading.get_ident() == self._thread_id
+
+    _on_loop = on_loop
 
     def _call(self, fn: Callable, *args: Any) -> None:
         """Run ``fn(*args)`` on the loop thread: now if already there, else soon."""
