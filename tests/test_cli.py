@@ -1,0 +1,78 @@
+"""The ``corral`` command line as an operator uses it: master and agent in the foreground,
+listings, and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from corral.cli.cluster import free_port, wait_for_agents
+
+CORRAL = str(Path(sys.executable).with_name("corral"))
+WAIT = 20.0  # wall-clock safety net
+
+
+def _start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [CORRAL, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _stop(process: subprocess.Popen) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=WAIT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+
+
+def test_master_and_agent_in_the_foreground(tmp_path):
+    port = free_port("127.0.0.1")
+    master = _start("master", "--port", str(port), "--work-dir", str(tmp_path / "master"))
+    agent = None
+    try:
+        assert "serving http://127.0.0.1:" in master.stdout.readline()
+        agent = _start(
+            "agent",
+            "--master",
+            f"127.0.0.1:{port}",
+            "--port",
+            str(free_port("127.0.0.1")),
+            "--work-dir",
+            str(tmp_path / "agent"),
+            "--resources",
+            "cpus:3;mem:512",
+        )
+        wait_for_agents(f"127.0.0.1:{port}", 1, timeout=WAIT)
+        listed = subprocess.run(
+            [CORRAL, "agents", "--master", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            check=False,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert "cpus:3" in listed.stdout and "mem:512" in listed.stdout
+        assert (tmp_path / "master" / "registry.json").exists()
+    finally:
+        codes = [_stop(agent) if agent else 0, _stop(master)]
+    assert codes == [0, 0]
+
+
+def test_an_agent_without_a_master_keeps_trying_and_stops_cleanly(tmp_path):
+    agent = _start(
+        "agent",
+        "--master", f"127.0.0.1:{free_port('127.0.0.1')}",
+        "--port", str(free_port("127.0.0.1")),
+        "--work-dir", str(tmp_path / "agent"),
+        "--resources", "cpus:1;mem:128",
+    )  # fmt: skip
+    time.sleep(1.0)  # it is retrying discovery in the background
+    assert agent.poll() is None
+    assert _stop(agent) == 0
