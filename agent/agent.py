@@ -37,6 +37,7 @@ from typing import Any
 import structlog
 
 import corral
+from agent.monitor import MonitorProcess
 from agent.options import AgentOptions
 from agent.sandbox import sandbox_path
 from agent.status_updates import (
@@ -97,7 +98,7 @@ from corral.protocol.messages import (
     StatusUpdateAcknowledgement,
 )
 from corral.task_states import Reason, Source, TaskState
-from libprocess import UPID, Future, Promise, Timer
+from libprocess import UPID, Future, Promise, Timer, collect
 
 log = structlog.get_logger("agent")
 
@@ -189,6 +190,8 @@ class AgentProcess(ProtocolProcess):
 
     def initialize(self) -> None:
         self.options.work_dir.mkdir(parents=True, exist_ok=True)
+        self._monitor = MonitorProcess(self)
+        self.runtime.spawn(self._monitor)
         log.info(
             "agent_started",
             pid=self.pid,
@@ -202,6 +205,7 @@ class AgentProcess(ProtocolProcess):
             self._register()
 
     def finalize(self) -> None:
+        self.runtime.terminate(self._monitor)
         for timer in (self._registration_timer, self._retry_timer):
             if timer is not None:
                 timer.cancel()
@@ -1013,6 +1017,33 @@ class AgentProcess(ProtocolProcess):
 
     def _now(self) -> float:
         return self.runtime.clock.now()
+
+    def usage_report(self) -> Future[list[dict[str, Any]]]:
+        """``/monitor/statistics`` entries: one per running container, with its usage."""
+        reports: list[Future[dict[str, Any] | None]] = []
+        for framework in self.frameworks.values():
+            for executor in framework.executors.values():
+                if not executor.launched or executor.destroying:
+                    continue
+                promise: Promise[dict[str, Any] | None] = Promise()
+
+                def then(stats, error, executor=executor, promise=promise) -> None:
+                    if error is not None:  # ended meanwhile: left out
+                        promise.set(None)
+                        return
+                    promise.set(
+                        {
+                            "framework_id": str(executor.framework_id),
+                            "executor_id": str(executor.executor_id),
+                            "executor_name": executor.info.name or "",
+                            "source": "",
+                            "statistics": stats.to_json(),
+                        }
+                    )
+
+                self._run_async(self.containerizer.usage(executor.container_id), then)
+                reports.append(promise.future)
+        return collect(reports).then(lambda entries: [e for e in entries if e is not None])
 
     def _executors(self) -> list[_Executor]:
         return [e for f in self.frameworks.values() for e in f.executors.values()]

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import getpass
 import itertools
+import json
 import queue
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -348,3 +350,21 @@ def test_a_task_group_under_the_default_executor_runs_each_task(framework):
     driver.accept_offers([offer.id], [Operation.of_launch_group(executor, group)])
     for member in group:
         assert recorder.until_terminal(member.task_id)[-1].state is TaskState.TASK_FINISHED
+
+
+def test_the_agent_serves_per_container_statistics(cluster, framework):
+    driver, recorder = framework("monitored")
+    offer = recorder.next_offer()
+    launched = task(offer, "sleep 60")
+    driver.launch_tasks([offer.id], [launched])
+    while recorder.next_update(launched.task_id).state is not TaskState.TASK_RUNNING:
+        pass
+    (agent,) = fetch_state(cluster.http_address)["agents"]
+    url = f"http://127.0.0.1:{agent['port']}/monitor/statistics"
+    with urllib.request.urlopen(url, timeout=WAIT) as response:
+        entries = json.loads(response.read())
+    (entry,) = [e for e in entries if e["executor_id"] == launched.task_id]
+    assert entry["statistics"]["processes"] >= 1
+    assert entry["statistics"]["mem_rss_bytes"] > 0
+    driver.kill_task(launched.task_id)
+    assert recorder.until_terminal(launched.task_id)[-1].state is TaskState.TASK_KILLED
