@@ -1,7 +1,7 @@
 """Launching and isolating tasks: the ``Containerizer`` interface and its implementations.
 
-Today: the posix containerizer (a session per container, no isolation). Issue 5 adds the
-cgroups and namespaces isolators and an OCI backend behind the same interface.
+The posix containerizer (a session per container, no isolation) and the Mesos containerizer
+(a launcher and cgroups/namespaces/posix isolators chosen by flags) share that interface.
 """
 
 from containerizer.errors import (
@@ -20,6 +20,7 @@ from containerizer.interface import (
     ContainerStatus,
     RecoveryResult,
 )
+from containerizer.mesos import MesosContainerizer, MesosResourceStatistics
 from containerizer.posix import PosixContainerizer
 from containerizer.statistics import ResourceStatistics
 from containerizer.termination import ContainerTermination, TerminationReason
@@ -36,6 +37,8 @@ __all__ = [
     "DuplicateContainer",
     "InvalidContainerId",
     "LaunchFailed",
+    "MesosContainerizer",
+    "MesosResourceStatistics",
     "PosixContainerizer",
     "RecoveryResult",
     "ResourceStatistics",

@@ -11,7 +11,8 @@ asyncio's child watchers are awkward), needs no extra thread per container, no S
 handler, never waits on "any child" (so it cannot steal another library's children), and
 works as well with uvloop. The pidfd also pins the process: a recovered pid cannot be
 confused with a later process that reuses it. Processes are started with
-``subprocess.Popen`` in the loop's executor (fork/exec blocks), without ``preexec_fn``.
+``subprocess.Popen`` in the loop's executor (fork/exec blocks), without ``preexec_fn`` (the
+Mesos containerizer, a subclass, adds one that only joins cgroups and sets rlimits).
 
 Timing (the destroy grace period, polling for a session to empty) is real time: these are
 real processes, whatever the runtime clock says.
@@ -28,7 +29,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,7 +127,7 @@ class PosixContainerizer(Containerizer):
                 "launch with a fresh id",
             )
         self._launching.add(container_id)
-        spawning = loop.run_in_executor(None, _spawn, container_id, config)
+        spawning = loop.run_in_executor(None, self._start, container_id, config)
         try:
             popen = await asyncio.shield(spawning)
         except asyncio.CancelledError:
@@ -423,6 +424,7 @@ class PosixContainerizer(Containerizer):
             message = details.get("message") or "ended"
             details["message"] = f"{message}; exit status unknown (not a child of this agent)"
             termination = ContainerTermination(status=None, **details)
+        termination = self._terminated(container, termination)
         if container.state is ContainerRunState.RUNNING:
             container.state = ContainerRunState.TERMINATED
         container.ended.set_result(termination)
@@ -436,6 +438,16 @@ class PosixContainerizer(Containerizer):
             signal=termination.signal,
             destroyed=termination.destroyed,
         )
+
+    def _start(self, container_id: str, config: ContainerConfig) -> subprocess.Popen:
+        """Start the main process (runs in an executor); a subclass wraps or prepares it."""
+        return _spawn(container_id, config)
+
+    def _terminated(
+        self, container: _Container, termination: ContainerTermination
+    ) -> ContainerTermination:
+        """The main process was reaped (on the loop): a subclass may add a reason here."""
+        return termination
 
     def _unwatch(self, container: _Container) -> None:
         if container.pidfd is not None:
@@ -617,9 +629,18 @@ class PosixContainerizer(Containerizer):
         return found
 
 
-def _spawn(container_id: str, config: ContainerConfig) -> subprocess.Popen:
-    """Create the sandbox and start the command in a new session. Runs in an executor."""
-    argv = config.argv
+def _spawn(
+    container_id: str,
+    config: ContainerConfig,
+    argv: Sequence[str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.Popen:
+    """Create the sandbox and start the command in a new session. Runs in an executor.
+
+    ``argv`` replaces ``config.argv`` (a launcher's wrapped command); ``preexec_fn`` runs in
+    the child before exec (joining cgroups, rlimits): it must only make system calls.
+    """
+    argv = config.argv if argv is None else tuple(argv)
     ids: dict[str, object] = {}
     if config.user is not None:
         if os.geteuid() != 0:
@@ -670,6 +691,7 @@ def _spawn(container_id: str, config: ContainerConfig) -> subprocess.Popen:
                 stderr=stderr,
                 start_new_session=True,
                 close_fds=True,
+                preexec_fn=preexec_fn,
                 **ids,  # type: ignore[arg-type]
             )
     except OSError as error:

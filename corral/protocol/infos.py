@@ -228,6 +228,61 @@ class CommandInfo(Wire):
     user: str | None = None
 
 
+class ImageType(enum.Enum):
+    DOCKER = "DOCKER"
+    APPC = "APPC"
+
+
+@dataclass(frozen=True)
+class DockerImage(Wire):
+    name: str
+
+
+@dataclass(frozen=True)
+class AppcImage(Wire):
+    name: str
+
+
+@dataclass(frozen=True)
+class Image(Wire):
+    """Mesos's image reference; Corral looks ``docker.name`` (or ``appc.name``) up in the
+    agent's image store (rootfs tarballs and OCI layouts; no registry pulls)."""
+
+    type: ImageType
+    docker: DockerImage | None = None
+    appc: AppcImage | None = None
+
+    @property
+    def name(self) -> str:
+        """The name to look up ('' when the field its type names is missing: the agent
+        refuses such a task with a reason)."""
+        chosen = self.docker if self.type is ImageType.DOCKER else self.appc
+        return chosen.name if chosen is not None else ""
+
+
+@dataclass(frozen=True)
+class MesosContainerInfo(Wire):
+    image: Image | None = None
+
+
+class ContainerType(enum.Enum):
+    MESOS = "MESOS"
+    DOCKER = "DOCKER"
+
+
+@dataclass(frozen=True)
+class ContainerInfo(Wire):
+    """How a task's container is made: with ``mesos.image`` it runs from that image (the
+    OCI containerizer, under runc); without, on the agent's own filesystem."""
+
+    type: ContainerType = ContainerType.MESOS
+    mesos: MesosContainerInfo | None = None
+
+    @property
+    def image(self) -> Image | None:
+        return self.mesos.image if self.mesos is not None else None
+
+
 class ExecutorType(enum.Enum):
     DEFAULT = "DEFAULT"  # the agent's built-in executor (task groups)
     CUSTOM = "CUSTOM"  # a program the framework supplies in ``command``
@@ -242,6 +297,7 @@ class ExecutorInfo(Wire):
     name: str | None = None
     type: ExecutorType | None = None  # absent: CUSTOM if ``command`` is given
     labels: tuple[Label, ...] = field(default=(), metadata=LABELS)
+    container: ContainerInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -263,6 +319,7 @@ class TaskInfo(Wire):
     data: bytes | None = None
     labels: tuple[Label, ...] = field(default=(), metadata=LABELS)
     kill_policy: KillPolicy | None = None
+    container: ContainerInfo | None = None
 
 
 @dataclass(frozen=True)
