@@ -37,6 +37,7 @@ from typing import Any
 import structlog
 
 import corral
+from agent.containerization import containerizer_for
 from agent.monitor import MonitorProcess
 from agent.options import AgentOptions
 from agent.sandbox import sandbox_path
@@ -54,8 +55,8 @@ from containerizer import (
     ContainerError,
     Containerizer,
     ContainerTermination,
-    PosixContainerizer,
 )
+from containerizer.oci import OciContainerConfig
 from corral.discovery import master_pid
 from corral.ids import (
     AgentID,
@@ -165,7 +166,7 @@ class AgentProcess(ProtocolProcess):
     ) -> None:
         super().__init__(id)
         self.options = options
-        self.containerizer = containerizer or PosixContainerizer()
+        self.containerizer = containerizer or containerizer_for(options)
         self.master: UPID | None = options.master_upid() if options.master_is_pid else None
         self.agent_id: AgentID | None = None
         self.registered = False
@@ -192,6 +193,7 @@ class AgentProcess(ProtocolProcess):
         self.options.work_dir.mkdir(parents=True, exist_ok=True)
         self._monitor = MonitorProcess(self)
         self.runtime.spawn(self._monitor)
+        self.route("/state", self._state_route)
         log.info(
             "agent_started",
             pid=self.pid,
@@ -435,6 +437,17 @@ class AgentProcess(ProtocolProcess):
     def _run_command_task(
         self, framework: _Framework, task: TaskInfo, command: CommandInfo
     ) -> None:
+        image = task.container.image if task.container is not None else None
+        if image is not None and not image.name:
+            self._agent_update(
+                framework.id,
+                task,
+                TaskState.TASK_ERROR,
+                f"the task's {image.type.name} image has no name; give "
+                f"container.mesos.image.{image.type.name.lower()}.name",
+                Reason.REASON_TASK_INVALID,
+            )
+            return
         try:
             argv = _command_of(command)
         except ValueError as error:
@@ -463,13 +476,18 @@ class AgentProcess(ProtocolProcess):
         if task.kill_policy is not None and task.kill_policy.grace_period is not None:
             executor.kill_grace = task.kill_policy.grace_period
         self._executor_update(executor, task.task_id, TaskState.TASK_STARTING)
-        config = ContainerConfig(
-            command=argv,
-            sandbox=executor.sandbox,
-            environment=self._environment(framework, executor, command, task.task_id),
-            resources=_scalars(task.resources),
-            user=command.user,
-        )
+        settings = {
+            "command": argv,
+            "sandbox": executor.sandbox,
+            "environment": self._environment(framework, executor, command, task.task_id),
+            "resources": _scalars(task.resources),
+            "user": command.user,
+        }
+        image = task.container.image if task.container is not None else None
+        if image is None:
+            config = ContainerConfig(**settings)
+        else:
+            config = OciContainerConfig(**settings, image=image.name)
         self._launch(executor, config)
 
     def _run_on_custom_executor(
@@ -876,8 +894,16 @@ class AgentProcess(ProtocolProcess):
             if not executor.states[task_id].is_terminal:
                 state, text = _command_outcome(executor, termination, message)
                 failed = state is TaskState.TASK_FAILED and termination is None
-                self._executor_update(executor, task_id, state, text, reason if failed else None)
+                limitation = _limitation(termination) if state is TaskState.TASK_FAILED else None
+                if limitation is not None:
+                    text = f"{termination.message or limitation.name} ({text})"
+                self._executor_update(
+                    executor, task_id, state, text, limitation or (reason if failed else None)
+                )
         else:
+            limitation = _limitation(termination)
+            if limitation is not None:
+                message, reason = termination.message or message, limitation
             for task_id, task in executor.all_tasks().items():
                 if not executor.states[task_id].is_terminal:
                     self._agent_update(
@@ -1018,6 +1044,40 @@ class AgentProcess(ProtocolProcess):
     def _now(self) -> float:
         return self.runtime.clock.now()
 
+    def _state_route(self, request: Any) -> Any:
+        """``/agent/state``: who this agent is, its isolators, and what runs here."""
+        from aiohttp import web
+
+        isolators = getattr(self.containerizer, "active_isolators", lambda: ())()
+        return web.json_response(
+            {
+                "id": self.agent_id,
+                "pid": str(self.pid),
+                "hostname": self.info.hostname,
+                "master": str(self.master) if self.master else None,
+                "registered": self.registered,
+                "resources": self.info.resources.to_json(),
+                "isolators": list(isolators),
+                "frameworks": [
+                    {
+                        "id": str(framework.id),
+                        "executors": [
+                            {
+                                "id": str(executor.executor_id),
+                                "container": str(executor.container_id),
+                                "tasks": [
+                                    {"id": str(task_id), "state": state.name}
+                                    for task_id, state in executor.states.items()
+                                ],
+                            }
+                            for executor in framework.executors.values()
+                        ],
+                    }
+                    for framework in self.frameworks.values()
+                ],
+            }
+        )
+
     def usage_report(self) -> Future[list[dict[str, Any]]]:
         """``/monitor/statistics`` entries: one per running container, with its usage."""
         reports: list[Future[dict[str, Any] | None]] = []
@@ -1150,6 +1210,13 @@ def _scalars(resources: Any) -> dict[str, float]:
     return {
         name: resources.scalar(name) for name in ("cpus", "mem", "disk") if resources.scalar(name)
     }
+
+
+def _limitation(termination: ContainerTermination | None) -> Reason | None:
+    """The task-state reason of a container an isolator ended (memory, disk), if so."""
+    if termination is None or termination.reason is None:
+        return None
+    return Reason[termination.reason.value]
 
 
 def _command_outcome(

@@ -35,6 +35,10 @@ class AgentOptions:
     status_update_retry_min: float = 10.0
     status_update_retry_max: float = 600.0
     extra_environment: dict[str, str] = field(default_factory=dict)  # given to every executor
+    # Mesos's --isolation and --launcher: isolators by name (containerizer/isolators.py; e.g.
+    # "cgroups/cpu,cgroups/mem,cgroups/pids,filesystem/posix,posix/rlimits") and posix|linux.
+    isolation: str = "posix/cpu,posix/mem,filesystem/posix"
+    launcher: str = "posix"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "work_dir", Path(self.work_dir))

@@ -150,6 +150,8 @@ class Process:
 
     def install(self, name: str, handler: MessageHandler) -> None:
         """Handle messages called ``name`` with ``handler(sender, body)``."""
+        if not callable(handler):
+            raise TypeError(f"message {name!r} needs a callable handler, got {handler!r}")
         _refuse_coroutine(handler, f"message handler {name!r}")
         self._handlers[name] = handler
 
@@ -157,6 +159,8 @@ class Process:
         """Serve HTTP requests for ``/<id><path>`` with ``handler(request)``."""
         if not path.startswith("/"):
             raise ValueError(f"an HTTP route starts with '/', got {path!r}")
+        if not callable(handler):
+            raise TypeError(f"HTTP route {path!r} needs a callable handler, got {handler!r}")
         _refuse_coroutine(handler, f"HTTP route {path!r}")
         self._routes[path] = (handler, description)
 

@@ -73,9 +73,12 @@ def start_local_cluster(
     work_dir: str | None = None,
     resources: str | None = None,
     master_options: MasterOptions | None = None,
+    isolation: str | None = None,
+    launcher: str = "posix",
     log_level: str = "warning",
 ) -> LocalCluster:
-    """Launch a master (HTTP on ``port``; 0 picks a free one) and ``agents`` agents."""
+    """Launch a master (HTTP on ``port``; 0 picks a free one) and ``agents`` agents (with
+    ``isolation`` and ``launcher`` as their flags; the defaults are Mesos's)."""
     root = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="corral-local-"))
     (root / "master").mkdir(parents=True, exist_ok=True)
     master = launch(
@@ -93,6 +96,8 @@ def start_local_cluster(
                 work_dir=root / f"agent-{index}",
                 resources=resources,
                 port=agent_port,
+                launcher=launcher,
+                **({"isolation": isolation} if isolation else {}),
             )
             launched.append(
                 launch(

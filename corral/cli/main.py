@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--resources", default=None, help="e.g. 'cpus:4;mem:4096' (else detected)")
     agent.add_argument("--attributes", default=None, help="e.g. 'rack:r1;zone:a'")
     agent.add_argument("--hostname", default=None)
+    agent.add_argument(
+        "--isolation",
+        default="posix/cpu,posix/mem,filesystem/posix",
+        help="isolators, e.g. 'cgroups/cpu,cgroups/mem,cgroups/pids,filesystem/posix'",
+    )
+    agent.add_argument("--launcher", default="posix", choices=["posix", "linux"])
     agent.add_argument("--log-level", default="info")
 
     local = commands.add_parser("local", help="a master and agents on this machine, until Ctrl-C")
@@ -95,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             attributes=args.attributes,
             hostname=args.hostname,
             port=args.port,
+            isolation=args.isolation,
+            launcher=args.launcher,
         )
         return run_agent(args.ip, options, args.log_level)
     if args.subcommand == "local":

@@ -1,0 +1,99 @@
+"""A containerizer in front of two: image containers go to the OCI backend, the rest to the
+Mesos containerizer (launcher + isolators). As Mesos's ComposingContainerizer, each container
+stays with the one that launched it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from containerizer.errors import LaunchFailed, UnknownContainer
+from containerizer.interface import (
+    ContainerConfig,
+    Containerizer,
+    ContainerState,
+    ContainerStatus,
+    RecoveryResult,
+)
+from containerizer.oci import OciContainerConfig
+from containerizer.statistics import ResourceStatistics
+from containerizer.termination import ContainerTermination
+
+
+class ComposingContainerizer(Containerizer):
+    """``images`` may be None (no runc here): then an image container is refused with why."""
+
+    def __init__(
+        self, default: Containerizer, images: Containerizer | None, images_missing: str = ""
+    ) -> None:
+        self.default = default
+        self.images = images
+        self.images_missing = images_missing
+        self._owner: dict[str, Containerizer] = {}
+
+    def _of(self, container_id: str) -> Containerizer:
+        owner = self._owner.get(container_id)
+        if owner is None:
+            raise UnknownContainer(f"no container {container_id!r} is known here")
+        return owner
+
+    async def launch(self, container_id: str, config: ContainerConfig) -> ContainerStatus:
+        target = self.default
+        if isinstance(config, OciContainerConfig):
+            if self.images is None:
+                raise LaunchFailed(
+                    f"container {container_id} names image {config.image!r}, but this agent "
+                    f"cannot run images: {self.images_missing}"
+                )
+            target = self.images
+        self._owner[container_id] = target
+        try:
+            return await target.launch(container_id, config)
+        except BaseException:
+            if container_id not in target.containers():
+                self._owner.pop(container_id, None)
+            raise
+
+    async def wait(self, container_id: str) -> ContainerTermination:
+        return await self._of(container_id).wait(container_id)
+
+    async def destroy(self, container_id: str, grace_seconds: float = 3.0) -> ContainerTermination:
+        return await self._of(container_id).destroy(container_id, grace_seconds)
+
+    async def update(self, container_id: str, resources: Mapping[str, float]) -> None:
+        await self._of(container_id).update(container_id, resources)
+
+    async def usage(self, container_id: str) -> ResourceStatistics:
+        return await self._of(container_id).usage(container_id)
+
+    def status(self, container_id: str) -> ContainerStatus:
+        return self._of(container_id).status(container_id)
+
+    def containers(self) -> set[str]:
+        found = set(self.default.containers())
+        if self.images is not None:
+            found |= self.images.containers()
+        return found
+
+    def forget(self, container_id: str) -> None:
+        self._of(container_id).forget(container_id)
+        self._owner.pop(container_id, None)
+
+    async def recover(self, known: Sequence[ContainerState]) -> RecoveryResult:
+        """Each backend recovers what it launched; the results are merged."""
+        results = [await self.default.recover(known)]
+        if self.images is not None:
+            results.append(await self.images.recover(known))
+        running: set[str] = set()
+        ended = {}
+        orphans: set[str] = set()
+        for backend, result in zip([self.default, self.images], results, strict=False):
+            for container_id in result.running | result.orphans:
+                self._owner[container_id] = backend
+            running |= result.running
+            orphans |= result.orphans
+            ended.update(result.ended)
+        return RecoveryResult(frozenset(running), ended, frozenset(orphans - running))
+
+    def active_isolators(self) -> tuple[str, ...]:
+        isolators = getattr(self.default, "active_isolators", lambda: ())()
+        return tuple(isolators) + (("oci/runc",) if self.images is not None else ())
