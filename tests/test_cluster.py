@@ -366,5 +366,9 @@ def test_the_agent_serves_per_container_statistics(cluster, framework):
     (entry,) = [e for e in entries if e["executor_id"] == launched.task_id]
     assert entry["statistics"]["processes"] >= 1
     assert entry["statistics"]["mem_rss_bytes"] > 0
+    listed = _corral("tasks", "--usage", "--master", cluster.http_address)
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [line for line in listed.stdout.splitlines() if line.startswith(launched.task_id)]
+    assert "TASK_RUNNING" in row and row.rstrip().endswith("MB")
     driver.kill_task(launched.task_id)
     assert recorder.until_terminal(launched.task_id)[-1].state is TaskState.TASK_KILLED

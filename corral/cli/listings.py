@@ -71,7 +71,35 @@ def frameworks_table(state: dict[str, Any]) -> str:
     return _table(rows, ["ID", "NAME", "ROLES", "ACTIVE", "TASKS"])
 
 
-def tasks_table(state: dict[str, Any]) -> str:
+def agent_usage(state: dict[str, Any], timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+    """Per-executor statistics from every agent's ``/monitor/statistics``, by executor id (a
+    command task's executor id is its task id). Agents that do not answer are left out."""
+    usage: dict[str, dict[str, Any]] = {}
+    for agent in state.get("agents", []):
+        host, port = agent.get("hostname"), agent.get("port")
+        pid = str(agent.get("pid", ""))
+        if "@" in pid:  # the address the agent listens on, rather than its host name
+            host = pid.rpartition("@")[2].rpartition(":")[0]
+        url = f"http://{host}:{port}/monitor/statistics"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                entries = json.loads(response.read())
+        except (urllib.error.URLError, OSError, ValueError):
+            continue
+        for entry in entries:
+            usage[str(entry.get("executor_id"))] = entry.get("statistics", {})
+    return usage
+
+
+def _usage_cells(stats: dict[str, Any] | None) -> list[str]:
+    if not stats:
+        return ["-", "-"]
+    cpu = stats.get("cpus_user_time_secs", 0) + stats.get("cpus_system_time_secs", 0)
+    rss = stats.get("mem_rss_bytes") or stats.get("mem_total_bytes") or 0
+    return [f"{cpu:.2f}s", f"{rss / 2**20:.1f}MB"]
+
+
+def tasks_table(state: dict[str, Any], usage: dict[str, dict[str, Any]] | None = None) -> str:
     tasks = list(state.get("tasks", []) or [])
     if not tasks:
         for framework in state.get("frameworks", []):
@@ -84,12 +112,14 @@ def tasks_table(state: dict[str, Any]) -> str:
             str(task.get("agent_id", "")),
             _resources(task.get("resources")),
         ]
+        + (_usage_cells(usage.get(str(task.get("id")))) if usage is not None else [])
         for task in tasks
     ]
-    return _table(rows, ["ID", "FRAMEWORK", "STATE", "AGENT", "RESOURCES"])
+    header = ["ID", "FRAMEWORK", "STATE", "AGENT", "RESOURCES"]
+    return _table(rows, header + (["CPU TIME", "MEMORY"] if usage is not None else []))
 
 
-def show(what: str, master: str) -> int:
+def show(what: str, master: str, usage: bool = False) -> int:
     try:
         state = fetch_state(master)
     except StateUnavailable as error:
@@ -97,6 +127,8 @@ def show(what: str, master: str) -> int:
         return 1
     if what == "state":
         print(json.dumps(state, indent=2, sort_keys=True))
+    elif what == "tasks" and usage:
+        print(tasks_table(state, agent_usage(state)))
     else:
         print(
             {"agents": agents_table, "frameworks": frameworks_table, "tasks": tasks_table}[what](

@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     for what in ("agents", "frameworks", "tasks", "state"):
         listing = commands.add_parser(what, help=f"list the cluster's {what} (state: as JSON)")
         listing.add_argument("--master", default="127.0.0.1:5050", help="the master's host:port")
+        if what == "tasks":
+            listing.add_argument(
+                "--usage", action="store_true", help="add each task's usage, from its agent"
+            )
 
     demo = commands.add_parser(
         "demo", help="start a local cluster, run an example framework's tasks, stop it"
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.subcommand in ("agents", "frameworks", "tasks", "state"):
         from corral.cli.listings import show
 
-        return show(args.subcommand, args.master)
+        return show(args.subcommand, args.master, getattr(args, "usage", False))
     if args.subcommand == "demo":
         if args.actors:
             from corral.cli.demo import run_demo
