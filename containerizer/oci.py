@@ -51,7 +51,6 @@ from containerizer.errors import (
     DestroyFailed,
     DuplicateContainer,
     LaunchFailed,
-    UnknownContainer,
 )
 from containerizer.images import ImageError, ImageStore
 from containerizer.interface import (
@@ -63,6 +62,7 @@ from containerizer.interface import (
     RecoveryResult,
     check_container_id,
 )
+from containerizer.records import ContainerRecords
 from containerizer.statistics import ResourceStatistics
 from containerizer.termination import ContainerTermination, TerminationReason
 
@@ -122,7 +122,7 @@ class _Container:
         )
 
 
-class OciContainerizer(Containerizer):
+class OciContainerizer(ContainerRecords, Containerizer):
     """Containers run by ``runc`` from images in ``<work_dir>/images``.
 
     ``runc_root`` is runc's state directory (``runc --root``); give each agent its own so that
@@ -142,10 +142,7 @@ class OciContainerizer(Containerizer):
         self.images = ImageStore(self.work_dir / "images")
         self.runc = found
         self.runc_root = Path(runc_root) if runc_root else self.work_dir / "runc"
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._containers: dict[str, _Container] = {}
-        self._launching: set[str] = set()
-        self._recovered = False
+        self._init_records()
 
     # -- the interface ---------------------------------------------------------------------
 
@@ -247,25 +244,7 @@ class OciContainerizer(Containerizer):
         output = await loop.run_in_executor(None, self._runc, container_id, "events", "--stats")
         return _statistics(json.loads(output), container.resources)
 
-    def status(self, container_id: str) -> ContainerStatus:
-        return self._get(container_id).status()
-
-    def containers(self) -> set[str]:
-        return {
-            container_id
-            for container_id, container in self._containers.items()
-            if container.state is not ContainerRunState.TERMINATED
-        }
-
-    def forget(self, container_id: str) -> None:
-        container = self._get(container_id)
-        if container.state is not ContainerRunState.TERMINATED:
-            raise ContainerError(
-                container_id,
-                f"cannot forget container {container_id}: it is {container.state.value}; "
-                "destroy it first",
-            )
-        del self._containers[container_id]
+    def _forgotten(self, container_id: str) -> None:
         self._cleanup(container_id)
 
     async def recover(self, known: Sequence[ContainerState]) -> RecoveryResult:
@@ -313,27 +292,6 @@ class OciContainerizer(Containerizer):
         return RecoveryResult(frozenset(running), ended, frozenset(orphans))
 
     # -- inside ----------------------------------------------------------------------------
-
-    def _bind_loop(self) -> asyncio.AbstractEventLoop:
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        elif self._loop is not loop:
-            raise RuntimeError(
-                "this containerizer serves another event loop (the one of its first call); "
-                "call it from that loop, e.g. with asyncio.run_coroutine_threadsafe"
-            )
-        return loop
-
-    def _get(self, container_id: str) -> _Container:
-        container = self._containers.get(container_id)
-        if container is None:
-            raise UnknownContainer(
-                container_id,
-                f"no container {container_id} is known to this OCI containerizer "
-                "(never launched, or already forgotten)",
-            )
-        return container
 
     def _bundle(self, container_id: str) -> Path:
         return self.work_dir / "containers" / container_id

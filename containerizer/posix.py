@@ -42,7 +42,6 @@ from containerizer.errors import (
     DestroyFailed,
     DuplicateContainer,
     LaunchFailed,
-    UnknownContainer,
 )
 from containerizer.interface import (
     ContainerConfig,
@@ -53,6 +52,7 @@ from containerizer.interface import (
     RecoveryResult,
     check_container_id,
 )
+from containerizer.records import ContainerRecords
 from containerizer.statistics import ResourceStatistics
 from containerizer.termination import ContainerTermination
 
@@ -99,7 +99,7 @@ class _Container:
         )
 
 
-class PosixContainerizer(Containerizer):
+class PosixContainerizer(ContainerRecords, Containerizer):
     """Containers as plain child processes, each in its own session.
 
     ``runtime_dir`` (optional, like Mesos's ``/var/run/mesos/containers``) is where each
@@ -110,10 +110,7 @@ class PosixContainerizer(Containerizer):
 
     def __init__(self, runtime_dir: Path | None = None) -> None:
         self.runtime_dir = None if runtime_dir is None else Path(runtime_dir)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._containers: dict[str, _Container] = {}
-        self._launching: set[str] = set()  # ids between launch() and the record existing
-        self._recovered = False
+        self._init_records()
 
     # -- the interface ---------------------------------------------------------------------
 
@@ -198,25 +195,7 @@ class PosixContainerizer(Containerizer):
             mem_limit_bytes=None if mem is None else int(mem * 1024 * 1024),
         )
 
-    def status(self, container_id: str) -> ContainerStatus:
-        return self._get(container_id).status()
-
-    def containers(self) -> set[str]:
-        return {
-            container_id
-            for container_id, container in self._containers.items()
-            if container.state is not ContainerRunState.TERMINATED
-        }
-
-    def forget(self, container_id: str) -> None:
-        container = self._get(container_id)
-        if container.state is not ContainerRunState.TERMINATED:
-            raise ContainerError(
-                container_id,
-                f"cannot forget container {container_id}: it is {container.state.value}; "
-                "destroy it first",
-            )
-        del self._containers[container_id]
+    def _forgotten(self, container_id: str) -> None:
         if self.runtime_dir is not None:
             shutil.rmtree(self.runtime_dir / container_id, ignore_errors=True)
 
@@ -294,17 +273,6 @@ class PosixContainerizer(Containerizer):
         log.info("containerizer_detached")
 
     # -- inside ----------------------------------------------------------------------------
-
-    def _bind_loop(self) -> asyncio.AbstractEventLoop:
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        elif self._loop is not loop:
-            raise RuntimeError(
-                "this containerizer serves another event loop (the one of its first call); "
-                "call it from that loop, e.g. with asyncio.run_coroutine_threadsafe"
-            )
-        return loop
 
     def _register(
         self,
@@ -386,16 +354,6 @@ class PosixContainerizer(Containerizer):
             )
             container.destruction.add_done_callback(_log_destroy_failure)
         return container.destruction
-
-    def _get(self, container_id: str) -> _Container:
-        container = self._containers.get(container_id)
-        if container is None:
-            raise UnknownContainer(
-                container_id,
-                f"unknown container {container_id!r}: it was never launched or recovered here, "
-                f"or was forgotten; known: {sorted(self._containers) or 'none'}",
-            )
-        return container
 
     def _reap(self, container: _Container) -> None:
         """The main process's pidfd is readable: it has ended. Runs on the loop."""
