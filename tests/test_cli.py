@@ -3,6 +3,8 @@ listings, and a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -76,3 +78,34 @@ def test_an_agent_without_a_master_keeps_trying_and_stops_cleanly(tmp_path):
     time.sleep(1.0)  # it is retrying discovery in the background
     assert agent.poll() is None
     assert _stop(agent) == 0
+
+
+def test_local_runs_a_cluster_until_sigterm(tmp_path):
+    port = free_port("127.0.0.1")
+    local = _start("local", "--agents", "2", "--port", str(port), "--work-dir", str(tmp_path))
+    agent_pids = []
+    try:
+        lines = []
+        deadline = time.monotonic() + WAIT
+        while not any("Ctrl-C stops the cluster" in line for line in lines):
+            assert time.monotonic() < deadline, lines
+            lines.append(local.stdout.readline())
+        agent_pids = [
+            int(line.split("OS pid ")[1].rstrip(")\n")) for line in lines if "OS pid" in line
+        ]
+        assert len(agent_pids) == 2
+        listed = subprocess.run(
+            [CORRAL, "agents", "--master", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            check=False,
+        )
+        assert listed.stdout.count("-S") == 2, listed.stdout
+    finally:
+        code = _stop(local)
+    assert code == 0
+    for pid in agent_pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 0)
+            raise AssertionError(f"agent process {pid} outlived corral local")

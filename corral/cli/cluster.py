@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import tempfile
 import time
@@ -137,7 +138,14 @@ def wait_for_agents(http_address: str, count: int, timeout: float = 30.0) -> Non
 def run_local(
     agents: int, ip: str, port: int, work_dir: str | None, resources: str | None, log_level: str
 ) -> int:
-    """``corral local``: the cluster runs until Ctrl-C."""
+    """``corral local``: the cluster runs until Ctrl-C (or SIGTERM), then stops cleanly."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Also when started in the background (where a shell leaves SIGINT ignored).
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     cluster = start_local_cluster(
         agents, ip=ip, port=port, work_dir=work_dir, resources=resources, log_level=log_level
     )
