@@ -552,6 +552,14 @@ class AgentProcess(ProtocolProcess):
 
     @receives(KillTask)
     def kill_task(self, sender: UPID | None, message: KillTask) -> None:
+        if sender != self.master:
+            log.warning(
+                "kill_task_ignored",
+                task_id=message.task_id,
+                sender=sender,
+                reason="kills come from the master this agent is registered with",
+            )
+            return
         framework = self.frameworks.get(message.framework_id)
         executor = None if framework is None else self._find_task(framework, message.task_id)
         if executor is None:
@@ -618,6 +626,14 @@ class AgentProcess(ProtocolProcess):
 
     @receives(ShutdownExecutor)
     def shutdown_executor(self, sender: UPID | None, message: ShutdownExecutor) -> None:
+        if sender != self.master:
+            log.warning(
+                "shutdown_executor_ignored",
+                executor_id=message.executor_id,
+                sender=sender,
+                reason="only the master shuts executors down",
+            )
+            return
         framework = self.frameworks.get(message.framework_id)
         executor = None if framework is None else framework.executors.get(message.executor_id)
         if executor is None:
@@ -721,6 +737,17 @@ class AgentProcess(ProtocolProcess):
     def executor_to_framework(self, sender: UPID | None, message: ExecutorToFramework) -> None:
         if self.master is None or not self.registered:
             log.info("framework_message_dropped", reason="not registered with a master")
+            return
+        framework = self.frameworks.get(message.framework_id)
+        executor = None if framework is None else framework.executors.get(message.executor_id)
+        if executor is None or executor.pid is None or sender != executor.pid:
+            log.warning(
+                "framework_message_dropped",
+                sender=sender,
+                framework_id=message.framework_id,
+                executor_id=message.executor_id,
+                reason="not from a registered executor of a framework known here",
+            )
             return
         if self.agent_id is not None:
             message = dataclasses.replace(message, agent_id=self.agent_id)

@@ -592,7 +592,7 @@ def _value_from_json(data: dict[str, Any], what: str) -> Value:
                 f"{what} needs a 'type' (SCALAR, RANGES or SET) and a value of that type"
             )
         kind = present[0]
-    if kind not in _VALUE_FIELDS:
+    if not isinstance(kind, str) or kind not in _VALUE_FIELDS:
         raise InvalidResources(f"{what} has type {kind!r}; the types are SCALAR, RANGES or SET")
     for other, field in _VALUE_FIELDS.items():
         if other != kind and field in data:
