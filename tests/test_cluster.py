@@ -66,6 +66,7 @@ class Recorder(Scheduler):
         self.ids: queue.Queue = queue.Queue()
         self.offers: queue.Queue[Offer] = queue.Queue()
         self.updates: queue.Queue[TaskStatus] = queue.Queue()
+        self.held: list[TaskStatus] = []  # taken off the queue while looking for another task
 
     def registered(self, driver, framework_id, master_info) -> None:
         self.ids.put(framework_id)
@@ -81,10 +82,15 @@ class Recorder(Scheduler):
         return self.offers.get(timeout=WAIT)
 
     def next_update(self, task_id: str) -> TaskStatus:
+        """The next update of ``task_id``; updates of other tasks wait for their turn."""
+        for index, status in enumerate(self.held):
+            if status.task_id == task_id:
+                return self.held.pop(index)
         while True:
             status = self.updates.get(timeout=WAIT)
             if status.task_id == task_id:
                 return status
+            self.held.append(status)
 
     def until_terminal(self, task_id: str) -> list[TaskStatus]:
         seen = [self.next_update(task_id)]
@@ -348,8 +354,12 @@ def test_a_task_group_under_the_default_executor_runs_each_task(framework):
     )
     group = (task(offer, "echo a"), task(offer, "echo b"))
     driver.accept_offers([offer.id], [Operation.of_launch_group(executor, group)])
-    for member in group:
-        assert recorder.until_terminal(member.task_id)[-1].state is TaskState.TASK_FINISHED
+    final: dict[str, TaskState] = {}
+    while len(final) < len(group):  # the members' updates interleave: take them as they come
+        status = recorder.updates.get(timeout=WAIT)
+        if is_terminal(status.state):
+            final[status.task_id] = status.state
+    assert final == {member.task_id: TaskState.TASK_FINISHED for member in group}
 
 
 def test_the_agent_serves_per_container_statistics(cluster, framework):
