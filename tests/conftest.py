@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from libprocess import Runtime, clock, launch
-from tests.actors import Echo
+from tests.actors import Collector, Echo
 
 
 @pytest.fixture
@@ -33,3 +33,18 @@ def echo():
         yield child
     finally:
         child.stop(timeout=5)
+
+
+@pytest.fixture
+def home():
+    """The test's own runtime for multi-process tests (modules may override it)."""
+    with Runtime("127.0.0.1", 0) as running:
+        yield running
+
+
+@pytest.fixture
+def collector(home):
+    """A ``Collector`` in ``home``: what it receives, for the test thread to read."""
+    process = Collector()
+    home.spawn(process)
+    return process

@@ -368,6 +368,21 @@ def expected_complaints(burst: list[tuple[str, Any]], handled: list[str]) -> tup
     return invalid, unknown
 
 
+def assert_refused(
+    runtime: Any, burst: list[tuple[str, Any]], handled: list[str], counted: dict[str, int]
+) -> None:
+    """Every body of ``burst`` was counted as invalid or as an unknown name, and none made a
+    handler fail (``counted``: the counters before the burst)."""
+    invalid, unknown = expected_complaints(burst, handled)
+    now = counters(runtime)
+    assert now["corral/messages_invalid"] - counted["corral/messages_invalid"] == invalid
+    assert (
+        now["libprocess/messages_unknown_name"] - counted["libprocess/messages_unknown_name"]
+        == unknown
+    )
+    assert now["libprocess/handler_errors"] == 0
+
+
 def test_the_master_refuses_random_and_mutated_bodies_and_keeps_its_state(bench):
     valid = bench.valid_messages()
     # Names the master does not handle (other Corral messages) count as unknown names too.
@@ -376,19 +391,11 @@ def test_the_master_refuses_random_and_mutated_bodies_and_keeps_its_state(bench)
     @EXAMPLES
     @given(st.lists(bodies_for(valid, names), min_size=1, max_size=6))
     def check(burst: list[tuple[str, Any]]) -> None:
-        burst = burst
         burst = [(n, b) for n, b in burst if n not in REGISTRATIONS or not decodes(n, b)]
         before, counted = bench.describe(), counters(bench.runtime)
         send_burst(bench.runtime, bench.master.pid, burst, [bench.stranger, None])
         bench.settle()
-        invalid, unknown = expected_complaints(burst, MASTER_NAMES)
-        now = counters(bench.runtime)
-        assert now["corral/messages_invalid"] - counted["corral/messages_invalid"] == invalid
-        assert (
-            now["libprocess/messages_unknown_name"] - counted["libprocess/messages_unknown_name"]
-            == unknown
-        )
-        assert now["libprocess/handler_errors"] == 0
+        assert_refused(bench.runtime, burst, MASTER_NAMES, counted)
         assert bench.describe() == before
 
     check()
@@ -408,14 +415,7 @@ def test_the_master_refuses_mutated_bodies_from_its_own_agent_and_drivers(bench)
         before, counted = bench.describe(), counters(bench.runtime)
         send_burst(bench.runtime, bench.master.pid, burst, trusted)
         bench.settle()
-        invalid, unknown = expected_complaints(burst, MASTER_NAMES)
-        now = counters(bench.runtime)
-        assert now["corral/messages_invalid"] - counted["corral/messages_invalid"] == invalid
-        assert (
-            now["libprocess/messages_unknown_name"] - counted["libprocess/messages_unknown_name"]
-            == unknown
-        )
-        assert now["libprocess/handler_errors"] == 0
+        assert_refused(bench.runtime, burst, MASTER_NAMES, counted)
         assert bench.describe() == before
 
     check()
@@ -658,18 +658,10 @@ def test_the_agent_refuses_random_and_mutated_bodies_and_keeps_its_state(agent_b
     @EXAMPLES
     @given(st.lists(bodies_for(valid, names), min_size=1, max_size=6))
     def check(burst: list[tuple[str, Any]]) -> None:
-        burst = burst
         before, counted = bench.state(), counters(bench.runtime)
         send_burst(bench.runtime, bench.agent.pid, burst, [bench.stranger, None])
         bench.runtime.settle()
-        invalid, unknown = expected_complaints(burst, AGENT_NAMES)
-        now = counters(bench.runtime)
-        assert now["corral/messages_invalid"] - counted["corral/messages_invalid"] == invalid
-        assert (
-            now["libprocess/messages_unknown_name"] - counted["libprocess/messages_unknown_name"]
-            == unknown
-        )
-        assert now["libprocess/handler_errors"] == 0
+        assert_refused(bench.runtime, burst, AGENT_NAMES, counted)
         assert bench.state() == before
 
     check()
@@ -688,14 +680,7 @@ def test_the_agent_refuses_mutated_bodies_from_its_master(agent_bench):
         before, counted = bench.state(), counters(bench.runtime)
         send_burst(bench.runtime, bench.agent.pid, burst, [bench.master.pid])
         bench.runtime.settle()
-        invalid, unknown = expected_complaints(burst, AGENT_NAMES)
-        now = counters(bench.runtime)
-        assert now["corral/messages_invalid"] - counted["corral/messages_invalid"] == invalid
-        assert (
-            now["libprocess/messages_unknown_name"] - counted["libprocess/messages_unknown_name"]
-            == unknown
-        )
-        assert now["libprocess/handler_errors"] == 0
+        assert_refused(bench.runtime, burst, AGENT_NAMES, counted)
         assert bench.state() == before
 
     check()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from libprocess import UPID, Launched, LaunchError, LaunchOptions, Runtime, launch
+from libprocess import UPID, Launched, LaunchError, LaunchOptions, launch
 from tests.actors import (
     Collector,
     Echo,
@@ -25,19 +25,6 @@ from tests.actors import (
     free_port,
     launch_child_and_wait,
 )
-
-
-@pytest.fixture
-def home():
-    with Runtime("127.0.0.1", 0) as runtime:
-        yield runtime
-
-
-@pytest.fixture
-def collector(home):
-    process = Collector()
-    home.spawn(process)
-    return process
 
 
 @pytest.fixture

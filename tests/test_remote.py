@@ -43,13 +43,6 @@ def home():
 
 
 @pytest.fixture
-def collector(home):
-    process = Collector()
-    home.spawn(process)
-    return process
-
-
-@pytest.fixture
 def other():
     """A second runtime in this OS process: remote to ``home``, but cheap to start."""
     with Runtime("127.0.0.1", 0, transport=FAST) as runtime:
