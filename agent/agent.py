@@ -13,10 +13,22 @@ Executors, as in Mesos (docs/flows.md "Executors"):
 - a custom executor (``TaskInfo.executor``) is a program the agent starts in a container; it
   registers through ``corral.executor.ExecutorDriver`` and then receives its tasks.
 
+Recovery, as Mesos's agent with ``--recover=reconnect``: the agent checkpoints (agent/
+checkpoint.py) its id, and for frameworks with ``checkpoint: true`` their executors, tasks and
+status-update streams; the containerizer records each container's pid and exit status. A
+restarted agent (after SIGKILL, a crash or a clean stop) reads them before it registers:
+containers that still run are watched again, custom executors are asked to reconnect
+(``ReconnectExecutor`` -> ``ReregisterExecutor``, within ``executor_reregistration_timeout``,
+else destroyed), what ended meanwhile is reported with its real exit status, containers nobody
+owns any more (frameworks without checkpointing) are destroyed, and the agent re-registers
+with its id and resends every unacknowledged update.
+
+Stopping: a clean stop (``finalize``) leaves the containers of checkpointing frameworks
+running for the next agent to recover, and kills the others (SIGKILL: nothing can be awaited
+there); ``shutdown()`` (dispatch it first) destroys every container gracefully.
+
 Decisions where Mesos leaves room: ``ExitedExecutor`` is sent for custom executors only (the
-master does not track command executors). There is no recovery yet, so an agent that stops
-kills its containers: ``shutdown()`` (dispatch it first) destroys them gracefully, and
-``finalize`` sends SIGKILL to whatever is left.
+master does not track command executors).
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ from typing import Any
 import structlog
 
 import corral
+from agent.checkpoint import AgentCheckpoints, Recovered
 from agent.containerization import containerizer_for
 from agent.monitor import MonitorProcess
 from agent.options import AgentOptions
@@ -54,7 +67,10 @@ from containerizer import (
     ContainerConfig,
     ContainerError,
     Containerizer,
+    ContainerState,
+    ContainerStatus,
     ContainerTermination,
+    RecoveryResult,
 )
 from containerizer.oci import OciContainerConfig
 from corral.discovery import master_pid
@@ -72,6 +88,7 @@ from corral.protocol import (
     CommandInfo,
     ExecutorInfo,
     FrameworkInfo,
+    ProtocolError,
     Task,
     TaskInfo,
     TaskStatus,
@@ -81,6 +98,7 @@ from corral.protocol.messages import (
     AgentRegistered,
     AgentReregistered,
     ExecutorRegistered,
+    ExecutorReregistered,
     ExecutorToFramework,
     ExitedExecutor,
     FrameworkToExecutor,
@@ -88,9 +106,11 @@ from corral.protocol.messages import (
     Message,
     PingAgent,
     PongAgent,
+    ReconnectExecutor,
     RegisterAgent,
     RegisterExecutor,
     ReregisterAgent,
+    ReregisterExecutor,
     RunTask,
     RunTaskGroup,
     ShutdownExecutor,
@@ -114,6 +134,7 @@ class ExecutorState(enum.Enum):
 
     LAUNCHING = "LAUNCHING"  # the container is being started
     REGISTERING = "REGISTERING"  # started; waiting for RegisterExecutor
+    RECOVERING = "RECOVERING"  # found running after a restart; waiting for ReregisterExecutor
     RUNNING = "RUNNING"
     TERMINATING = "TERMINATING"  # shutdown or kill under way
     TERMINATED = "TERMINATED"
@@ -141,9 +162,53 @@ class _Executor:
     shutdown_requested: bool = False  # shut it down as soon as it is launched
     timer: Timer | None = None  # registration or shutdown timeout
     launch: asyncio.Task | None = None  # the containerizer's launch
+    container: ContainerState | None = None  # what finds the container again (once launched)
 
     def all_tasks(self) -> dict[TaskID, TaskInfo]:
         return {**self.queued, **self.tasks}
+
+    def record(self) -> dict[str, Any]:
+        """The checkpoint of this executor run (msgpack-able)."""
+        return {
+            "info": self.info.to_wire(),
+            "command_task": self.command_task,
+            "container_id": self.container_id,
+            "sandbox": str(self.sandbox),
+            "container": None if self.container is None else self.container.to_json(),
+            "pid": self.pid,
+            "tasks": [task.to_wire() for task in self.tasks.values()],
+            "queued": [task.to_wire() for task in self.queued.values()],
+            "states": {task_id: state.value for task_id, state in self.states.items()},
+            "kill_requested": self.kill_requested,
+            "kill_grace": self.kill_grace,
+        }
+
+    @classmethod
+    def from_record(cls, framework_id: FrameworkID, record: dict[str, Any]) -> _Executor:
+        """Rebuild a checkpointed run (raises on a malformed record)."""
+        info = ExecutorInfo.from_wire(record["info"])
+        container = record.get("container")
+        tasks = [TaskInfo.from_wire(task) for task in record.get("tasks", ())]
+        queued = [TaskInfo.from_wire(task) for task in record.get("queued", ())]
+        return cls(
+            framework_id=framework_id,
+            executor_id=info.executor_id,
+            info=info,
+            command_task=bool(record["command_task"]),
+            container_id=ContainerID(record["container_id"]),
+            sandbox=Path(record["sandbox"]),
+            state=ExecutorState.RECOVERING,
+            pid=UPID(record["pid"]) if record.get("pid") else None,
+            queued={task.task_id: task for task in queued},
+            tasks={task.task_id: task for task in tasks},
+            states={
+                task.task_id: TaskState(record.get("states", {}).get(task.task_id, "TASK_STAGING"))
+                for task in [*tasks, *queued]
+            },
+            kill_requested=bool(record.get("kill_requested")),
+            kill_grace=float(record.get("kill_grace", DEFAULT_KILL_GRACE)),
+            container=None if container is None else ContainerState.from_json(container),
+        )
 
 
 @dataclass(eq=False)
@@ -181,9 +246,15 @@ class AgentProcess(ProtocolProcess):
             options.status_update_retry_min, options.status_update_retry_max, paused=True
         )
         self.frameworks: dict[FrameworkID, _Framework] = {}
+        self.checkpoints = AgentCheckpoints(options.meta_dir)
+        self.recovered = False  # checkpoints read and containers recovered; then it registers
+        # The latest state in each checkpointed stream (the manager keeps no acked states).
+        self._stream_states: dict[tuple[FrameworkID, TaskID], str] = {}
         self._backoff = options.registration_backoff
         self._registration_timer: Timer | None = None
         self._retry_timer: Timer | None = None
+        self._ping_timeout = options.master_ping_timeout
+        self._ping_timer: Timer | None = None
         # Every asyncio task the agent started; each has a done callback that re-enters.
         self._tasks: set[asyncio.Task] = set()
 
@@ -201,32 +272,35 @@ class AgentProcess(ProtocolProcess):
             resources=str(self.info.resources),
             work_dir=str(self.options.work_dir),
         )
-        if self.master is None:
-            self._discover_master()
-        else:
-            self._register()
+        self._recover()
 
     def finalize(self) -> None:
         self.runtime.terminate(self._monitor)
-        for timer in (self._registration_timer, self._retry_timer):
+        for timer in (self._registration_timer, self._retry_timer, self._ping_timer):
             if timer is not None:
                 timer.cancel()
+        kept = set()
         for executor in self._executors():
             if executor.timer is not None:
                 executor.timer.cancel()
-        # No recovery yet: a container left running would be an orphan nobody reports.
-        # Nothing can be awaited here, so each session gets SIGKILL (shutdown() is graceful).
-        for container_id in self.containerizer.containers():
+            if self._checkpointing(executor.framework_id):
+                kept.add(executor.container_id)
+        # Containers of checkpointing frameworks stay for the next agent to recover. The
+        # others could only become orphans; nothing can be awaited here, so each session gets
+        # SIGKILL (shutdown() is the graceful way).
+        for container_id in self.containerizer.containers() - kept:
             with contextlib.suppress(ContainerError, ProcessLookupError, PermissionError):
                 pid = self.containerizer.status(container_id).pid
                 os.killpg(pid, signal.SIGKILL)
                 log.warning("container_killed_at_exit", container_id=container_id, pid=pid)
+        if kept:
+            log.info("containers_left_for_recovery", containers=sorted(kept))
 
     def shutdown(self, grace_seconds: float | None = None) -> Future[None]:
         """Destroy every container (dispatch it before stopping the runtime); ready when done.
 
-        There is no recovery yet, so containers left behind would be orphans. Command tasks
-        end TASK_KILLED, custom executors' open tasks TASK_FAILED, as with any destroy.
+        For an agent leaving for good: nothing is left to recover. Command tasks end
+        TASK_KILLED, custom executors' open tasks TASK_FAILED, as with any destroy.
         """
         grace = self.options.executor_shutdown_grace if grace_seconds is None else grace_seconds
         launches = []
@@ -254,6 +328,149 @@ class AgentProcess(ProtocolProcess):
         self._run_async(destroy_all(), lambda _result, _error: promise.set(None))
         return promise.future
 
+    # -- recovery ---------------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Read the checkpoints, then let the containerizer find the containers again;
+        ``_recovered`` goes on (and registers) when it has."""
+        state = self.checkpoints.recover()
+        if state.agent is not None and state.agent.id is not None:
+            self.agent_id = state.agent.id
+            self.info = dataclasses.replace(self.info, id=self.agent_id)
+        known = self._recover_frameworks(state)
+        log.info(
+            "agent_recovering",
+            agent_id=self.agent_id,
+            frameworks=len(self.frameworks),
+            executors=len(self._executors()),
+            containers=len(known),
+        )
+        self._run_async(self.containerizer.recover(known), self._recovered)
+
+    def _recover_frameworks(self, state: Recovered) -> list[ContainerState]:
+        known: list[ContainerState] = []
+        streams: list[dict[str, Any]] = []
+        for framework_id, checkpoint in state.frameworks.items():
+            framework = _Framework(framework_id, checkpoint.info, checkpoint.pid)
+            self.frameworks[framework_id] = framework
+            for executor_id, record in checkpoint.executors.items():
+                try:
+                    executor = _Executor.from_record(framework_id, record)
+                except (KeyError, TypeError, ValueError, ProtocolError) as error:
+                    log.warning(
+                        "checkpoint_executor_unreadable", executor_id=executor_id, error=repr(error)
+                    )
+                    continue
+                framework.executors[executor.executor_id] = executor
+                if executor.container is not None:
+                    known.append(executor.container)
+            for task_id, record in checkpoint.streams.items():
+                streams.append(record["stream"])
+                state_name = str(record.get("state", ""))
+                self._stream_states[(framework_id, task_id)] = state_name
+                executor = self._find_task(framework, task_id)
+                if executor is not None and state_name in TaskState.__members__:
+                    executor.states[task_id] = TaskState[state_name]
+        try:
+            self.updates.recover(streams, decode=_decode_update)
+        except (ValueError, KeyError, TypeError, ProtocolError) as error:
+            log.error("checkpoint_streams_unreadable", error=str(error))
+        return known
+
+    def _recovered(self, result: RecoveryResult | None, error: BaseException | None) -> None:
+        if error is not None:
+            log.error("container_recovery_failed", error=str(error))
+            result = RecoveryResult(frozenset(), {}, frozenset())
+        assert result is not None
+        for executor in self._executors():
+            container_id = executor.container_id
+            if container_id in result.running:
+                self._reattach(executor)
+            elif container_id in result.ended:
+                termination = result.ended[container_id]
+                self._forget(executor)
+                self._executor_ended(
+                    executor,
+                    termination,
+                    f"the executor {termination.describe()} (while the agent was down)",
+                    Reason.REASON_EXECUTOR_TERMINATED,
+                )
+            else:
+                self._executor_ended(
+                    executor,
+                    None,
+                    "the executor's container was not found when the agent recovered",
+                    Reason.REASON_EXECUTOR_TERMINATED,
+                )
+        for container_id in sorted(result.orphans):
+            log.info("orphan_container_destroying", container_id=container_id)
+            self._run_async(
+                self.containerizer.destroy(container_id, 0.0),
+                functools.partial(self._orphan_destroyed, container_id),
+            )
+        self.recovered = True
+        log.info(
+            "agent_recovered",
+            agent_id=self.agent_id,
+            running=sorted(result.running),
+            ended=sorted(result.ended),
+            orphans=sorted(result.orphans),
+        )
+        if self.master is None:
+            self._discover_master()
+        else:
+            self._register()
+
+    def _reattach(self, executor: _Executor) -> None:
+        """A recovered executor whose container still runs: watch it again."""
+        executor.launched = True
+        coroutine = self.containerizer.wait(executor.container_id)
+        self._run_async(coroutine, functools.partial(self._container_ended, executor))
+        if executor.command_task:
+            (task_id,) = executor.tasks
+            executor.state = ExecutorState.RUNNING
+            if executor.kill_requested or executor.states[task_id].is_terminal:
+                self._destroy(executor, executor.kill_grace)
+            return
+        timeout = self.options.executor_reregistration_timeout
+        executor.timer = self.delay(timeout, self._executor_timeout, executor, "reregistration")
+        if executor.pid is None:
+            return  # it never registered: the timeout destroys it
+        assert self.agent_id is not None
+        self.send_message(executor.pid, ReconnectExecutor(self.agent_id))
+
+    def _orphan_destroyed(
+        self, container_id: str, _result: Any, error: BaseException | None
+    ) -> None:
+        if error is not None:
+            log.error("orphan_destroy_failed", container_id=container_id, error=str(error))
+            return
+        with contextlib.suppress(ContainerError):
+            self.containerizer.forget(container_id)
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def _checkpointing(self, framework_id: FrameworkID) -> bool:
+        framework = self.frameworks.get(framework_id)
+        return framework is not None and bool(framework.info.checkpoint)
+
+    def _checkpoint_executor(self, executor: _Executor) -> None:
+        if self._checkpointing(executor.framework_id):
+            self.checkpoints.save_executor(
+                executor.framework_id, executor.executor_id, executor.record()
+            )
+
+    def _checkpoint_stream(self, framework_id: FrameworkID, task_id: TaskID) -> None:
+        if not self._checkpointing(framework_id):
+            return
+        record = self.updates.stream_record(framework_id, task_id, _encode_update)
+        if record is None or record["closed"]:
+            self._stream_states.pop((framework_id, task_id), None)
+            self.checkpoints.save_stream(framework_id, task_id, None)
+            return
+        state = self._stream_states.get((framework_id, task_id), "")
+        self.checkpoints.save_stream(framework_id, task_id, {"stream": record, "state": state})
+
     # -- registration -----------------------------------------------------------------------
 
     def _discover_master(self) -> None:
@@ -279,7 +496,7 @@ class AgentProcess(ProtocolProcess):
     def _register(self) -> None:
         """Send (Re)RegisterAgent and retry with backoff until the master answers."""
         self._registration_timer = None
-        if self.registered or self.master is None:
+        if self.registered or self.master is None or not self.recovered:
             return
         version = corral.__version__
         if self.agent_id is None:
@@ -302,13 +519,15 @@ class AgentProcess(ProtocolProcess):
 
     @receives(AgentRegistered)
     def agent_registered(self, sender: UPID | None, message: AgentRegistered) -> None:
-        self._registered_as(sender, message.agent_id, "agent_registered")
+        self._registered_as(sender, message.agent_id, message.ping_timeout, "agent_registered")
 
     @receives(AgentReregistered)
     def agent_reregistered(self, sender: UPID | None, message: AgentReregistered) -> None:
-        self._registered_as(sender, message.agent_id, "agent_reregistered")
+        self._registered_as(sender, message.agent_id, message.ping_timeout, "agent_reregistered")
 
-    def _registered_as(self, sender: UPID | None, agent_id: AgentID, event: str) -> None:
+    def _registered_as(
+        self, sender: UPID | None, agent_id: AgentID, ping_timeout: float | None, event: str
+    ) -> None:
         if sender != self.master:
             log.warning("registration_from_stranger", sender=sender, master=self.master)
             return
@@ -317,8 +536,13 @@ class AgentProcess(ProtocolProcess):
             return
         if self.agent_id is not None and agent_id != self.agent_id:
             log.warning("agent_id_changed", old=self.agent_id, new=agent_id)
-        self.agent_id = agent_id
-        self.info = dataclasses.replace(self.info, id=agent_id)
+        if agent_id != self.agent_id:
+            self.agent_id = agent_id
+            self.info = dataclasses.replace(self.info, id=agent_id)
+            self.checkpoints.save_agent(self.info)
+        if ping_timeout is not None and ping_timeout > 0:
+            self._ping_timeout = ping_timeout
+        self._expect_ping()
         self.registered = True
         self._backoff = self.options.registration_backoff
         if self._registration_timer is not None:
@@ -329,16 +553,33 @@ class AgentProcess(ProtocolProcess):
         self._apply(self.updates.resume(self._now()))
 
     def _disconnected(self, why: str) -> None:
-        """The master is gone or no longer counts us: hold updates, register again."""
+        """The master is gone or no longer counts us: hold updates, register again (finding
+        the master anew when we were given its HTTP address: it may have moved)."""
         if not self.registered:
             return
         log.warning("master_disconnected", master=self.master, reason=why)
         self.registered = False
         self.updates.pause()
-        if self._retry_timer is not None:
-            self._retry_timer.cancel()
-            self._retry_timer = None
-        self._register()
+        for timer in (self._retry_timer, self._ping_timer):
+            if timer is not None:
+                timer.cancel()
+        self._retry_timer = self._ping_timer = None
+        if self.master is not None:
+            self.unlink(self.master)
+        if self.options.master_is_pid:
+            self._register()
+        else:
+            self._discover_master()
+
+    def _expect_ping(self) -> None:
+        """(Re)start the wait for the master's next ping."""
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+        self._ping_timer = self.delay(self._ping_timeout, self._ping_timed_out)
+
+    def _ping_timed_out(self) -> None:
+        self._ping_timer = None
+        self._disconnected(f"no ping from the master for {self._ping_timeout:g} s")
 
     def exited(self, pid: UPID) -> None:
         if pid == self.master:
@@ -349,8 +590,12 @@ class AgentProcess(ProtocolProcess):
         if sender is None:
             return
         self.send_message(sender, PongAgent())
-        if not message.connected and sender == self.master:
+        if sender != self.master:
+            return
+        if not message.connected:
             self._disconnected("the master's ping says it does not count this agent")
+        elif self.registered:
+            self._expect_ping()
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -395,9 +640,13 @@ class AgentProcess(ProtocolProcess):
         framework = self.frameworks.get(framework_id)
         if framework is None:
             framework = self.frameworks[framework_id] = _Framework(framework_id, info, pid)
+        elif framework.info == info and (not pid or pid == framework.pid):
+            return framework
         else:
             framework.info = info
             framework.pid = pid or framework.pid
+        if info.checkpoint:
+            self.checkpoints.save_framework(info, framework.pid)
         return framework
 
     def _start_task(
@@ -475,6 +724,7 @@ class AgentProcess(ProtocolProcess):
         executor.tasks[task.task_id] = task
         if task.kill_policy is not None and task.kill_policy.grace_period is not None:
             executor.kill_grace = task.kill_policy.grace_period
+        self._checkpoint_executor(executor)
         self._executor_update(executor, task.task_id, TaskState.TASK_STARTING)
         settings = {
             "command": argv,
@@ -516,6 +766,7 @@ class AgentProcess(ProtocolProcess):
             executor = self._new_executor(framework, info, command_task=False)
             executor.queued[task.task_id] = task
             executor.states[task.task_id] = TaskState.TASK_STAGING
+            self._checkpoint_executor(executor)
             config = ContainerConfig(
                 command=argv,
                 sandbox=executor.sandbox,
@@ -546,9 +797,11 @@ class AgentProcess(ProtocolProcess):
         executor.states[task.task_id] = TaskState.TASK_STAGING
         if executor.state is ExecutorState.RUNNING and executor.pid is not None:
             executor.tasks[task.task_id] = task
+            self._checkpoint_executor(executor)
             self.send_message(executor.pid, RunTask(framework.info, task, framework.pid))
         else:
             executor.queued[task.task_id] = task
+            self._checkpoint_executor(executor)
 
     @receives(KillTask)
     def kill_task(self, sender: UPID | None, message: KillTask) -> None:
@@ -581,6 +834,7 @@ class AgentProcess(ProtocolProcess):
             policy = message.kill_policy
             if policy is not None and policy.grace_period is not None:
                 executor.kill_grace = policy.grace_period
+            self._checkpoint_executor(executor)
             log.info("task_killing", task_id=message.task_id, grace=executor.kill_grace)
             if executor.launched:
                 self._destroy(executor, executor.kill_grace)
@@ -687,8 +941,62 @@ class AgentProcess(ProtocolProcess):
             ),
         )
         queued, executor.queued = executor.queued, {}
-        for task_id, task in queued.items():
-            executor.tasks[task_id] = task
+        executor.tasks.update(queued)
+        self._checkpoint_executor(executor)
+        for task in queued.values():
+            self.send_message(sender, RunTask(framework.info, task, framework.pid))
+
+    @receives(ReregisterExecutor)
+    def reregister_executor(self, sender: UPID | None, message: ReregisterExecutor) -> None:
+        """A recovered executor answers ReconnectExecutor: it runs again under this agent."""
+        framework = self.frameworks.get(message.framework_id)
+        executor = None if framework is None else framework.executors.get(message.executor_id)
+        if sender is None:
+            return
+        if framework is None or executor is None or executor.state is not ExecutorState.RECOVERING:
+            state = "unknown" if executor is None else executor.state.value
+            log.warning(
+                "executor_reregistration_refused",
+                executor_id=message.executor_id,
+                framework_id=message.framework_id,
+                sender=sender,
+                state=state,
+            )
+            self.send_message(sender, ShutdownExecutor(message.framework_id, message.executor_id))
+            return
+        if executor.timer is not None:
+            executor.timer.cancel()
+            executor.timer = None
+        executor.pid = sender
+        executor.state = ExecutorState.RUNNING
+        assert self.agent_id is not None
+        log.info(
+            "executor_reregistered",
+            executor_id=executor.executor_id,
+            pid=sender,
+            tasks=len(message.tasks),
+            updates=len(message.updates),
+        )
+        self.send_message(sender, ExecutorReregistered(self.agent_id, self.info))
+        for status in message.updates:  # sent while the agent was down: into their streams
+            self.status_update(sender, StatusUpdate(message.framework_id, status))
+        reported = {task.task_id for task in message.tasks}
+        reported |= {status.task_id for status in message.updates}
+        for task_id, task in list(executor.tasks.items()):
+            if task_id not in reported and not executor.states[task_id].is_terminal:
+                self._agent_update(
+                    executor.framework_id,
+                    task,
+                    TaskState.TASK_LOST,
+                    "the executor did not know this task when it reconnected after the agent "
+                    "restarted",
+                    Reason.REASON_AGENT_RESTARTED,
+                    executor,
+                )
+        queued, executor.queued = executor.queued, {}
+        executor.tasks.update(queued)
+        self._checkpoint_executor(executor)
+        for task in queued.values():  # it never saw these
             self.send_message(sender, RunTask(framework.info, task, framework.pid))
 
     @receives(StatusUpdate)
@@ -791,6 +1099,8 @@ class AgentProcess(ProtocolProcess):
             return
         if what == "registration" and executor.state is not ExecutorState.REGISTERING:
             return
+        if what == "reregistration" and executor.state is not ExecutorState.RECOVERING:
+            return
         log.warning("executor_timeout", executor_id=executor.executor_id, waiting_for=what)
         self._destroy(executor, 0.0)
 
@@ -823,7 +1133,9 @@ class AgentProcess(ProtocolProcess):
         coroutine = self.containerizer.launch(executor.container_id, config)
         executor.launch = self._run_async(coroutine, functools.partial(self._launched, executor))
 
-    def _launched(self, executor: _Executor, _status: Any, error: BaseException | None) -> None:
+    def _launched(
+        self, executor: _Executor, status: ContainerStatus | None, error: BaseException | None
+    ) -> None:
         if error is not None:
             log.warning(
                 "executor_launch_failed", executor_id=executor.executor_id, error=str(error)
@@ -833,6 +1145,9 @@ class AgentProcess(ProtocolProcess):
             self._executor_ended(executor, None, message, reason)
             return
         executor.launched = True
+        if status is not None:
+            executor.container = status.checkpoint
+            self._checkpoint_executor(executor)
         coroutine = self.containerizer.wait(executor.container_id)
         self._run_async(coroutine, functools.partial(self._container_ended, executor))
         if executor.command_task:
@@ -955,6 +1270,8 @@ class AgentProcess(ProtocolProcess):
                 )
         framework = self.frameworks.get(executor.framework_id)
         if framework is not None:
+            if framework.info.checkpoint:
+                self.checkpoints.remove_executor(executor.framework_id, executor.executor_id)
             framework.executors.pop(executor.executor_id, None)
             self._maybe_remove_framework(framework)
 
@@ -962,6 +1279,7 @@ class AgentProcess(ProtocolProcess):
         if framework.shutting_down and not framework.executors:
             self.frameworks.pop(framework.id, None)
             self.updates.cleanup(framework.id)
+            self.checkpoints.remove_framework(framework.id)
             log.info("framework_removed", framework_id=framework.id)
 
     # -- status updates ---------------------------------------------------------------------
@@ -1034,6 +1352,10 @@ class AgentProcess(ProtocolProcess):
             payload=payload,
         )
         actions = self.updates.update(framework_id, status.task_id, update, self._now())
+        accepted = not any(isinstance(action, (Refused, Ignored)) for action in actions)
+        if accepted:
+            self._stream_states[(framework_id, status.task_id)] = status.state.value
+            self._checkpoint_stream(framework_id, status.task_id)
         self._apply(actions)
         return not any(isinstance(action, Refused) for action in actions)
 
@@ -1042,6 +1364,14 @@ class AgentProcess(ProtocolProcess):
         actions = self.updates.acknowledge(
             message.framework_id, message.task_id, message.uuid, self._now()
         )
+        if not any(isinstance(action, (Refused, Ignored)) for action in actions):
+            self._checkpoint_stream(message.framework_id, message.task_id)
+            if any(isinstance(action, StreamClosed) for action in actions):
+                # The stream's file goes: the executor's record keeps the final state.
+                framework = self.frameworks.get(message.framework_id)
+                executor = framework and self._find_task(framework, message.task_id)
+                if executor:
+                    self._checkpoint_executor(executor)
         self._apply(actions)
 
     def _tick(self) -> None:
@@ -1142,11 +1472,15 @@ class AgentProcess(ProtocolProcess):
         return None
 
     def _reported_tasks(self) -> list[Task]:
-        """The tasks of live executors, for ReregisterAgent."""
+        """For ReregisterAgent: the tasks of live executors, and the tasks whose executor is
+        gone but whose last updates still wait for an acknowledgement (the master must not
+        take those for lost: their updates are on the way)."""
         assert self.agent_id is not None
         tasks = []
+        covered = set()
         for executor in self._executors():
             for task_id, task in executor.all_tasks().items():
+                covered.add((executor.framework_id, task_id))
                 tasks.append(
                     Task(
                         name=task.name,
@@ -1158,6 +1492,21 @@ class AgentProcess(ProtocolProcess):
                         resources=task.resources,
                     )
                 )
+        for framework_id, task_id in self.updates.streams():
+            pending = self.updates.pending(framework_id, task_id)
+            if (framework_id, task_id) in covered or not pending:
+                continue
+            status: TaskStatus = pending[-1].payload.status
+            tasks.append(
+                Task(
+                    name=task_id,
+                    task_id=TaskID(task_id),
+                    framework_id=FrameworkID(framework_id),
+                    agent_id=self.agent_id,
+                    state=status.state,
+                    statuses=(status,),
+                )
+            )
         return tasks
 
     def _environment(
@@ -1180,6 +1529,7 @@ class AgentProcess(ProtocolProcess):
                 "CORRAL_DIRECTORY": str(executor.sandbox),
                 "CORRAL_SANDBOX": str(executor.sandbox),
                 "CORRAL_CHECKPOINT": "1" if framework.info.checkpoint else "0",
+                "CORRAL_RECOVERY_TIMEOUT": str(self.options.recovery_timeout),
             }
         )
         if self.agent_id is not None:
@@ -1220,6 +1570,14 @@ class AgentProcess(ProtocolProcess):
 
         task.add_done_callback(done)
         return task
+
+
+def _encode_update(payload: StatusUpdate) -> dict[str, Any]:
+    return payload.to_wire()
+
+
+def _decode_update(data: Any) -> StatusUpdate:
+    return StatusUpdate.from_wire(data)
 
 
 def _command_of(command: CommandInfo) -> str | list[str]:

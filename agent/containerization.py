@@ -18,7 +18,9 @@ log = structlog.get_logger("agent.containerization")
 
 
 def containerizer_for(options: AgentOptions) -> ComposingContainerizer:
-    default = MesosContainerizer(isolation=options.isolation, launcher=options.launcher)
+    default = MesosContainerizer(
+        isolation=options.isolation, launcher=options.launcher, runtime_dir=options.runtime_dir
+    )
     try:
         images: OciContainerizer | None = OciContainerizer(options.work_dir)
         missing = ""

@@ -32,6 +32,14 @@ class AgentOptions:
     registration_backoff_max: float = 60.0
     executor_shutdown_grace: float = 5.0  # an executor's time to exit after ShutdownExecutor
     executor_registration_timeout: float = 60.0  # runtime-clock seconds to RegisterExecutor
+    # After a restart, seconds a recovered executor has to answer ReconnectExecutor.
+    executor_reregistration_timeout: float = 2.0
+    # Seconds without a PingAgent before the agent takes the master for lost and registers
+    # again; the master's own value (sent when it answers a registration) replaces it.
+    master_ping_timeout: float = 75.0
+    # Seconds a checkpointing executor waits for a restarted agent before it exits (Mesos's
+    # --recovery_timeout); passed to executors as CORRAL_RECOVERY_TIMEOUT.
+    recovery_timeout: float = 900.0
     status_update_retry_min: float = 10.0
     status_update_retry_max: float = 600.0
     extra_environment: dict[str, str] = field(default_factory=dict)  # given to every executor
@@ -53,11 +61,24 @@ class AgentOptions:
                 f"registration_backoff_max, got {self.registration_backoff} and "
                 f"{self.registration_backoff_max}"
             )
+        for name in ("executor_reregistration_timeout", "master_ping_timeout", "recovery_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.executor_shutdown_grace < 0:
             raise ValueError(
                 f"executor_shutdown_grace must be >= 0 s, got {self.executor_shutdown_grace}"
             )
         self.parsed_attributes()  # refuse bad text now, not when registering
+
+    @property
+    def meta_dir(self) -> Path:
+        """The agent's checkpoints (agent/checkpoint.py)."""
+        return self.work_dir / "meta"
+
+    @property
+    def runtime_dir(self) -> Path:
+        """The containerizer's per-container records (pids, exit statuses)."""
+        return runtime_dir_of(self.work_dir)
 
     @property
     def master_is_pid(self) -> bool:
@@ -88,6 +109,11 @@ class AgentOptions:
                 raise ValueError(f"an attribute is written 'name:value', got {part!r}")
             result.append(_attribute(name, value))
         return tuple(result)
+
+
+def runtime_dir_of(work_dir: Path) -> Path:
+    """Where an agent with this work directory keeps its containers' records."""
+    return Path(work_dir) / "run" / "containers"
 
 
 def _attribute(name: str, value: str) -> Attribute:

@@ -33,7 +33,11 @@ class ComposingContainerizer(Containerizer):
     def _of(self, container_id: str) -> Containerizer:
         owner = self._owner.get(container_id)
         if owner is None:
-            raise UnknownContainer(f"no container {container_id!r} is known here")
+            raise UnknownContainer(
+                container_id,
+                f"unknown container {container_id!r}: it was never launched or recovered here, "
+                "or was forgotten",
+            )
         return owner
 
     async def launch(self, container_id: str, config: ContainerConfig) -> ContainerStatus:
@@ -79,19 +83,32 @@ class ComposingContainerizer(Containerizer):
         self._owner.pop(container_id, None)
 
     async def recover(self, known: Sequence[ContainerState]) -> RecoveryResult:
-        """Each backend recovers what it launched; the results are merged."""
-        results = [await self.default.recover(known)]
-        if self.images is not None:
-            results.append(await self.images.recover(known))
+        """Each backend recovers what it launched; the results are merged.
+
+        Every backend is shown every known container, and one that does not run it reports it
+        as ended: a container running in one backend is running, and of the ended reports the
+        one that knows the exit status wins. The other backends' records of it are dropped.
+        """
+        backends = [self.default] + ([self.images] if self.images is not None else [])
+        results = [await backend.recover(known) for backend in backends]
         running: set[str] = set()
-        ended = {}
         orphans: set[str] = set()
-        for backend, result in zip([self.default, self.images], results, strict=False):
+        for backend, result in zip(backends, results, strict=True):
             for container_id in result.running | result.orphans:
                 self._owner[container_id] = backend
             running |= result.running
             orphans |= result.orphans
-            ended.update(result.ended)
+        ended: dict[str, ContainerTermination] = {}
+        for backend, result in zip(backends, results, strict=True):
+            for container_id, termination in result.ended.items():
+                chosen = ended.get(container_id)
+                if container_id not in running and (chosen is None or chosen.status is None):
+                    if chosen is not None:
+                        self._owner[container_id].forget(container_id)
+                    ended[container_id] = termination
+                    self._owner[container_id] = backend
+                else:
+                    backend.forget(container_id)
         return RecoveryResult(frozenset(running), ended, frozenset(orphans - running))
 
     def active_isolators(self) -> tuple[str, ...]:

@@ -251,7 +251,13 @@ class MesosContainerizer(PosixContainerizer):
                 step()
 
         try:
-            popen = _spawn(container_id, config, argv, prepare if steps else None)
+            popen = _spawn(
+                container_id,
+                config,
+                argv,
+                prepare if steps else None,
+                exit_status=self._exit_status_path(container_id),
+            )
         except BaseException:
             self._drop_cgroup(container_id, cgroup)
             raise

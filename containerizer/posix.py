@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import pwd
@@ -30,7 +31,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
@@ -62,6 +63,15 @@ KILL_TIMEOUT = 5.0  # seconds a session may take to vanish after SIGKILL before 
 START_TIME_TOLERANCE = 0.005  # half a clock tick: start times are read in 1/100 s ticks
 _POLL_FIRST, _POLL_MAX = 0.005, 0.1  # seconds between checks that a session has emptied
 
+EXIT_STATUS_FILE = "exit_status"
+# Run as ``sh -c WRAPPER <status file> <argv...>``: runs argv, writes its exit status (the
+# shell's $?, 128 + N for a death by signal N) to the file, then ends the same way the command
+# did. The record outlives an agent that died meanwhile: the agent, no longer the parent,
+# could not learn the status otherwise.
+_EXIT_STATUS_WRAPPER = (
+    '"$@"; s=$?; echo "$s" > "$0"; '
+    'if [ "$s" -gt 128 ]; then kill -s "$(kill -l "$s")" $$ 2>/dev/null; fi; exit "$s"'
+)
 # Popen objects of detached, unreaped children, kept for the life of the process: a collected
 # one would warn and have subprocess waitpid() its pid later, maybe after the pid was reused.
 _DETACHED: list[subprocess.Popen] = []
@@ -229,12 +239,9 @@ class PosixContainerizer(ContainerRecords, Containerizer):
                 running.add(state.container_id)
                 continue
             if termination is None:
-                termination = ContainerTermination(
-                    status=None,
-                    message=(
-                        f"process {state.pid} ended while no containerizer watched it "
-                        "(agent down); its exit status is unknown"
-                    ),
+                termination = self._recorded_termination(
+                    state.container_id,
+                    f"process {state.pid} ended while no containerizer watched it (agent down)",
                 )
             self._record_ended(loop, state, termination)
             ended[state.container_id] = termination
@@ -379,9 +386,10 @@ class PosixContainerizer(ContainerRecords, Containerizer):
             if container.popen is not None:  # keep Popen from ever waiting on this pid again
                 container.popen.returncode = termination.exit_code or -(termination.signal or 0)
         else:
-            message = details.get("message") or "ended"
-            details["message"] = f"{message}; exit status unknown (not a child of this agent)"
-            termination = ContainerTermination(status=None, **details)
+            recorded = self._recorded_termination(
+                container.container_id, str(details.get("message") or "ended")
+            )
+            termination = replace(recorded, destroyed=bool(details["destroyed"]))
         termination = self._terminated(container, termination)
         if container.state is ContainerRunState.RUNNING:
             container.state = ContainerRunState.TERMINATED
@@ -399,7 +407,25 @@ class PosixContainerizer(ContainerRecords, Containerizer):
 
     def _start(self, container_id: str, config: ContainerConfig) -> subprocess.Popen:
         """Start the main process (runs in an executor); a subclass wraps or prepares it."""
-        return _spawn(container_id, config)
+        return _spawn(container_id, config, exit_status=self._exit_status_path(container_id))
+
+    def _exit_status_path(self, container_id: str) -> Path | None:
+        """Where the container's wrapper records its command's exit status (with a runtime
+        dir only): the one witness of an end that happens while no agent is its parent."""
+        if self.runtime_dir is None:
+            return None
+        directory = self.runtime_dir / container_id
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory / EXIT_STATUS_FILE
+
+    def _recorded_termination(self, container_id: str, message: str) -> ContainerTermination:
+        """How a container that ended unwatched ended, from its wrapper's record if any."""
+        status = None
+        if self.runtime_dir is not None:
+            status = read_exit_status(self.runtime_dir / container_id / EXIT_STATUS_FILE)
+        if status is None:
+            return ContainerTermination(status=None, message=f"{message}; exit status unknown")
+        return ContainerTermination(status=status, message=message)
 
     def _terminated(
         self, container: _Container, termination: ContainerTermination
@@ -592,6 +618,7 @@ def _spawn(
     config: ContainerConfig,
     argv: Sequence[str] | None = None,
     preexec_fn: Callable[[], None] | None = None,
+    exit_status: Path | None = None,
 ) -> subprocess.Popen:
     """Create the sandbox and start the command in a new session. Runs in an executor.
 
@@ -623,6 +650,12 @@ def _spawn(
             "group": entry.pw_gid,
             "extra_groups": os.getgrouplist(entry.pw_name, entry.pw_gid),
         }
+    if exit_status is not None:
+        _require_program(container_id, config, argv)
+        if ids:  # the wrapper runs as the user: give it its file
+            exit_status.touch()
+            os.chown(exit_status, entry.pw_uid, entry.pw_gid)
+        argv = ("/bin/sh", "-c", _EXIT_STATUS_WRAPPER, str(exit_status), *argv)
     try:
         config.sandbox.mkdir(parents=True, exist_ok=True)
         if ids:
@@ -662,6 +695,39 @@ def _spawn(
             config.command,
             error,
         ) from error
+
+
+def _require_program(container_id: str, config: ContainerConfig, argv: Sequence[str]) -> None:
+    """Refuse a missing program at launch, as an unwrapped exec would (the wrapper's shell
+    would start and then merely exit 127)."""
+    path = os.pathsep.join(os.get_exec_path(dict(config.environment)))
+    if shutil.which(argv[0], path=path) is None:
+        raise LaunchFailed(
+            container_id,
+            f"container {container_id}: cannot run {list(argv)!r}: no such executable; "
+            f"expected {argv[0]!r} to be an executable path or on the environment's PATH "
+            f"{path!r}",
+            config.command,
+            FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0]),
+        )
+
+
+def read_exit_status(path: Path) -> int | None:
+    """The waitpid-style status a wrapper recorded, or None (no record, or a torn one).
+
+    The shell reports a death by signal N as 128 + N, and so does this record: an exit code
+    above 128 reads as that signal. Commands that exit with such codes on purpose are rare, and
+    the same ambiguity exists for any command run through a shell.
+    """
+    try:
+        code = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if not 0 <= code <= 255:
+        return None
+    if 128 < code < 128 + signal.NSIG:
+        return code - 128  # WIFSIGNALED, WTERMSIG = code - 128
+    return code << 8  # WIFEXITED, WEXITSTATUS = code
 
 
 def _log_destroy_failure(task: asyncio.Task) -> None:

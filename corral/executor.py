@@ -33,18 +33,21 @@ from corral.protocol.messages import (
     ExecutorToFramework,
     FrameworkToExecutor,
     KillTask,
+    ReconnectExecutor,
     RegisterExecutor,
+    ReregisterExecutor,
     RunTask,
     ShutdownExecutor,
     StatusUpdate,
     StatusUpdateAcknowledgement,
 )
 from corral.task_states import Source
-from libprocess import UPID, Runtime
+from libprocess import UPID, Runtime, Timer
 
 log = structlog.get_logger("corral.executor")
 
 FLUSH_TIMEOUT = 5.0  # seconds stop() waits for the agent to acknowledge the last updates
+RECOVERY_TIMEOUT = 900.0  # seconds a checkpointing executor waits for its agent to come back
 
 
 class Executor:
@@ -121,6 +124,8 @@ class ExecutorDriver:
         self.executor_id = ExecutorID(env["CORRAL_EXECUTOR_ID"])
         self.directory = Path(env.get("CORRAL_DIRECTORY") or os.getcwd())
         self.checkpoint = env.get("CORRAL_CHECKPOINT", "0") == "1"
+        # Mesos's MESOS_RECOVERY_TIMEOUT: how long to wait for a restarted agent.
+        self.recovery_timeout = float(env.get("CORRAL_RECOVERY_TIMEOUT") or RECOVERY_TIMEOUT)
         self.agent_id: AgentID | None = None
         self._status = DriverStatus.NOT_STARTED
         self._runtime: Runtime | None = None
@@ -225,7 +230,10 @@ class _ExecutorProcess(ProtocolProcess):
         self.driver = driver
         self.agent = driver.agent_pid
         self.unacknowledged: dict[bytes, TaskStatus] = {}  # sent, not yet acked by the agent
+        self.tasks: dict[TaskID, TaskInfo] = {}  # launched here, no terminal update sent yet
         self.stopping: DriverStatus | None = None
+        self.connected = True  # False from the agent's exit until it reconnects
+        self.recovery_timer: Timer | None = None
 
     def initialize(self) -> None:
         self.link(self.agent)
@@ -237,10 +245,49 @@ class _ExecutorProcess(ProtocolProcess):
         if pid != self.agent or self.stopping is not None:
             return
         log.warning("agent_lost", agent=self.agent, checkpoint=self.driver.checkpoint)
+        self.connected = False
         self._callback("disconnected")
         if not self.driver.checkpoint:  # no agent will come back for this executor
-            self._callback("shutdown")
-            self.driver._finish(DriverStatus.STOPPED)
+            self._give_up()
+            return
+        # A restarted agent sends ReconnectExecutor; until then updates wait here.
+        self.recovery_timer = self.delay(self.driver.recovery_timeout, self._recovery_timed_out)
+
+    def _recovery_timed_out(self) -> None:
+        self.recovery_timer = None
+        if not self.connected:
+            log.warning("agent_not_back", waited=self.driver.recovery_timeout)
+            self._give_up()
+
+    def _give_up(self) -> None:
+        self._callback("shutdown")
+        self.driver._finish(DriverStatus.STOPPED)
+
+    @receives(ReconnectExecutor)
+    def reconnect(self, sender: UPID | None, message: ReconnectExecutor) -> None:
+        """A restarted agent found us: re-register with it (it has a new pid)."""
+        known = self.driver.agent_id
+        if sender is None or not self.driver.checkpoint or (known and message.agent_id != known):
+            log.warning("reconnect_refused", sender=sender, agent_id=message.agent_id, agent=known)
+            return
+        if self.recovery_timer is not None:
+            self.recovery_timer.cancel()
+            self.recovery_timer = None
+        if sender != self.agent:
+            self.unlink(self.agent)
+            self.agent = sender
+        self.link(sender)
+        self.connected = True
+        log.info("executor_reconnecting", agent=sender, updates=len(self.unacknowledged))
+        self.send_message(
+            sender,
+            ReregisterExecutor(
+                self.driver.framework_id,
+                self.driver.executor_id,
+                tasks=tuple(self.tasks.values()),
+                updates=tuple(self.unacknowledged.values()),
+            ),
+        )
 
     def _callback(self, name: str, *args: Any) -> None:
         try:
@@ -273,6 +320,7 @@ class _ExecutorProcess(ProtocolProcess):
     @receives(RunTask)
     def run_task(self, sender: UPID | None, message: RunTask) -> None:
         if self._from_agent(sender, "RunTask"):
+            self.tasks[message.task.task_id] = message.task
             self._callback("launch_task", message.task)
 
     @receives(KillTask)
@@ -304,6 +352,10 @@ class _ExecutorProcess(ProtocolProcess):
     def send_status(self, status: TaskStatus) -> None:
         assert status.uuid is not None
         self.unacknowledged[status.uuid] = status
+        if status.state.is_terminal:
+            self.tasks.pop(status.task_id, None)
+        if not self.connected:
+            return  # sent with ReregisterExecutor when the agent is back
         update = StatusUpdate(self.driver.framework_id, status, str(self.pid))
         self.send_message(self.agent, update)
 

@@ -5,6 +5,7 @@ to the package unless a name is imported from them here.
 """
 
 from libprocess.clock import Clock, Timer, clock
+from libprocess.faults import DropRule, Faults
 from libprocess.future import (
     DiscardedError,
     Future,
@@ -26,6 +27,8 @@ __all__ = [
     "UPID",
     "Clock",
     "DiscardedError",
+    "DropRule",
+    "Faults",
     "Future",
     "FutureError",
     "FutureTimeout",

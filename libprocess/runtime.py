@@ -22,6 +22,7 @@ import structlog
 
 from libprocess import current, wire
 from libprocess.clock import Clock, Timer, Timers, clock
+from libprocess.faults import Faults
 from libprocess.future import Future, Promise
 from libprocess.mailbox import INITIALIZE, TERMINATE, Dispatch, Exited, ProcessTerminated
 from libprocess.metrics import Metrics
@@ -113,6 +114,13 @@ class Runtime:
         self._complaints = {kind: self.metrics.counter(f"libprocess/{kind}") for kind in COMPLAINTS}
         self._stop_requested = False  # request_stop() called: it owns the shutdown
         self._stopped: asyncio.Event | None = None
+        # Test-only deliberate drops (libprocess.faults): ``_dropping`` is the rules' owner
+        # while any rule is set, else None, so the message paths check one attribute.
+        self._dropping: Faults | None = None
+        self.faults = Faults(self.metrics, self._set_dropping)
+
+    def _set_dropping(self, faults: Faults | None) -> None:
+        self._dropping = faults
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -542,9 +550,13 @@ class Runtime:
         """
         if type(to) is not UPID:
             to = UPID(to)  # an invalid address raises here, in the caller's thread
+        if self._dropping is not None and self._dropping.drops(
+            to.id, to.address, sender, name, "send"
+        ):
+            return  # a test's deliberate drop (libprocess.faults), decided at send time
         if threading.get_ident() != self._thread_id:
             if to.address == self.address:
-                self._call(self.send, to, name, body, sender)
+                self._call(self._deliver_local, to, name, body, sender)
             else:
                 # Encoded here, so that a bad body raises in the caller, not on the loop.
                 data = wire.encode_message(
@@ -561,6 +573,15 @@ class Runtime:
             self._enqueue(process, (sender, name, body))
         else:
             self._transport.send(to.address, to.id, sender or "", name, body)
+
+    def _deliver_local(self, to: UPID, name: str, body: Any, sender: UPID | None) -> None:
+        """The local half of ``send`` for a send handed over from another thread."""
+        process = self._processes.get(to.id)
+        if process is None:
+            if not self._deliver_to_reserved(to.id, (sender, name, body)):
+                self._complain("messages_unknown_process", to=to, message=name, sender=sender)
+            return
+        self._enqueue(process, (sender, name, body))
 
     def dispatch(
         self, target: Process | UPID | str, method: Callable | str, *args: Any, **kwargs: Any
@@ -596,6 +617,7 @@ class Runtime:
         processes = self._processes
         upids = self._upids
         enqueue = self._enqueue
+        dropping = self._dropping
         for message in batch:
             try:
                 if type(message) is not list:  # a 4-key map would unpack into its keys
@@ -613,6 +635,12 @@ class Runtime:
                     expected="[to_id: str, sender: '' or 'id@host:port', name: str, body]",
                     error=str(error) or type(error).__name__,
                 )
+                continue
+            if (
+                dropping is not None
+                and to_id  # control messages (to the runtime itself) are never dropped
+                and dropping.drops(to_id, self.address, sender, name, "inbound")
+            ):
                 continue
             process = processes.get(to_id)
             if process is not None:

@@ -5,12 +5,56 @@ A thin actor over ``MasterState`` (bookkeeping), ``validation`` (accept checks) 
 and speaks to it only through ``AllocatorClient``; allocations come back as
 ``allocator/allocations`` messages and leave as offers. Bad requests from outside are logged
 with a reason and change nothing; nothing a peer sends can crash the master.
+
+Failures, as Mesos handles them (what was decided where Mesos leaves room):
+
+- ``AgentRegistered``/``AgentReregistered`` carry ``ping_timeout`` = ``agent_ping_timeout *
+  max_agent_ping_timeouts``: after that long without a ping the agent takes the master for lost.
+- Disconnection: the master links to every agent's pid. A broken link disconnects the agent
+  (it stays registered; unreachability is still the pings' call): its offers are rescinded, it
+  is deactivated in the allocator, and the tasks and executors of frameworks without
+  ``checkpoint`` end TASK_LOST, reason REASON_AGENT_DISCONNECTED (they cannot survive an agent
+  restart), their resources going back. Pings tell it ``connected: false``; status updates
+  from it are dropped (the agent resends them after re-registering).
+- Unreachable agents are removed at most ``agent_removal_rate_limit`` per second (None: no
+  limit); the first at once, later ones spaced. Waiting ones stay registered, marked
+  ``pending_removal``; a pong or a re-registration meanwhile cancels their removal.
+- ``POST /master/agents/gone`` ``{"agent_id": …}`` marks an agent (registered, unreachable or
+  recovered from the registry) GONE in the registry before answering 200; its tasks end
+  TASK_GONE_BY_OPERATOR (PARTITION_AWARE) or TASK_LOST, reason REASON_AGENT_REMOVED_BY_OPERATOR;
+  its resources leave the allocator; its later re-registrations are refused. 400 for a bad
+  body, 404 for an id the master never admitted, 405 for a method other than POST, 503 when
+  the registry cannot be written (nothing changed).
+- A known agent re-registering (e.g. restarted after SIGKILL) is reconciled by the master
+  itself: a task the master has and the agent did not report ends with reason
+  REASON_RECONCILIATION, TASK_LOST for frameworks that are not PARTITION_AWARE, else TASK_DROPPED
+  if it was still STAGING (its launch was lost) and TASK_GONE if it had started. Exception: a
+  STAGING task whose RunTask went out less than ``agent_ping_timeout`` ago is kept, since that
+  RunTask may have crossed the re-registration on the wire (Mesos asks the agent instead; our
+  AgentReregistered has no field for that); such a task is settled by the agent's updates,
+  a kill, or the next re-registration. Executors the agent did not report are dropped.
+  Tasks and executors the agent reports that the master lacks are taken in; those of removed
+  frameworks get ``ShutdownFramework`` instead. The allocator's view of the agent is rebuilt
+  (remove, then add with exactly the resources of the tasks and executors kept), and its
+  offers are rescinded first.
+- Master restart: registry agents marked UNREACHABLE are listed unreachable again; ADMITTED ones
+  must re-register within ``agent_reregister_timeout`` or are marked UNREACHABLE then; GONE stay
+  refused. Frameworks that agents report but that have not re-registered are kept (their tasks
+  count in the allocator, for the role in the agent's FrameworkInfo); if one has not come back
+  ``max(failover_timeout, agent_reregister_timeout)`` after the master started, it is removed:
+  ``ShutdownFramework`` to its agents, its resources back, its id refused.
+- A framework removed (teardown or failover timeout) gets ``ShutdownFramework`` sent to every
+  agent with its tasks or executors, and to any agent that later re-registers with them.
 """
 
 from __future__ import annotations
 
+import enum
+import json
+import re
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -74,6 +118,7 @@ from corral.protocol.messages import (
 from corral.resources import Resources
 from corral.task_states import Reason, Source, TaskState, is_terminal
 from libprocess import UPID, Timer, handler, route
+from libprocess.http import request_body
 from master.allocator import ALLOCATIONS, AllocatorClient, AllocatorOptions, AllocatorProcess
 from master.allocator.codec import decode_allocations
 from master.registry import AgentStatus, Registry, RegistryError
@@ -110,6 +155,10 @@ class MasterOptions:
     max_agent_ping_timeouts: int = 5  # unanswered pings in a row before unreachable
     offer_timeout: float | None = None  # None: offers stay until used, declined or gone
     allocator_seed: int = 0
+    # Unreachable agents removed per second at most (None: no limit); see parse_rate_limit.
+    agent_removal_rate_limit: float | None = None
+    # After a restart, seconds the registry's admitted agents have to re-register.
+    agent_reregister_timeout: float = 600.0
 
     def __post_init__(self) -> None:
         if self.agent_ping_timeout <= 0:
@@ -122,6 +171,58 @@ class MasterOptions:
             raise ValueError(
                 f"offer_timeout must be positive (or None for no timeout), got {self.offer_timeout}"
             )
+        rate = self.agent_removal_rate_limit
+        if rate is not None and not 0 < rate < float("inf"):
+            raise ValueError(
+                f"agent_removal_rate_limit must be a positive number of removals per second "
+                f"(or None for no limit), got {rate}"
+            )
+        if self.agent_reregister_timeout <= 0:
+            raise ValueError(
+                f"agent_reregister_timeout must be positive, got {self.agent_reregister_timeout}"
+            )
+
+    @property
+    def total_ping_timeout(self) -> float:
+        """Seconds without a pong after which the master takes an agent for unreachable."""
+        return self.agent_ping_timeout * self.max_agent_ping_timeouts
+
+
+_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "ms": 1e-3,
+    "secs": 1.0,
+    "mins": 60.0,
+    "hrs": 3600.0,
+    "days": 86400.0,
+    "weeks": 604800.0,
+}
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$")
+
+
+def parse_rate_limit(text: str) -> float:
+    """Mesos's ``--agent_removal_rate_limit`` form, ``N/<duration>`` (``"1/10secs"``,
+    ``"5/1mins"``), as removals per second."""
+    match = _RATE.match(text.lower())
+    unit = _UNITS.get(match.group(3)) if match else None
+    if match is None or unit is None:
+        raise ValueError(
+            f"{text!r} is not a rate: write removals/duration, e.g. '1/10secs' or '5/1mins' "
+            f"(units: {', '.join(_UNITS)})"
+        )
+    count, seconds = float(match.group(1)), float(match.group(2)) * unit
+    if count <= 0 or seconds <= 0:
+        raise ValueError(f"{text!r} is not a rate: both numbers must be positive")
+    return count / seconds
+
+
+class Removal(enum.Enum):
+    """Why an agent leaves the master's registered agents; decides its tasks' fate."""
+
+    UNREACHABLE = "unreachable"  # stopped answering pings; may come back
+    UNREGISTERED = "unregistered"  # the agent said it leaves for good
+    BY_OPERATOR = "gone by operator"  # an operator marked it gone
 
 
 def _allocate(resources: Resources, role: str | None) -> Resources:
@@ -147,11 +248,32 @@ class MasterProcess(ProtocolProcess):
         self._ping_timer: Timer | None = None
         # Agents (by pid) whose admission waits for the registry write; see _admit.
         self._admitting: dict[UPID, tuple[AgentInfo, Callable[[], None]]] = {}
+        # Unreachable agents waiting for the removal rate limit, oldest first (an id whose
+        # agent is no longer pending_removal is skipped when reached).
+        self._removals: deque[AgentID] = deque()
+        self._next_removal_at = float("-inf")  # runtime-clock time the next removal may run
+        self._removal_timer: Timer | None = None
+        # Agents the registry lists as admitted that have not re-registered since the start.
+        self._recovering: dict[AgentID, AgentInfo] = {}
+        self._reregister_timer: Timer | None = None
+        self._started_at = 0.0
+        # Frameworks known only from agents: the timer that removes them if they never return.
+        self._recovered_timers: dict[FrameworkID, Timer] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def initialize(self) -> None:
         self.registry.recover()
+        self._started_at = self.runtime.clock.now()
+        for agent_id, entry in self.registry.entries().items():
+            if entry.status is AgentStatus.UNREACHABLE:
+                self.records.add_unreachable(entry.info)
+            elif entry.status is AgentStatus.ADMITTED:
+                self._recovering[agent_id] = entry.info
+        if self._recovering:
+            self._reregister_timer = self.delay(
+                self.options.agent_reregister_timeout, self._reregister_timeout
+            )
         allocator = AllocatorProcess(
             self.pid,
             AllocatorOptions(allocation_interval=self.options.allocation_interval),
@@ -176,6 +298,7 @@ class MasterProcess(ProtocolProcess):
             pid=self.pid,
             work_dir=self.work_dir,
             agents_in_registry=len(self.registry),
+            agents_to_reregister=len(self._recovering),
         )
 
     def _register_metrics(self) -> None:
@@ -188,6 +311,10 @@ class MasterProcess(ProtocolProcess):
             self._refused,
             metrics.gauge("master/agents_active", lambda: len(records.agents)),
             metrics.gauge("master/agents_unreachable", lambda: len(records.unreachable)),
+            metrics.gauge(
+                "master/agents_disconnected",
+                lambda: sum(not a.connected for a in records.agents.values()),
+            ),
             metrics.gauge(
                 "master/frameworks_active",
                 lambda: sum(f.active for f in records.frameworks.values()),
@@ -203,8 +330,10 @@ class MasterProcess(ProtocolProcess):
     def finalize(self) -> None:
         for metric in getattr(self, "_metrics", ()):
             self.runtime.metrics.remove(metric.name)
-        if self._ping_timer is not None:
-            self._ping_timer.cancel()
+        timers = [self._ping_timer, self._removal_timer, self._reregister_timer]
+        for timer in [*timers, *self._recovered_timers.values()]:
+            if timer is not None:
+                timer.cancel()
         for framework in self.records.frameworks.values():
             if framework.failover_timer is not None:
                 framework.failover_timer.cancel()
@@ -244,7 +373,7 @@ class MasterProcess(ProtocolProcess):
                     "attributes; restart the agent with a fresh work directory",
                 )
                 return
-            self.send_message(sender, AgentRegistered(existing.id))  # a retry: answer again
+            self.send_message(sender, self._registered(existing.id))  # a retry: answer again
             return
         if sender in self._admitting:
             return  # a retry while its admission is being written: the answer follows
@@ -255,7 +384,8 @@ class MasterProcess(ProtocolProcess):
         def admitted() -> None:
             self.records.add_agent(AgentRecord(info, str(sender), version))
             self._call("add_agent", agent_id, info.resources)
-            self.send_message(sender, AgentRegistered(agent_id))
+            self.link(sender)
+            self.send_message(sender, self._registered(agent_id))
             log.info(
                 "agent_registered",
                 agent_id=agent_id,
@@ -265,6 +395,12 @@ class MasterProcess(ProtocolProcess):
             )
 
         self._admit(info, sender, admitted)
+
+    def _registered(self, agent_id: AgentID) -> AgentRegistered:
+        return AgentRegistered(agent_id, ping_timeout=self.options.total_ping_timeout)
+
+    def _reregistered(self, agent_id: AgentID) -> AgentReregistered:
+        return AgentReregistered(agent_id, ping_timeout=self.options.total_ping_timeout)
 
     @receives(ReregisterAgent)
     def reregister_agent(self, sender: UPID | None, message: ReregisterAgent) -> None:
@@ -296,11 +432,16 @@ class MasterProcess(ProtocolProcess):
                     f"not {info.hostname}",
                 )
                 return
-            self.records.set_agent_pid(known, str(sender))
-            known.awaiting_pong = False
-            known.missed_pings = 0
-            self.send_message(sender, AgentReregistered(agent_id))
-            log.info("agent_reregistered", agent_id=agent_id, pid=sender, known=True)
+            shutdown = self._reconcile_known(known, sender, message)
+            self.send_message(sender, self._reregistered(agent_id))
+            self._shutdown_frameworks(sender, shutdown)
+            log.info(
+                "agent_reregistered",
+                agent_id=agent_id,
+                pid=sender,
+                known=True,
+                tasks=len(message.tasks),
+            )
             return
         if sender in self._admitting:
             return  # a retry while its admission is being written: the answer follows
@@ -314,8 +455,18 @@ class MasterProcess(ProtocolProcess):
                     reason="the agent id was admitted twice at once",
                 )
                 return
-            self._admit_with_tasks(info, str(sender), message)
-            self.send_message(sender, AgentReregistered(agent_id))
+            if self.registry.status(agent_id) is AgentStatus.GONE:  # marked gone meanwhile
+                log.warning(
+                    "agent_reregistration_refused",
+                    agent=sender,
+                    agent_id=agent_id,
+                    reason="the agent was marked gone while its re-registration was written",
+                )
+                return
+            shutdown = self._admit_with_tasks(info, str(sender), message)
+            self.link(sender)
+            self.send_message(sender, self._reregistered(agent_id))
+            self._shutdown_frameworks(sender, shutdown)
             log.info(
                 "agent_reregistered",
                 agent_id=agent_id,
@@ -339,18 +490,33 @@ class MasterProcess(ProtocolProcess):
 
     def _write_admissions(self) -> None:
         batch, self._admitting = self._admitting, {}
+        admitted = [
+            info
+            for info, _ in batch.values()
+            if self.registry.status(info.id) is not AgentStatus.GONE
+        ]
         try:
-            self.registry.admit(*(info for info, _ in batch.values()))
+            self.registry.admit(*admitted)
         except RegistryError as error:
             log.error("agent_admission_failed", agents=len(batch), error=str(error))
             return  # nothing changed; the agents retry
         for _, then in batch.values():
             then()
 
-    def _admit_with_tasks(self, info: AgentInfo, pid: str, message: ReregisterAgent) -> None:
-        """An agent unknown to this master (or back from unreachable), with what it runs."""
+    def _shutdown_frameworks(self, pid: UPID, framework_ids: set[FrameworkID]) -> None:
+        """Tell a re-registered agent to shut down frameworks that were removed."""
+        for framework_id in sorted(framework_ids):
+            log.info("removed_framework_shut_down", agent=pid, framework_id=framework_id)
+            self.send_message(pid, ShutdownFramework(framework_id))
+
+    def _admit_with_tasks(
+        self, info: AgentInfo, pid: str, message: ReregisterAgent
+    ) -> set[FrameworkID]:
+        """An agent unknown to this master (or back from unreachable), with what it runs;
+        returns the removed frameworks it runs, for the caller to shut down."""
         assert info.id is not None
         agent_id = info.id
+        self._recovering.pop(agent_id, None)
         reported = {(task.framework_id, task.task_id) for task in message.tasks}
         stale = [
             task
@@ -361,43 +527,164 @@ class MasterProcess(ProtocolProcess):
         self.records.add_agent(record)
         for task in stale:
             self._task_gone(task)  # the agent no longer runs it
-        reported_infos = {framework.id: framework for framework in message.frameworks}
+        shutdown = self._take_reported(record, message)
+        self._call(
+            "add_agent", agent_id, info.resources, used=self.records.used_by_framework(record)
+        )
+        return shutdown
 
-        def role_for(framework_id: FrameworkID) -> str:
-            framework = self.records.frameworks.get(framework_id)
-            framework_info = framework.info if framework else reported_infos.get(framework_id)
-            return roles_of(framework_info)[0] if framework_info else "*"
+    def _take_reported(self, agent: AgentRecord, message: ReregisterAgent) -> set[FrameworkID]:
+        """Take in the tasks and executors a re-registering agent reports and the master lacks.
+
+        Returns the removed frameworks among them: the agent must shut those down. Frameworks
+        not registered with this master are remembered from the agent's report (their role
+        places the resources in the allocator) and removed if they never come back.
+        """
+        removed = self.records.removed_frameworks
+        shutdown: set[FrameworkID] = set()
+        for framework_info in message.frameworks:
+            framework_id = framework_info.id
+            if framework_id is None or framework_id in self.records.frameworks:
+                continue
+            if framework_id in removed:
+                shutdown.add(framework_id)
+            elif framework_id not in self.records.recovered_frameworks:
+                self.records.recovered_frameworks[framework_id] = framework_info
+                self._expect_framework(framework_info)
 
         def allocated(resources: Resources, framework_id: FrameworkID) -> Resources:
             if all(resource.allocation_role is not None for resource in resources):
                 return resources
-            return _allocate(resources, role_for(framework_id))
+            framework_info = self.records.framework_info(framework_id)
+            return _allocate(resources, roles_of(framework_info)[0] if framework_info else "*")
 
-        used: dict[str, Resources] = {}
         for task in message.tasks:
             if is_terminal(task.state):
                 continue
-            resources = allocated(task.resources, task.framework_id)
+            if task.framework_id in removed:
+                shutdown.add(task.framework_id)
+                continue
+            existing = self.records.task(task.framework_id, task.task_id)
+            if existing is not None:
+                if existing.agent_id != agent.id:
+                    log.warning(
+                        "reported_task_ignored",
+                        agent_id=agent.id,
+                        task_id=task.task_id,
+                        reason=f"the master has this task on agent {existing.agent_id}",
+                    )
+                    continue
+                if existing.state is not TaskState.TASK_UNREACHABLE:
+                    agent.tasks.add((task.framework_id, task.task_id))
+                    continue  # the master's view stands; the agent's updates will follow
             self.records.add_task(
                 TaskRecord(
                     task.task_id,
                     task.framework_id,
-                    agent_id,
+                    agent.id,
                     task.name,
                     task.state,
-                    resources,
+                    allocated(task.resources, task.framework_id),
                     task.executor_id,
                     task.statuses[-1] if task.statuses else None,
                 )
             )
-            used[task.framework_id] = used.get(task.framework_id, Resources()) + resources
         for executor in message.executor_infos:
-            if executor.framework_id is None:
+            framework_id = executor.framework_id
+            if framework_id is None:
                 continue
-            resources = allocated(executor.resources, executor.framework_id)
-            record.executors[(executor.framework_id, executor.executor_id)] = resources
-            used[executor.framework_id] = used.get(executor.framework_id, Resources()) + resources
-        self._call("add_agent", agent_id, info.resources, used=used)
+            if framework_id in removed:
+                shutdown.add(framework_id)
+                continue
+            key = (framework_id, executor.executor_id)
+            if key not in agent.executors:
+                agent.executors[key] = allocated(executor.resources, framework_id)
+        return shutdown
+
+    def _reconcile_known(
+        self, agent: AgentRecord, pid: UPID, message: ReregisterAgent
+    ) -> set[FrameworkID]:
+        """A registered agent re-registers (restarted, or back after a broken link): make the
+        master's tasks, executors and allocator agree with what the agent reports. Returns
+        the removed frameworks it runs, for the caller to shut down."""
+        self._rescind_offers_on(agent, recover=False)  # the allocator's view is rebuilt below
+        if agent.pid != str(pid):
+            self.unlink(agent.pid)
+            self.records.set_agent_pid(agent, str(pid))
+        agent.info = message.agent
+        agent.version = message.version
+        agent.connected = True
+        agent.awaiting_pong = False
+        agent.missed_pings = 0
+        agent.pending_removal = False
+        reported = {(task.framework_id, task.task_id) for task in message.tasks}
+        now = self.runtime.clock.now()
+        kept_executors = set()
+        for task in self.records.tasks_on(agent):
+            if (task.framework_id, task.task_id) in reported:
+                continue
+            in_flight = (
+                task.state is TaskState.TASK_STAGING
+                and task.launched_at is not None
+                and now - task.launched_at < self.options.agent_ping_timeout
+            )
+            if in_flight:  # its RunTask may have crossed the re-registration on the wire
+                log.info("task_kept_in_flight", agent_id=agent.id, task_id=task.task_id)
+                if task.executor_id is not None:
+                    kept_executors.add((task.framework_id, task.executor_id))
+                continue
+            launched = task.state is TaskState.TASK_STAGING
+            self._settle(
+                task,
+                TaskState.TASK_DROPPED if launched else TaskState.TASK_GONE,
+                Reason.REASON_RECONCILIATION,
+                f"agent {agent.id} re-registered without this task"
+                + (" (its launch was lost)" if launched else ""),
+            )
+        reported_executors = {
+            (executor.framework_id, executor.executor_id) for executor in message.executor_infos
+        }
+        for key in list(agent.executors):
+            if key not in reported_executors and key not in kept_executors:
+                del agent.executors[key]
+        shutdown = self._take_reported(agent, message)
+        self._call("remove_agent", agent.id)
+        self._call(
+            "add_agent",
+            agent.id,
+            agent.info.resources,
+            used=self.records.used_by_framework(agent),
+        )
+        self.link(pid)
+        return shutdown
+
+    def _settle(self, task: TaskRecord, aware_state: TaskState, reason: Reason, why: str) -> None:
+        """End (or, for TASK_UNREACHABLE, suspend) a task by the master's own update:
+        ``aware_state`` for PARTITION_AWARE frameworks, TASK_LOST for the others. The caller
+        frees the task's resources in the allocator where they are still counted."""
+        info = self.records.framework_info(task.framework_id)
+        aware = info is not None and info.has_capability(PARTITION_AWARE)
+        state = aware_state if aware else TaskState.TASK_LOST
+        status = self._master_status(task.task_id, state, reason, why, task.agent_id)
+        if task.executor_id is not None:
+            status = replace(status, executor_id=task.executor_id)
+        if is_terminal(state):
+            if not self.records.update_task(task, status):
+                self.records.remove_task(task)
+        else:
+            task.state = state
+            task.status = status
+        log.info(
+            "task_settled",
+            framework_id=task.framework_id,
+            task_id=task.task_id,
+            agent_id=task.agent_id,
+            state=state.value,
+            reason=reason.value,
+        )
+        framework = self.records.frameworks.get(task.framework_id)
+        if framework is not None and framework.connected:
+            self.send_message(framework.pid, StatusUpdate(task.framework_id, status))
 
     def _task_gone(self, task: TaskRecord) -> None:
         """A task the master kept (unreachable) that its re-registered agent no longer runs."""
@@ -422,11 +709,14 @@ class MasterProcess(ProtocolProcess):
             return
         agent.awaiting_pong = False
         agent.missed_pings = 0
+        if agent.pending_removal:
+            agent.pending_removal = False  # skipped when the removal queue reaches it
+            log.info("agent_removal_cancelled", agent_id=agent.id, reason="it answered a ping")
 
     def _ping_agents(self) -> None:
         """Every ``agent_ping_timeout``: count unanswered pings, then ping again."""
         for agent in list(self.records.agents.values()):
-            if agent.awaiting_pong:
+            if agent.awaiting_pong and not agent.pending_removal:
                 agent.missed_pings += 1
                 if agent.missed_pings >= self.options.max_agent_ping_timeouts:
                     log.warning(
@@ -435,11 +725,51 @@ class MasterProcess(ProtocolProcess):
                         pid=agent.pid,
                         missed_pings=agent.missed_pings,
                     )
-                    self._remove_agent(agent, unreachable=True)
-                    continue
+                    self._queue_removal(agent)
+                    if agent.id not in self.records.agents:
+                        continue
             agent.awaiting_pong = True
-            self.send_message(agent.pid, PingAgent(connected=True))
+            self.send_message(agent.pid, PingAgent(connected=agent.connected))
         self._ping_timer = self.delay(self.options.agent_ping_timeout, self._ping_agents)
+
+    def _queue_removal(self, agent: AgentRecord) -> None:
+        """Remove an unreachable agent now, or when the removal rate limit allows it."""
+        if self.options.agent_removal_rate_limit is None:
+            self._remove_agent(agent, Removal.UNREACHABLE)
+            return
+        agent.pending_removal = True
+        self._removals.append(agent.id)
+        self._run_removals()
+
+    def _run_removals(self) -> None:
+        rate = self.options.agent_removal_rate_limit
+        assert rate is not None, "removals only queue under a rate limit"
+        now = self.runtime.clock.now()
+        while self._removals:
+            agent = self.records.agents.get(self._removals[0])
+            if agent is None or not agent.pending_removal:
+                self._removals.popleft()  # came back, re-registered or removed meanwhile
+                continue
+            if now < self._next_removal_at - 1e-9:
+                if self._removal_timer is None:
+                    self._removal_timer = self.delay(
+                        self._next_removal_at - now, self._removal_allowed
+                    )
+                log.info(
+                    "agent_removal_pending",
+                    agent_id=agent.id,
+                    queued=len(self._removals),
+                    in_seconds=round(self._next_removal_at - now, 3),
+                )
+                return
+            self._removals.popleft()
+            agent.pending_removal = False
+            self._next_removal_at = now + 1.0 / rate
+            self._remove_agent(agent, Removal.UNREACHABLE)
+
+    def _removal_allowed(self) -> None:
+        self._removal_timer = None
+        self._run_removals()
 
     @receives(UnregisterAgent)
     def unregister_agent(self, sender: UPID | None, message: UnregisterAgent) -> None:
@@ -453,17 +783,27 @@ class MasterProcess(ProtocolProcess):
             )
             return
         log.info("agent_unregistered", agent_id=agent.id)
-        self._remove_agent(agent, unreachable=False)
+        self._remove_agent(agent, Removal.UNREGISTERED)
 
-    def _remove_agent(self, agent: AgentRecord, unreachable: bool) -> None:
-        """Unreachable (may come back) or gone: offers rescinded, tasks reported, AgentLost."""
-        for offer_id in list(agent.offers):
+    def _rescind_offers_on(self, agent: AgentRecord, recover: bool = True) -> None:
+        """Take back the agent's outstanding offers (their frameworks are told)."""
+        for offer_id in sorted(agent.offers):
             record = self.records.offers.get(offer_id)
             framework = self.records.frameworks.get(record.offer.framework_id) if record else None
             if framework is not None and framework.connected:
                 self.send_message(framework.pid, RescindOffer(offer_id))
-        tasks = [self.records.tasks[key] for key in sorted(agent.tasks)]
-        self.records.remove_agent(agent.id, unreachable)  # its offers go with it
+            if recover:
+                self._return_offer(offer_id)
+            else:
+                self.records.remove_offer(offer_id)
+
+    def _remove_agent(self, agent: AgentRecord, why: Removal) -> None:
+        """Unreachable (may come back) or gone: offers rescinded, tasks reported, AgentLost."""
+        unreachable = why is Removal.UNREACHABLE
+        self._rescind_offers_on(agent, recover=False)  # remove_agent frees them below
+        tasks = self.records.tasks_on(agent)
+        self.records.remove_agent(agent.id, unreachable)
+        self.unlink(agent.pid)
         self._call("remove_agent", agent.id)  # frees what it held
         try:
             self.registry.mark(
@@ -471,30 +811,126 @@ class MasterProcess(ProtocolProcess):
             )
         except RegistryError as error:
             log.error("registry_update_failed", agent_id=agent.id, error=str(error))
+        if why is Removal.BY_OPERATOR:
+            state, reason = TaskState.TASK_GONE_BY_OPERATOR, Reason.REASON_AGENT_REMOVED_BY_OPERATOR
+        else:
+            state = TaskState.TASK_UNREACHABLE if unreachable else TaskState.TASK_GONE
+            reason = Reason.REASON_AGENT_REMOVED
         for task in tasks:
-            framework = self.records.frameworks.get(task.framework_id)
-            aware = framework is not None and framework.info.has_capability(PARTITION_AWARE)
-            if aware:
-                new_state = TaskState.TASK_UNREACHABLE if unreachable else TaskState.TASK_GONE
-            else:
-                new_state = TaskState.TASK_LOST
-            status = self._master_status(
-                task.task_id,
-                new_state,
-                Reason.REASON_AGENT_REMOVED,
-                f"agent {agent.id} is {'unreachable' if unreachable else 'gone'}",
-                agent.id,
-            )
-            if is_terminal(new_state):
-                self.records.update_task(task, status)
-            else:
-                task.state = new_state
-                task.status = status
-            if framework is not None and framework.connected:
-                self.send_message(framework.pid, StatusUpdate(task.framework_id, status))
+            self._settle(task, state, reason, f"agent {agent.id} is {why.value}")
         for framework in self.records.frameworks.values():
             if framework.connected:
                 self.send_message(framework.pid, AgentLost(agent.id))
+        log.info("agent_removed", agent_id=agent.id, reason=why.value, tasks=len(tasks))
+
+    def _agent_disconnected(self, agent: AgentRecord) -> None:
+        """The link to the agent broke: no offers until it re-registers, and the tasks of
+        frameworks that do not checkpoint are lost (they do not survive an agent restart)."""
+        agent.connected = False
+        self._rescind_offers_on(agent)
+        self._call("deactivate_agent", agent.id)
+        lost = 0
+        for task in self.records.tasks_on(agent):
+            info = self.records.framework_info(task.framework_id)
+            if info is None or info.checkpoint:
+                continue
+            self._settle(
+                task,
+                TaskState.TASK_LOST,
+                Reason.REASON_AGENT_DISCONNECTED,
+                f"agent {agent.id} disconnected and framework {task.framework_id} does not "
+                "checkpoint",
+            )
+            self._call("recover_resources", task.framework_id, agent.id, task.resources)
+            lost += 1
+        for key in sorted(agent.executors):
+            info = self.records.framework_info(key[0])
+            if info is not None and not info.checkpoint:
+                self._call("recover_resources", key[0], agent.id, agent.executors.pop(key))
+        log.warning("agent_disconnected", agent_id=agent.id, pid=agent.pid, tasks_lost=lost)
+
+    def _reregister_timeout(self) -> None:
+        """Agents of the registry that did not re-register after the master's restart."""
+        self._reregister_timer = None
+        missing, self._recovering = self._recovering, {}
+        missing = {
+            agent_id: info
+            for agent_id, info in missing.items()
+            if agent_id not in self.records.agents
+            and self.registry.status(agent_id) is AgentStatus.ADMITTED
+        }
+        if not missing:
+            return
+        try:
+            self.registry.mark_all(missing, AgentStatus.UNREACHABLE)
+        except RegistryError as error:
+            log.error("registry_update_failed", agents=sorted(missing), error=str(error))
+        for info in missing.values():
+            self.records.add_unreachable(info)
+        log.warning(
+            "agents_not_reregistered",
+            agents=sorted(missing),
+            timeout=self.options.agent_reregister_timeout,
+            reason="marked unreachable",
+        )
+
+    # -- an operator's word ---------------------------------------------------------------
+
+    @route(
+        "/agents/gone",
+        'POST {"agent_id": ...}: the agent is gone for good (as Mesos\'s '
+        "MARK_AGENT_GONE); its tasks end and it may not re-register",
+    )
+    def mark_agent_gone_http(self, request: web.Request) -> web.Response:
+        if request.method != "POST":
+            return web.Response(
+                status=405,
+                text=f"{request.method} is not served here: POST a JSON body "
+                '{"agent_id": "<id>"}\n',
+            )
+        try:
+            body = json.loads(request_body(request) or b"null")
+        except ValueError as error:
+            return web.Response(status=400, text=f"the body is not JSON ({error})\n")
+        agent_id = body.get("agent_id") if isinstance(body, dict) else None
+        if not isinstance(agent_id, str) or not agent_id:
+            return web.Response(
+                status=400,
+                text='the body must be a JSON object with a string "agent_id", got '
+                f"{json.dumps(body)[:200]}\n",
+            )
+        status, text = self.mark_agent_gone(AgentID(agent_id))
+        return web.Response(status=status, text=text + "\n")
+
+    def mark_agent_gone(self, agent_id: AgentID) -> tuple[int, str]:
+        """An operator says the agent is gone for good; returns an HTTP status and sentence.
+
+        The registry is written first: if that fails nothing else changes (503).
+        """
+        status = self.registry.status(agent_id)
+        if status is AgentStatus.GONE:
+            return 200, f"agent {agent_id} was already marked gone"
+        agent = self.records.agents.get(agent_id)
+        if status is None and agent is None:
+            return 404, f"agent {agent_id} is unknown to this master (never admitted)"
+        try:
+            self.registry.mark(agent_id, AgentStatus.GONE)
+        except RegistryError as error:
+            log.error("registry_update_failed", agent_id=agent_id, error=str(error))
+            return 503, f"agent {agent_id} not marked gone: {error}; retry later"
+        self._recovering.pop(agent_id, None)
+        if agent is not None:
+            self._remove_agent(agent, Removal.BY_OPERATOR)
+        else:
+            for task in self.records.remove_unreachable(agent_id):
+                self._settle(
+                    task,
+                    TaskState.TASK_GONE_BY_OPERATOR,
+                    Reason.REASON_AGENT_REMOVED_BY_OPERATOR,
+                    f"agent {agent_id} is gone by operator",
+                )
+        log.warning("agent_marked_gone", agent_id=agent_id, was=status.value if status else None)
+        return 200, f"agent {agent_id} is marked gone"
 
     @receives(ExitedExecutor)
     def exited_executor(self, sender: UPID | None, message: ExitedExecutor) -> None:
@@ -585,6 +1021,9 @@ class MasterProcess(ProtocolProcess):
 
     def _add_framework(self, info: FrameworkInfo, pid: UPID) -> None:
         assert info.id is not None
+        timer = self._recovered_timers.pop(info.id, None)
+        if timer is not None:
+            timer.cancel()  # known from agents, and back now
         roles = roles_of(info)
         self.records.add_framework(FrameworkRecord(info.id, info, str(pid), roles))
         self.link(pid)
@@ -660,6 +1099,9 @@ class MasterProcess(ProtocolProcess):
             self._disconnect(framework, "the scheduler stopped with failover")
 
     def exited(self, pid: UPID) -> None:
+        agent = self.records.agent_by_pid(str(pid))
+        if agent is not None and agent.connected:
+            self._agent_disconnected(agent)
         for framework in self.records.frameworks_by_pid(pid):
             if framework.connected:
                 self._disconnect(framework, "the scheduler driver exited")
@@ -691,19 +1133,54 @@ class MasterProcess(ProtocolProcess):
         framework.failover_timer = None
         self._remove_framework(framework, "its failover timeout expired")
 
+    def _expect_framework(self, info: FrameworkInfo) -> None:
+        """A framework known only from an agent's report: remove it unless it re-registers
+        within ``max(failover_timeout, agent_reregister_timeout)`` of the master's start."""
+        assert info.id is not None
+        grace = max(info.failover_timeout, self.options.agent_reregister_timeout)
+        left = max(0.0, self._started_at + grace - self.runtime.clock.now())
+        self._recovered_timers[info.id] = self.delay(
+            left, self._recovered_framework_expired, info.id
+        )
+
+    def _recovered_framework_expired(self, framework_id: FrameworkID) -> None:
+        self._recovered_timers.pop(framework_id, None)
+        if framework_id not in self.records.recovered_frameworks:
+            return  # re-registered (or removed) meanwhile
+        held = {
+            agent.id: used[framework_id]
+            for agent in self.records.agents.values()
+            if framework_id in (used := self.records.used_by_framework(agent))
+        }
+        tasks = self.records.remove_recovered_framework(framework_id)
+        for agent_id, resources in sorted(held.items()):
+            agent = self.records.agents[agent_id]
+            for key in [key for key in agent.executors if key[0] == framework_id]:
+                del agent.executors[key]
+            self._call("recover_resources", framework_id, agent_id, resources)
+            self.send_message(agent.pid, ShutdownFramework(framework_id))
+        log.warning(
+            "framework_removed",
+            framework_id=framework_id,
+            reason="known only from its agents, it did not re-register after the master restarted",
+            tasks=len(tasks),
+        )
+
     def _remove_framework(self, framework: FrameworkRecord, why: str) -> None:
         if framework.failover_timer is not None:
             framework.failover_timer.cancel()
             framework.failover_timer = None
         tasks = self.records.remove_framework(framework.id)
-        for agent_id in sorted({task.agent_id for task in tasks}):
-            agent = self.records.agents.get(agent_id)
-            if agent is not None:
-                self.send_message(agent.pid, ShutdownFramework(framework.id))
+        on = {task.agent_id for task in tasks}
         for agent in self.records.agents.values():
             for key in [key for key in agent.executors if key[0] == framework.id]:
                 del agent.executors[key]
-        self._call("remove_framework", framework.id)  # frees its offers and tasks
+                on.add(agent.id)
+        for agent_id in sorted(on):
+            agent = self.records.agents.get(agent_id)
+            if agent is not None:
+                self.send_message(agent.pid, ShutdownFramework(framework.id))
+        self._call("remove_framework", framework.id)  # frees its offers, tasks and executors
         if not self.records.frameworks_by_pid(framework.pid):
             self.unlink(framework.pid)
         log.info("framework_removed", framework_id=framework.id, reason=why, tasks=len(tasks))
@@ -872,6 +1349,7 @@ class MasterProcess(ProtocolProcess):
                 TaskState.TASK_STAGING,
                 resources,
                 executor.executor_id if executor else None,
+                launched_at=self.runtime.clock.now(),
             )
         )
         self.send_message(agent.pid, RunTask(framework.info, sent, pid=framework.pid))
@@ -954,6 +1432,7 @@ class MasterProcess(ProtocolProcess):
                     TaskState.TASK_STAGING,
                     resources,
                     executor.executor_id,
+                    launched_at=self.runtime.clock.now(),
                 )
             )
         self.send_message(
@@ -1064,6 +1543,14 @@ class MasterProcess(ProtocolProcess):
                 sender=sender,
                 task_id=status.task_id,
                 reason="not from a registered agent",
+            )
+            return
+        if not agent.connected:
+            log.warning(
+                "status_update_dropped",
+                agent_id=agent.id,
+                task_id=status.task_id,
+                reason="the agent is disconnected; it resends after re-registering",
             )
             return
         framework = self.records.frameworks.get(message.framework_id)
@@ -1251,6 +1738,11 @@ class MasterProcess(ProtocolProcess):
                 {"id": agent_id, "hostname": info.hostname}
                 for agent_id, info in state.unreachable.items()
             ],
+            "recovered_agents": [  # in the registry, not re-registered since the master started
+                {"id": agent_id, "hostname": info.hostname}
+                for agent_id, info in sorted(self._recovering.items())
+                if agent_id not in state.agents
+            ],
             "frameworks": frameworks,
             "tasks": all_tasks,
         }
@@ -1292,7 +1784,9 @@ def _agent_json(agent: AgentRecord, used: Resources) -> dict[str, Any]:
         "port": info.port,
         "pid": agent.pid,
         "version": agent.version,
-        "active": True,
+        "active": agent.connected,
+        "connected": agent.connected,
+        "pending_removal": agent.pending_removal,
         "resources": info.resources.to_json(),
         "used_resources": used.unallocated().to_json(),
         "attributes": [json_compatible(attribute.to_wire()) for attribute in info.attributes],

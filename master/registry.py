@@ -4,6 +4,10 @@ The embedded default of Mesos's registrar: one JSON file, ``<work_dir>/registry.
 rewritten atomically (a temporary file, fsync, ``os.replace``) on every change, before the
 master answers the agent, so that an admitted agent is never forgotten by a restarted
 master. A later issue adds a replicated engine behind the same methods.
+
+After a restart the master reads it back (``recover``): ADMITTED agents are expected to
+re-register (within the master's ``agent_reregister_timeout``, else they are marked
+UNREACHABLE), UNREACHABLE ones are listed as such, GONE ones stay refused.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import enum
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +83,10 @@ class Registry:
         entry = self._agents.get(agent_id)
         return entry.status if entry else None
 
+    def entries(self) -> dict[AgentID, Entry]:
+        """Every recorded agent (a copy: changes go through the methods below)."""
+        return dict(self._agents)
+
     def __contains__(self, agent_id: object) -> bool:
         return agent_id in self._agents
 
@@ -96,10 +105,17 @@ class Registry:
         self._change(entries)
 
     def mark(self, agent_id: AgentID, status: AgentStatus) -> None:
-        entry = self._agents.get(agent_id)
-        if entry is None or entry.status is status:
-            return
-        self._change({agent_id: Entry(entry.info, status)})
+        self.mark_all((agent_id,), status)
+
+    def mark_all(self, agent_ids: Iterable[AgentID], status: AgentStatus) -> None:
+        """Give recorded agents a new status, in one write (unknown ids are skipped)."""
+        entries = {
+            agent_id: Entry(entry.info, status)
+            for agent_id in agent_ids
+            if (entry := self._agents.get(agent_id)) is not None and entry.status is not status
+        }
+        if entries:
+            self._change(entries)
 
     def _change(self, entries: dict[AgentID, Entry]) -> None:
         """Apply ``entries`` and write; on a failed write nothing is changed."""

@@ -4,6 +4,8 @@
 agent; an offer under both); the actor decides what to send. Tasks are indexed by
 ``(framework_id, task_id)`` whether or not the framework is registered yet: an agent that
 re-registers after a master failover reports tasks of frameworks that have not come back.
+Those frameworks are kept in ``recovered_frameworks`` (their ``FrameworkInfo`` as the agent
+reported it) until they re-register or are removed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ class AgentRecord:
     info: AgentInfo  # with its id set
     pid: str
     version: str = ""
+    # False from the moment the link to the agent's pid breaks until it re-registers; a
+    # disconnected agent gets no offers (it is deactivated in the allocator).
+    connected: bool = True
+    # Unreachable, but waiting for the agent removal rate limit; a pong cancels it.
+    pending_removal: bool = False
     # Invariant: missed_pings counts pings sent since the last pong, minus the one in flight.
     awaiting_pong: bool = False
     missed_pings: int = 0
@@ -63,6 +70,8 @@ class TaskRecord:
     resources: Resources  # allocated form: what the allocator holds for the task
     executor_id: ExecutorID | None = None
     status: TaskStatus | None = None  # the latest update (None until the first one)
+    # Runtime-clock time the master sent RunTask; None for tasks learned from an agent.
+    launched_at: float | None = None
 
     def to_task(self) -> Task:
         return Task(
@@ -104,6 +113,9 @@ class MasterState:
         self._unreachable_tasks: dict[AgentID, set[TaskKey]] = {}
         self.frameworks: dict[FrameworkID, FrameworkRecord] = {}
         self.removed_frameworks: set[FrameworkID] = set()  # torn down: ids refused
+        # Frameworks known only from agents' re-registrations (after a master failover), not
+        # registered with this master yet. Invariant: no id is both here and in frameworks.
+        self.recovered_frameworks: dict[FrameworkID, FrameworkInfo] = {}
         self.offers: dict[OfferID, OfferRecord] = {}
         # Invariant: every task is listed in its agent's ``tasks`` while the agent is known
         # (reachable or not), and in ``framework_tasks`` under its framework id.
@@ -139,6 +151,20 @@ class MasterState:
             self._unreachable_tasks[agent_id] = agent.tasks
         return agent
 
+    def add_unreachable(self, info: AgentInfo) -> None:
+        """An agent the registry lists as unreachable (after a master restart), tasks unknown."""
+        assert info.id is not None
+        if info.id not in self.agents:
+            self.unreachable[info.id] = info
+            self._unreachable_tasks.setdefault(info.id, set())
+
+    def remove_unreachable(self, agent_id: AgentID) -> list[TaskRecord]:
+        """Forget an unreachable agent (it is gone for good); returns the tasks still kept."""
+        tasks = self.unreachable_tasks(agent_id)
+        self.unreachable.pop(agent_id, None)
+        self._unreachable_tasks.pop(agent_id, None)
+        return tasks
+
     def unreachable_tasks(self, agent_id: AgentID) -> list[TaskRecord]:
         """The tasks still kept for an unreachable agent (not ended since it went)."""
         keys = self._unreachable_tasks.get(agent_id, ())
@@ -147,6 +173,7 @@ class MasterState:
     # -- frameworks ---------------------------------------------------------------------
 
     def add_framework(self, record: FrameworkRecord) -> None:
+        self.recovered_frameworks.pop(record.id, None)
         self.frameworks[record.id] = record
         self.framework_tasks.setdefault(record.id, set())
 
@@ -164,6 +191,21 @@ class MasterState:
         self.framework_tasks.pop(framework_id, None)
         self.removed_frameworks.add(framework_id)
         return tasks
+
+    def remove_recovered_framework(self, framework_id: FrameworkID) -> list[TaskRecord]:
+        """Forget a framework known only from agents (it never came back); its ids refused."""
+        self.recovered_frameworks.pop(framework_id, None)
+        tasks = [self.tasks[(framework_id, task_id)] for task_id in self.tasks_of(framework_id)]
+        for task in tasks:
+            self.remove_task(task)
+        self.framework_tasks.pop(framework_id, None)
+        self.removed_frameworks.add(framework_id)
+        return tasks
+
+    def framework_info(self, framework_id: FrameworkID) -> FrameworkInfo | None:
+        """The framework's info, registered or known only from an agent's report."""
+        framework = self.frameworks.get(framework_id)
+        return framework.info if framework else self.recovered_frameworks.get(framework_id)
 
     def tasks_of(self, framework_id: FrameworkID) -> list[TaskID]:
         return sorted(self.framework_tasks.get(framework_id, ()))
@@ -235,6 +277,20 @@ class MasterState:
         if framework is not None:
             framework.completed.append(task)
         return True
+
+    def tasks_on(self, agent: AgentRecord) -> list[TaskRecord]:
+        return [self.tasks[key] for key in sorted(agent.tasks)]
+
+    def used_by_framework(self, agent: AgentRecord) -> dict[FrameworkID, Resources]:
+        """What each framework's live tasks and executors hold on the agent (allocated form):
+        exactly what the allocator must count as used there."""
+        used: dict[FrameworkID, Resources] = {}
+        for key in agent.tasks:
+            task = self.tasks[key]
+            used[task.framework_id] = used.get(task.framework_id, Resources()) + task.resources
+        for (framework_id, _), resources in agent.executors.items():
+            used[framework_id] = used.get(framework_id, Resources()) + resources
+        return {framework_id: held for framework_id, held in used.items() if held}
 
     def used_on(self, agent: AgentRecord) -> Resources:
         """What the agent's live tasks and executors hold (allocated form)."""

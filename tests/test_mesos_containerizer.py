@@ -286,9 +286,12 @@ def test_recover_reattaches_and_destroys_orphans(root, tmp_path):
         assert result.running == {cid("rec")}
         assert second.destroyed_orphans == {cid("orphan")}
         assert set(result.ended) == {cid("ended")}
+        # It ended while no agent was its parent: its wrapper recorded how.
+        assert result.ended[cid("ended")].exit_code == 0
         assert escapee and gone(escapee)  # the ended container's leftover was killed
         assert stray.wait(timeout=5) == -signal.SIGKILL
-        assert stats.processes == 1 and stats.mem_limit_bytes == 64 * 1024 * 1024
+        assert stats.processes == 2  # the exit-status wrapper and sleep
+        assert stats.mem_limit_bytes == 64 * 1024 * 1024
         assert termination.signal in (signal.SIGTERM, None)
         assert gone(status.pid)
         assert root.containers() == set()

@@ -23,7 +23,28 @@ def build_parser() -> argparse.ArgumentParser:
     master.add_argument("--work-dir", default="corral-work/master", help="registry directory")
     master.add_argument("--allocation-interval", type=float, default=1.0, help="seconds")
     master.add_argument("--agent-ping-timeout", type=float, default=15.0, help="seconds")
-    master.add_argument("--max-agent-ping-timeouts", type=int, default=5)
+    master.add_argument(
+        "--max-agent-ping-timeouts",
+        type=int,
+        default=5,
+        help="unanswered pings in a row before an agent is unreachable",
+    )
+    master.add_argument(
+        "--agent-removal-rate-limit",
+        default=None,
+        metavar="N/DURATION",
+        help="remove at most N unreachable agents per DURATION, e.g. '1/10secs' or '5/1mins' "
+        "(units: secs, mins, hrs, days); the others wait their turn and are kept if they "
+        "answer meanwhile (default: no limit)",
+    )
+    master.add_argument(
+        "--agent-reregister-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="after a master restart, how long agents of the registry have to re-register "
+        "before they are marked unreachable (default: 600)",
+    )
     master.add_argument("--log-level", default="info")
 
     agent = commands.add_parser("agent", help="run an agent in the foreground")
@@ -84,13 +105,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.subcommand == "master":
         from corral.cli.cluster import run_master
-        from master.master import MasterOptions
+        from master.master import MasterOptions, parse_rate_limit
 
-        options = MasterOptions(
-            allocation_interval=args.allocation_interval,
-            agent_ping_timeout=args.agent_ping_timeout,
-            max_agent_ping_timeouts=args.max_agent_ping_timeouts,
-        )
+        try:
+            rate = args.agent_removal_rate_limit
+            options = MasterOptions(
+                allocation_interval=args.allocation_interval,
+                agent_ping_timeout=args.agent_ping_timeout,
+                max_agent_ping_timeouts=args.max_agent_ping_timeouts,
+                agent_removal_rate_limit=parse_rate_limit(rate) if rate is not None else None,
+                agent_reregister_timeout=args.agent_reregister_timeout,
+            )
+        except ValueError as error:
+            parser.error(str(error))
         return run_master(
             args.ip, args.port, args.native_port, args.work_dir, options, args.log_level
         )

@@ -281,18 +281,22 @@ class ReregisterAgent(Message):
 
 @dataclass(frozen=True)
 class AgentRegistered(Message):
-    """M -> A."""
+    """M -> A. ``ping_timeout``: seconds without a ``PingAgent`` after which the agent takes
+    the master for lost and registers again (the master's ping interval times its limit)."""
 
     NAME: ClassVar[str] = "corral.AgentRegistered"
     agent_id: AgentID
+    ping_timeout: float | None = None
 
 
 @dataclass(frozen=True)
 class AgentReregistered(Message):
-    """M -> A."""
+    """M -> A. ``ping_timeout``: seconds without a ``PingAgent`` after which the agent takes
+    the master for lost and registers again (the master's ping interval times its limit)."""
 
     NAME: ClassVar[str] = "corral.AgentReregistered"
     agent_id: AgentID
+    ping_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -404,6 +408,15 @@ class ReregisterExecutor(Message):
 
 
 @dataclass(frozen=True)
+class ReconnectExecutor(Message):
+    """A -> E: a restarted agent found the executor still running; it answers with
+    ``ReregisterExecutor`` to the sender (the agent's new pid)."""
+
+    NAME: ClassVar[str] = "corral.ReconnectExecutor"
+    agent_id: AgentID
+
+
+@dataclass(frozen=True)
 class ExecutorReregistered(Message):
     """A -> E."""
 
@@ -449,6 +462,7 @@ _ALL: tuple[type[Message], ...] = (
     RegisterExecutor,
     ExecutorRegistered,
     ReregisterExecutor,
+    ReconnectExecutor,
     ExecutorReregistered,
 )
 
