@@ -1422,6 +1422,10 @@ class AgentProcess(ProtocolProcess):
                             {
                                 "id": str(executor.executor_id),
                                 "container": str(executor.container_id),
+                                "pid": None
+                                if executor.container is None
+                                else executor.container.pid,
+                                "state": executor.state.value,
                                 "tasks": [
                                     {"id": str(task_id), "state": state.name}
                                     for task_id, state in executor.states.items()

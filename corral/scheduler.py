@@ -158,6 +158,8 @@ class SchedulerDriver:
         implicit_acknowledgements: bool = True,
         *,
         host: str | None = None,
+        registration_backoff: float = INITIAL_BACKOFF,
+        registration_backoff_max: float = MAX_BACKOFF,
     ) -> None:
         if not isinstance(scheduler, Scheduler):
             raise TypeError(
@@ -172,6 +174,14 @@ class SchedulerDriver:
         self.framework = framework
         self.master = master.strip()
         self.implicit_acknowledgements = implicit_acknowledgements
+        if not 0 < registration_backoff <= registration_backoff_max:
+            raise ValueError(
+                "registration backoff must satisfy 0 < registration_backoff <= "
+                f"registration_backoff_max, got {registration_backoff} and "
+                f"{registration_backoff_max}"
+            )
+        self.registration_backoff = registration_backoff
+        self.registration_backoff_max = registration_backoff_max
         self._master_upid: UPID | None = None
         if "@" in self.master:
             self._master_upid = UPID(self.master)  # a bad pid raises here, for the caller
@@ -390,7 +400,7 @@ class SchedulerProcess(ProtocolProcess):
         self.master: UPID | None = None  # the master we link to, once discovered
         self.connected = False  # registered with ``master`` and the link holds
         self.running = True  # False once aborted or stopping: incoming messages dropped
-        self.backoff = INITIAL_BACKOFF
+        self.backoff = self.driver.registration_backoff
         self.timer: Timer | None = None  # the pending retry (registration or discovery)
         self.detection = 0  # increases per discovery attempt; stale answers are dropped
 
@@ -461,7 +471,7 @@ class SchedulerProcess(ProtocolProcess):
         """Run ``method`` after the current backoff (runtime clock), then double it."""
         self._cancel_timer()
         self.timer = self.delay(self.backoff, method)
-        self.backoff = min(self.backoff * 2, MAX_BACKOFF)
+        self.backoff = min(self.backoff * 2, self.driver.registration_backoff_max)
 
     def _cancel_timer(self) -> None:
         if self.timer is not None:
@@ -509,7 +519,7 @@ class SchedulerProcess(ProtocolProcess):
 
     def _connected(self, framework_id: FrameworkID) -> None:
         self._cancel_timer()
-        self.backoff = INITIAL_BACKOFF
+        self.backoff = self.driver.registration_backoff
         self.connected = True
         self.link(self.master)  # idempotent; relinks if an exit raced with the answer
         self.failover = False  # later re-registrations are reconnections, not failovers

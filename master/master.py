@@ -577,6 +577,7 @@ class MasterProcess(ProtocolProcess):
                 if existing.state is not TaskState.TASK_UNREACHABLE:
                     agent.tasks.add((task.framework_id, task.task_id))
                     continue  # the master's view stands; the agent's updates will follow
+            self.records.forget_completed(task.framework_id, task.task_id)
             self.records.add_task(
                 TaskRecord(
                     task.task_id,

@@ -255,6 +255,14 @@ class MasterState:
                 return task
         return None
 
+    def forget_completed(self, framework_id: FrameworkID, task_id: TaskID) -> None:
+        """A task reported lost that came back with its agent is not completed any more."""
+        framework = self.frameworks.get(framework_id)
+        if framework is None or not any(t.task_id == task_id for t in framework.completed):
+            return
+        kept = [task for task in framework.completed if task.task_id != task_id]
+        framework.completed = deque(kept, maxlen=COMPLETED_TASKS_KEPT)
+
     def remove_task(self, task: TaskRecord) -> None:
         key = (task.framework_id, task.task_id)
         self.tasks.pop(key, None)

@@ -29,7 +29,6 @@ from typing import Any, TypeVar
 import psutil
 import pytest
 
-import corral.scheduler
 from corral.cli.cluster import LocalCluster, start_local_cluster, wait_for_agents
 from corral.cli.listings import StateUnavailable, fetch_state
 from corral.ids import ExecutorID, TaskID
@@ -55,19 +54,14 @@ AGENT_OPTIONS = {
 ROOT = Path(__file__).resolve().parent.parent
 EXECUTOR_PROGRAM = ROOT / "examples" / "custom_executor.py"
 EXECUTOR = Resources.parse("cpus:0.1;mem:32")
+# Drivers look for a lost master again after 0.2 s (doubling to 1 s), not 1 s doubling to
+# 60 s, so a master restart is noticed within a second or two.
+QUICK_RETRIES = {"registration_backoff": 0.2, "registration_backoff_max": 1.0}
 
 T = TypeVar("T")
 
 
 # -- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def quick_driver_retries(monkeypatch) -> None:
-    """Drivers in this process look for a lost master again after 0.2 s (doubling to 1 s),
-    not 1 s doubling to 60 s, so a master restart is noticed within a second or two."""
-    monkeypatch.setattr(corral.scheduler, "INITIAL_BACKOFF", 0.2)
-    monkeypatch.setattr(corral.scheduler, "MAX_BACKOFF", 1.0)
 
 
 @pytest.fixture
@@ -113,7 +107,9 @@ def start_framework(
     cluster: LocalCluster, drivers: list[SchedulerDriver], name: str, **info: Any
 ) -> tuple[SchedulerDriver, Recorder]:
     recorder = Recorder(WAIT)
-    driver = SchedulerDriver(recorder, framework_info(name, **info), cluster.http_address)
+    driver = SchedulerDriver(
+        recorder, framework_info(name, **info), cluster.http_address, **QUICK_RETRIES
+    )
     driver.start()
     drivers.append(driver)
     return driver, recorder
@@ -523,6 +519,8 @@ def test_an_agent_that_hangs_is_lost_then_comes_back_with_its_tasks(cluster, dri
         "both tasks are running again in /master/state",
         lambda: master_state(cluster).get("frameworks"),
     )
+    listed = [task["id"] for task in master_state(cluster)["tasks"] if task["id"] in ours]
+    assert sorted(listed) == sorted(ours)  # once each: back from lost, no longer completed
     reconcile(aware, aware_recorder, aware_task.task_id)
     reconcile(plain, plain_recorder, plain_task.task_id)
     assert all(alive(process) for process in processes)

@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from agent.agent import AgentProcess
+from agent.leftovers import kill_leftover_containers
 from agent.options import AgentOptions
 from libprocess import Launched, LaunchOptions, launch, serve
 from master.master import MasterOptions, MasterProcess
@@ -162,13 +163,16 @@ class LocalCluster:
         Paused agents are resumed first, so that they can take SIGTERM. A process this cluster
         killed (``kill_master``/``kill_agent``, and not restarted since) reports ``None``: it
         was killed on purpose and has no exit code of its own; one that died by itself reports
-        what the OS said (a negative number for a signal).
+        what the OS said (a negative number for a signal). The cluster is going for good, so
+        the containers stopped agents leave for a successor (checkpointing frameworks') are
+        killed too.
         """
         codes: list[int | None] = []
         for index, agent in enumerate(self.agents):
             self.resume_agent(index)
             code = agent.stop()
             codes.append(None if index in self.killed else code)
+            kill_leftover_containers(self.work_dir / f"agent-{index}")
         code = self.master.stop()
         codes.append(None if "master" in self.killed else code)
         return codes

@@ -61,6 +61,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="isolators, e.g. 'cgroups/cpu,cgroups/mem,cgroups/pids,filesystem/posix'",
     )
     agent.add_argument("--launcher", default="posix", choices=["posix", "linux"])
+    agent.add_argument(
+        "--executor-reregistration-timeout",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="after a restart, how long a running executor has to reconnect before it is "
+        "destroyed (default: 2)",
+    )
+    agent.add_argument(
+        "--recovery-timeout",
+        type=float,
+        default=900.0,
+        metavar="SECONDS",
+        help="how long a checkpointing executor waits for its restarted agent before it "
+        "exits (default: 900)",
+    )
     agent.add_argument("--log-level", default="info")
 
     local = commands.add_parser("local", help="a master and agents on this machine, until Ctrl-C")
@@ -134,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             isolation=args.isolation,
             launcher=args.launcher,
+            executor_reregistration_timeout=args.executor_reregistration_timeout,
+            recovery_timeout=args.recovery_timeout,
         )
         return run_agent(args.ip, options, args.log_level)
     if args.subcommand == "local":
