@@ -34,6 +34,7 @@ from containerizer import (
     UnknownContainer,
 )
 from containerizer import session as sessions
+from containerizer.posix import read_exit_status
 from libprocess import Process, Runtime
 from libprocess.runtime import new_event_loop
 
@@ -511,6 +512,38 @@ def test_with_a_runtime_dir_recover_knows_exit_statuses_and_finds_orphans(harnes
     assert gone(orphan.pid)
     after.forget("orphan")
     assert not (runtime_dir / "orphan").exists()
+
+
+def test_what_ends_while_nobody_watches_is_known_from_the_wrapper_record(harness):
+    runtime_dir = harness.tmp_path / "runtime"
+    go = harness.tmp_path / "go"
+    wait = f"while [ ! -e {go} ]; do sleep 0.01; done"
+    before = PosixContainerizer(runtime_dir)
+    exits = harness.launch(before, "exits", harness.config(f"{wait}; exit 7"))
+    killed = harness.launch(before, "killed", harness.config(f"{wait}; kill -KILL $$"))
+    before.detach()  # the agent is down: nobody reaps or watches them
+    go.touch()
+    deadline = time.monotonic() + 5
+    while not (gone(exits.pid) and gone(killed.pid)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    after = PosixContainerizer(runtime_dir)
+    result = harness.run(after.recover([exits.checkpoint, killed.checkpoint]))
+    assert result.ended["exits"].exit_code == 7
+    assert result.ended["killed"].signal == signal.SIGKILL
+    assert "agent down" in result.ended["killed"].message
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [("0\n", 0), ("3\n", 3 << 8), ("137\n", signal.SIGKILL), ("143", signal.SIGTERM),
+     ("", None), ("12", 12 << 8), ("x\n", None), ("300\n", None), ("-1\n", None)],
+)  # fmt: skip
+def test_an_exit_status_record_reads_as_a_waitpid_status(tmp_path, text, status):
+    path = tmp_path / "exit_status"
+    path.write_text(text)
+    assert read_exit_status(path) == status
+    assert read_exit_status(tmp_path / "missing") is None
 
 
 def test_recover_refuses_a_container_listed_twice_and_changes_nothing(harness):
