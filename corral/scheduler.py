@@ -210,6 +210,11 @@ class SchedulerDriver:
         return self._status
 
     @property
+    def runtime(self) -> Runtime | None:
+        """The driver's runtime once started (tests lose messages with its ``faults``)."""
+        return self._runtime
+
+    @property
     def pid(self) -> UPID | None:
         """The driver actor's pid once started (the master links to it)."""
         return self._process.pid if self._process is not None else None
