@@ -34,8 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import corral.scheduler
-from corral.ids import FrameworkID, TaskID
+from corral.ids import AgentID, FrameworkID, TaskID
 from corral.protocol import (
     CommandInfo,
     Filters,
@@ -44,6 +43,7 @@ from corral.protocol import (
     FrameworkInfo,
     KillPolicy,
     Offer,
+    ReconcileTask,
     TaskInfo,
     TaskStatus,
 )
@@ -110,6 +110,7 @@ class ChaosScheduler(Scheduler):
         self.connected = threading.Event()
         self.latest: dict[str, str] = {}  # task id -> latest state heard
         self.kind: dict[str, str] = {}  # task id -> "short" | "long"
+        self.agent_of: dict[str, str] = {}  # task id -> the agent it was launched on
         self.launched = 0
         self.last_launch = 0.0
         self.launch_interval = 0.3
@@ -123,6 +124,7 @@ class ChaosScheduler(Scheduler):
                 self.framework_id = entry["framework_id"]
             elif entry["event"] == "launch":
                 self.kind[entry["task_id"]] = entry["kind"]
+                self.agent_of[entry["task_id"]] = entry["agent_id"]
                 self.latest.setdefault(entry["task_id"], TaskState.TASK_STAGING.value)
             elif entry["event"] == "update":
                 self.latest[entry["task_id"]] = entry["state"]
@@ -209,6 +211,7 @@ class ChaosScheduler(Scheduler):
             task_id = f"g{self.generation}-{self.launched}"
             self.launched += 1
             self.kind[task_id] = kind
+            self.agent_of[task_id] = str(offer.agent_id)
             self.latest[task_id] = TaskState.TASK_STAGING.value
             left = left - TASK
             tasks.append(
@@ -230,11 +233,14 @@ class ChaosScheduler(Scheduler):
     # -- the main thread's work -----------------------------------------------------------
 
     def reconcile(self, driver: SchedulerDriver) -> None:
+        """Explicitly (each unfinished task with its agent, so that the master can tell a
+        task on an agent still re-registering from one it never heard of), then implicitly."""
         with self.lock:
             unfinished = self.unfinished()
+            asked = [ReconcileTask(TaskID(t), AgentID(self.agent_of[t])) for t in unfinished]
         self.journal.write("reconcile", tasks=unfinished)
-        if unfinished:
-            driver.reconcile_tasks(unfinished)
+        if asked:
+            driver.reconcile_tasks(asked)
         driver.reconcile_tasks([])
 
     def kill_some(self, driver: SchedulerDriver) -> None:
@@ -280,9 +286,6 @@ def main() -> int:
     parser.add_argument("--log-level", default="error")
     args = parser.parse_args()
     logsetup.configure(args.log_level)
-    if args.quick_retries:
-        corral.scheduler.INITIAL_BACKOFF = 0.2
-        corral.scheduler.MAX_BACKOFF = 1.0
 
     entries = read_journal(args.journal)
     generation = sum(entry["event"] == "start" for entry in entries)
@@ -298,7 +301,10 @@ def main() -> int:
         capabilities=(FrameworkCapability(FrameworkCapabilityType.PARTITION_AWARE),),
         id=FrameworkID(scheduler.framework_id) if scheduler.framework_id else None,
     )
-    driver = SchedulerDriver(scheduler, info, args.master)
+    retries = (
+        {"registration_backoff": 0.2, "registration_backoff_max": 1.0} if args.quick_retries else {}
+    )
+    driver = SchedulerDriver(scheduler, info, args.master, **retries)
     driver.start()
 
     commands: list[str] = []

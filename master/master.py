@@ -74,6 +74,7 @@ from corral.protocol import (
     Offer,
     Operation,
     OperationType,
+    Task,
     TaskGroupInfo,
     TaskInfo,
     TaskStatus,
@@ -560,6 +561,13 @@ class MasterProcess(ProtocolProcess):
 
         for task in message.tasks:
             if is_terminal(task.state):
+                # Ended, its last update not yet acknowledged (it follows): remember how it
+                # ended, so that reconciliation answers the truth meanwhile.
+                known = self.records.task(task.framework_id, task.task_id)
+                if known is None and not self.records.completed_task(
+                    task.framework_id, task.task_id
+                ):
+                    self.records.add_completed(_task_record(task, agent.id, task.resources))
                 continue
             if task.framework_id in removed:
                 shutdown.add(task.framework_id)
@@ -579,16 +587,7 @@ class MasterProcess(ProtocolProcess):
                     continue  # the master's view stands; the agent's updates will follow
             self.records.forget_completed(task.framework_id, task.task_id)
             self.records.add_task(
-                TaskRecord(
-                    task.task_id,
-                    task.framework_id,
-                    agent.id,
-                    task.name,
-                    task.state,
-                    allocated(task.resources, task.framework_id),
-                    task.executor_id,
-                    task.statuses[-1] if task.statuses else None,
-                )
+                _task_record(task, agent.id, allocated(task.resources, task.framework_id))
             )
         for executor in message.executor_infos:
             framework_id = executor.framework_id
@@ -1599,18 +1598,17 @@ class MasterProcess(ProtocolProcess):
         if framework is None:
             return
         agent = self.records.agents.get(message.agent_id)
-        known = self.records.task(framework.id, message.task_id) or self.records.completed_task(
-            framework.id, message.task_id
-        )
-        if agent is None or known is None:
+        if agent is None:
             log.warning(
                 "acknowledgement_dropped",
                 framework_id=framework.id,
                 task_id=message.task_id,
                 agent_id=message.agent_id,
-                reason="unknown agent" if agent is None else "unknown task",
+                reason="unknown or unreachable agent",
             )
             return
+        # Also for a task this master does not know (one that ended before a master restart):
+        # the agent's stream is the judge, and only the acknowledgement stops its resends.
         self.send_message(agent.pid, message)
 
     @receives(ReconcileTasks)
@@ -1623,18 +1621,23 @@ class MasterProcess(ProtocolProcess):
         else:
             asked = self.records.tasks_of(framework.id)
         aware = framework.info.has_capability(PARTITION_AWARE)
+        named = {task.task_id: task.agent_id for task in message.tasks}
         for task_id in asked:
             task = self.records.task(framework.id, task_id) or self.records.completed_task(
                 framework.id, task_id
             )
             if task is None:
-                state = TaskState.TASK_UNKNOWN if aware else TaskState.TASK_LOST
+                agent_id = named.get(task_id)
+                if self._transitioning(agent_id):
+                    continue  # its agent (or some agent) has yet to re-register: no answer yet
+                if agent_id is not None and agent_id in self.records.unreachable:
+                    state = TaskState.TASK_UNREACHABLE if aware else TaskState.TASK_LOST
+                    text = f"Reconciliation: agent {agent_id} is unreachable"
+                else:
+                    state = TaskState.TASK_UNKNOWN if aware else TaskState.TASK_LOST
+                    text = "Reconciliation: task unknown to the master"
                 status = self._master_status(
-                    task_id,
-                    state,
-                    Reason.REASON_RECONCILIATION,
-                    "Reconciliation: task unknown to the master",
-                    None,
+                    task_id, state, Reason.REASON_RECONCILIATION, text, agent_id
                 )
             else:
                 status = self._master_status(
@@ -1647,6 +1650,14 @@ class MasterProcess(ProtocolProcess):
                 if task.executor_id is not None:
                     status = replace(status, executor_id=task.executor_id)
             self.send_message(framework.pid, StatusUpdate(framework.id, status))
+
+    def _transitioning(self, agent_id: AgentID | None) -> bool:
+        """Whether a task unknown to the master may yet be reported by an agent: its agent (or,
+        when none is named, any agent) is in the registry and has not re-registered since the
+        master started. Mesos answers nothing then, rather than a wrong TASK_LOST."""
+        if agent_id is None:
+            return any(a not in self.records.agents for a in self._recovering)
+        return agent_id in self._recovering and agent_id not in self.records.agents
 
     # -- framework messages -------------------------------------------------------------------
 
@@ -1755,6 +1766,20 @@ def _tasks_of(message: AcceptOffers) -> Iterable[TaskInfo]:
             yield from operation.launch.task_infos
         if operation.launch_group is not None:
             yield from operation.launch_group.task_group.tasks
+
+
+def _task_record(task: Task, agent_id: AgentID, resources: Resources) -> TaskRecord:
+    """The master's record of a task an agent reports."""
+    return TaskRecord(
+        task.task_id,
+        task.framework_id,
+        agent_id,
+        task.name,
+        task.state,
+        resources,
+        task.executor_id,
+        task.statuses[-1] if task.statuses else None,
+    )
 
 
 def _task_json(task: TaskRecord) -> dict[str, Any]:

@@ -116,6 +116,8 @@ class MasterState:
         # Frameworks known only from agents' re-registrations (after a master failover), not
         # registered with this master yet. Invariant: no id is both here and in frameworks.
         self.recovered_frameworks: dict[FrameworkID, FrameworkInfo] = {}
+        # Tasks agents reported ended, of frameworks not registered (yet): theirs once back.
+        self._early_completed: dict[FrameworkID, list[TaskRecord]] = {}
         self.offers: dict[OfferID, OfferRecord] = {}
         # Invariant: every task is listed in its agent's ``tasks`` while the agent is known
         # (reachable or not), and in ``framework_tasks`` under its framework id.
@@ -176,6 +178,7 @@ class MasterState:
         self.recovered_frameworks.pop(record.id, None)
         self.frameworks[record.id] = record
         self.framework_tasks.setdefault(record.id, set())
+        record.completed.extend(self._early_completed.pop(record.id, ()))
 
     def frameworks_by_pid(self, pid: str) -> list[FrameworkRecord]:
         return [framework for framework in self.frameworks.values() if framework.pid == pid]
@@ -195,6 +198,7 @@ class MasterState:
     def remove_recovered_framework(self, framework_id: FrameworkID) -> list[TaskRecord]:
         """Forget a framework known only from agents (it never came back); its ids refused."""
         self.recovered_frameworks.pop(framework_id, None)
+        self._early_completed.pop(framework_id, None)
         tasks = [self.tasks[(framework_id, task_id)] for task_id in self.tasks_of(framework_id)]
         for task in tasks:
             self.remove_task(task)
@@ -248,12 +252,21 @@ class MasterState:
 
     def completed_task(self, framework_id: FrameworkID, task_id: TaskID) -> TaskRecord | None:
         framework = self.frameworks.get(framework_id)
-        if framework is None:
-            return None
-        for task in reversed(framework.completed):
+        completed = framework.completed if framework else self._early_completed.get(framework_id)
+        for task in reversed(completed or ()):
             if task.task_id == task_id:
                 return task
         return None
+
+    def add_completed(self, task: TaskRecord) -> None:
+        """A task known only as ended (reported so by a re-registering agent)."""
+        framework = self.frameworks.get(task.framework_id)
+        if framework is not None:
+            framework.completed.append(task)
+        elif task.framework_id not in self.removed_frameworks:
+            early = self._early_completed.setdefault(task.framework_id, [])
+            early.append(task)
+            del early[:-COMPLETED_TASKS_KEPT]
 
     def forget_completed(self, framework_id: FrameworkID, task_id: TaskID) -> None:
         """A task reported lost that came back with its agent is not completed any more."""

@@ -461,7 +461,8 @@ def wrong_master_calls(draw: Any, bench: MasterBench) -> tuple[Any, str, Any]:
         (None, KillTask(a, task_id)),
         # b's own calls about what is not b's: a's offer, unknown offers, tasks, agents.
         (driver_b, DeclineOffers(b, (bench.offer.id, OfferID(draw(IDS))))),
-        (driver_b, StatusUpdateAcknowledgement(agent_id, b, task_id, draw(UUIDS))),
+        # (An acknowledgement for an unknown task to a known agent is forwarded, as Mesos
+        # does: only the agent knows whether it still resends that update.)
         (driver_b, StatusUpdateAcknowledgement(unknown_agent, b, task_id, draw(UUIDS))),
         (driver_b, FrameworkToExecutor(unknown_agent, b, executor_id, b"hi")),
         (driver_b, ShutdownExecutor(b, executor_id, unknown_agent)),

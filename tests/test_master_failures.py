@@ -13,6 +13,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -24,7 +25,9 @@ from corral.protocol import (
     FrameworkCapability,
     FrameworkCapabilityType,
     FrameworkInfo,
+    ReconcileTask,
     Task,
+    TaskStatus,
 )
 from corral.protocol.messages import (
     AgentLost,
@@ -43,6 +46,7 @@ from corral.protocol.messages import (
     RunTask,
     ShutdownFramework,
     StatusUpdate,
+    StatusUpdateAcknowledgement,
     UnregisterFramework,
 )
 from corral.resources import Resources
@@ -524,3 +528,56 @@ def test_a_framework_past_its_failover_timeout_is_shut_down_everywhere(cluster):
     cluster.agent.next(AgentReregistered)
     assert cluster.agent.next(ShutdownFramework).framework_id == cluster.framework_id
     assert cluster.describe()["agents"][0]["used_resources"] == []
+
+
+def test_after_a_restart_reconciliation_waits_for_the_agents_and_ended_tasks_are_known(cluster):
+    """Found by the chaos run: a framework back before its agents must not hear TASK_LOST or
+    TASK_UNKNOWN for tasks that still run; a task that ended while the master was down is
+    answered with its end, and the acknowledgement of its last update reaches the agent."""
+    options = MasterOptions(hostname="test-master", agent_reregister_timeout=60.0)
+    framework = FrameworkInfo("tester", "back-first", id=FrameworkID("f-old"))
+    cluster.register_agent()
+    restart_master(cluster, options)
+    cluster.say(cluster.scheduler, ReregisterFramework(framework, failover=True))
+    cluster.scheduler.next(FrameworkReregistered)
+
+    asked = (ReconcileTask(TaskID("t1"), cluster.agent_id), ReconcileTask(TaskID("t2")))
+    cluster.say(cluster.scheduler, ReconcileTasks(framework.id, asked))
+    cluster.settle()
+    assert not [m for m in cluster.scheduler.drain() if isinstance(m, StatusUpdate)]
+
+    ended = TaskStatus(TaskID("t2"), TaskState.TASK_FINISHED, uuid=b"u" * 16)
+    tasks = (
+        running(cluster, "t1", framework_id=framework.id),
+        running(cluster, "t2", framework_id=framework.id, statuses=(ended,)),
+    )
+    tasks = (tasks[0], replace(tasks[1], state=TaskState.TASK_FINISHED))
+    message = ReregisterAgent(info_of(cluster), "test", tasks=tasks, frameworks=(framework,))
+    cluster.say(cluster.agent, message)
+    cluster.agent.next(AgentReregistered)
+    cluster.say(cluster.scheduler, ReconcileTasks(framework.id, asked))
+    answers = {s.task_id: s.state for s in (master_update(cluster.scheduler) for _ in asked)}
+    assert answers == {"t1": TaskState.TASK_RUNNING, "t2": TaskState.TASK_FINISHED}
+
+    ack = StatusUpdateAcknowledgement(cluster.agent_id, framework.id, TaskID("t2"), ended.uuid)
+    cluster.say(cluster.scheduler, ack)
+    assert cluster.agent.next(StatusUpdateAcknowledgement) == ack
+
+
+def test_a_task_reported_ended_before_its_framework_returns_is_answered_when_it_does(cluster):
+    options = MasterOptions(hostname="test-master", agent_reregister_timeout=60.0)
+    framework = FrameworkInfo("tester", "back-last", id=FrameworkID("f-late"))
+    cluster.register_agent()
+    restart_master(cluster, options)
+    ended = TaskStatus(TaskID("t9"), TaskState.TASK_FAILED, uuid=b"v" * 16)
+    task = running(cluster, "t9", framework_id=framework.id, statuses=(ended,))
+    task = replace(task, state=TaskState.TASK_FAILED)
+    message = ReregisterAgent(info_of(cluster), "test", tasks=(task,), frameworks=(framework,))
+    cluster.say(cluster.agent, message)
+    cluster.agent.next(AgentReregistered)
+
+    cluster.say(cluster.scheduler, ReregisterFramework(framework, failover=True))
+    cluster.scheduler.next(FrameworkReregistered)
+    cluster.say(cluster.scheduler, ReconcileTasks(framework.id, (ReconcileTask(TaskID("t9")),)))
+    status = master_update(cluster.scheduler)
+    assert (status.task_id, status.state) == ("t9", TaskState.TASK_FAILED)
