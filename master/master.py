@@ -1510,6 +1510,16 @@ class MasterProcess(ProtocolProcess):
             return
         task = self.records.task(framework.id, message.task_id)
         agent = self.records.agents.get(task.agent_id) if task else None
+        if task is None and self._transitioning(message.agent_id):
+            # Its agent may yet report it (after a master restart): saying LOST now could be
+            # wrong, so nothing is said, as Mesos does; the framework kills or reconciles again.
+            log.info(
+                "kill_deferred",
+                framework_id=framework.id,
+                task_id=message.task_id,
+                reason="unknown task while agents have yet to re-register",
+            )
+            return
         if task is None:
             status = self._master_status(
                 message.task_id,

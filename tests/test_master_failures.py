@@ -36,6 +36,7 @@ from corral.protocol.messages import (
     FrameworkError,
     FrameworkRegistered,
     FrameworkReregistered,
+    KillTask,
     ReconcileTasks,
     RegisterAgent,
     RegisterFramework,
@@ -543,6 +544,7 @@ def test_after_a_restart_reconciliation_waits_for_the_agents_and_ended_tasks_are
 
     asked = (ReconcileTask(TaskID("t1"), cluster.agent_id), ReconcileTask(TaskID("t2")))
     cluster.say(cluster.scheduler, ReconcileTasks(framework.id, asked))
+    cluster.say(cluster.scheduler, KillTask(framework.id, TaskID("t1"), cluster.agent_id))
     cluster.settle()
     assert not [m for m in cluster.scheduler.drain() if isinstance(m, StatusUpdate)]
 
@@ -562,6 +564,8 @@ def test_after_a_restart_reconciliation_waits_for_the_agents_and_ended_tasks_are
     ack = StatusUpdateAcknowledgement(cluster.agent_id, framework.id, TaskID("t2"), ended.uuid)
     cluster.say(cluster.scheduler, ack)
     assert cluster.agent.next(StatusUpdateAcknowledgement) == ack
+    cluster.say(cluster.scheduler, KillTask(framework.id, TaskID("t1")))
+    assert cluster.agent.next(KillTask).task_id == "t1"  # now it is known: the kill goes on
 
 
 def test_a_task_reported_ended_before_its_framework_returns_is_answered_when_it_does(cluster):
