@@ -903,32 +903,11 @@ class AgentProcess(ProtocolProcess):
 
     @receives(RegisterExecutor)
     def register_executor(self, sender: UPID | None, message: RegisterExecutor) -> None:
-        framework = self.frameworks.get(message.framework_id)
-        executor = None if framework is None else framework.executors.get(message.executor_id)
-        if sender is None:
+        found = self._executor_joining(sender, message, ExecutorState.REGISTERING)
+        if found is None:
             return
-        if (
-            framework is None
-            or executor is None
-            or executor.command_task
-            or executor.state is not ExecutorState.REGISTERING
-        ):
-            state = "unknown" if executor is None else executor.state.value
-            log.warning(
-                "executor_registration_refused",
-                executor_id=message.executor_id,
-                framework_id=message.framework_id,
-                sender=sender,
-                state=state,
-            )
-            self.send_message(sender, ShutdownExecutor(message.framework_id, message.executor_id))
-            return
-        if executor.timer is not None:
-            executor.timer.cancel()
-            executor.timer = None
-        executor.pid = sender
-        executor.state = ExecutorState.RUNNING
-        assert self.agent_id is not None  # RunTask is taken only once registered
+        framework, executor = found
+        assert sender is not None and self.agent_id is not None  # RunTask came: registered
         log.info("executor_registered", executor_id=executor.executor_id, pid=sender)
         self.send_message(
             sender,
@@ -949,27 +928,11 @@ class AgentProcess(ProtocolProcess):
     @receives(ReregisterExecutor)
     def reregister_executor(self, sender: UPID | None, message: ReregisterExecutor) -> None:
         """A recovered executor answers ReconnectExecutor: it runs again under this agent."""
-        framework = self.frameworks.get(message.framework_id)
-        executor = None if framework is None else framework.executors.get(message.executor_id)
-        if sender is None:
+        found = self._executor_joining(sender, message, ExecutorState.RECOVERING)
+        if found is None:
             return
-        if framework is None or executor is None or executor.state is not ExecutorState.RECOVERING:
-            state = "unknown" if executor is None else executor.state.value
-            log.warning(
-                "executor_reregistration_refused",
-                executor_id=message.executor_id,
-                framework_id=message.framework_id,
-                sender=sender,
-                state=state,
-            )
-            self.send_message(sender, ShutdownExecutor(message.framework_id, message.executor_id))
-            return
-        if executor.timer is not None:
-            executor.timer.cancel()
-            executor.timer = None
-        executor.pid = sender
-        executor.state = ExecutorState.RUNNING
-        assert self.agent_id is not None
+        framework, executor = found
+        assert sender is not None and self.agent_id is not None  # recovered: has an id
         log.info(
             "executor_reregistered",
             executor_id=executor.executor_id,
@@ -998,6 +961,41 @@ class AgentProcess(ProtocolProcess):
         self._checkpoint_executor(executor)
         for task in queued.values():  # it never saw these
             self.send_message(sender, RunTask(framework.info, task, framework.pid))
+
+    def _executor_joining(
+        self,
+        sender: UPID | None,
+        message: RegisterExecutor | ReregisterExecutor,
+        expected: ExecutorState,
+    ) -> tuple[_Framework, _Executor] | None:
+        """The custom executor a (re)registration is from, now RUNNING with ``sender`` as its
+        pid; None (and told to shut down) unless it was waiting for exactly this."""
+        framework = self.frameworks.get(message.framework_id)
+        executor = None if framework is None else framework.executors.get(message.executor_id)
+        if sender is None:
+            return None
+        if (
+            framework is None
+            or executor is None
+            or executor.command_task
+            or executor.state is not expected
+        ):
+            log.warning(
+                "executor_registration_refused",
+                message=message.NAME,
+                executor_id=message.executor_id,
+                framework_id=message.framework_id,
+                sender=sender,
+                state="unknown" if executor is None else executor.state.value,
+            )
+            self.send_message(sender, ShutdownExecutor(message.framework_id, message.executor_id))
+            return None
+        if executor.timer is not None:
+            executor.timer.cancel()
+            executor.timer = None
+        executor.pid = sender
+        executor.state = ExecutorState.RUNNING
+        return framework, executor
 
     @receives(StatusUpdate)
     def status_update(self, sender: UPID | None, message: StatusUpdate) -> None:
