@@ -15,6 +15,7 @@ from libprocess.future import (
     State,
     collect,
 )
+from libprocess.http import Stream, request_body
 from libprocess.launch import Launched, LaunchError, LaunchOptions, launch, serve
 from libprocess.mailbox import ProcessTerminated
 from libprocess.process import Process, handler, route
@@ -42,6 +43,7 @@ __all__ = [
     "Promise",
     "Runtime",
     "State",
+    "Stream",
     "Timer",
     "TransportConfig",
     "UnencodableBody",
@@ -50,6 +52,7 @@ __all__ = [
     "collect",
     "handler",
     "launch",
+    "request_body",
     "route",
     "serve",
 ]

@@ -4,11 +4,18 @@ Requests are handed to the owning process as a dispatch, so a route handler runs
 inside its process like any other event and may read its state without locks. The
 request body is read before the dispatch (a handler cannot await): ``request_body``
 gives it to the handler.
+
+A handler answers with an aiohttp response, a Future of one, or a ``Stream``: a chunked
+response that stays open, which the process writes to whenever it likes (Mesos's v1
+SUBSCRIBE calls). The server sends what is written, in order, until the process closes the
+stream or the client goes away; then the stream's ``on_close`` runs inside the process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import structlog
@@ -42,6 +49,47 @@ def request_body(request: web.BaseRequest) -> bytes:
             "this request has no body read for it: request_body() works on requests that "
             "the runtime's HTTP server handed to a process route"
         ) from None
+
+
+class Stream:
+    """A streaming HTTP response: return it from a route handler, then ``write`` to it.
+
+    Use it from inside the process that returned it (the runtime's loop). ``write`` queues
+    bytes and never blocks; it returns False once the stream is closed (by ``close`` or by the
+    client leaving), after which the process should forget it. ``on_close`` runs inside the
+    process exactly once, however the stream ended.
+    """
+
+    def __init__(
+        self,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.status = status
+        self.headers = dict(headers or {})
+        self.content_type = content_type
+        self.on_close = on_close
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._closed = False
+        self.written = 0  # bytes handed to the client so far
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def write(self, data: bytes) -> bool:
+        if self._closed:
+            return False
+        self._queue.put_nowait(bytes(data))
+        return True
+
+    def close(self) -> None:
+        """End the response once what was written is sent."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put_nowait(None)
 
 
 class HttpServer:
@@ -115,6 +163,8 @@ class HttpServer:
                 text=f"route {path!r} of process {ident!r} failed: "
                 f"{type(error).__name__}: {error} (the traceback is in the runtime's log)\n"
             ) from None
+        if isinstance(response, Stream):
+            return await self._stream(request, process, response)
         if not isinstance(response, web.StreamResponse):
             log.error(
                 "http_route_bad_response", process=ident, path=path, got=type(response).__name__
@@ -124,6 +174,26 @@ class HttpServer:
                 f"{type(response).__name__}, not an HTTP response; it must return an "
                 "aiohttp.web.StreamResponse (such as web.Response) or a Future of one\n"
             )
+        return response
+
+    async def _stream(self, request: web.Request, process, stream: Stream) -> web.StreamResponse:
+        response = web.StreamResponse(status=stream.status, headers=stream.headers)
+        response.content_type = stream.content_type
+        response.enable_chunked_encoding()
+        try:
+            await response.prepare(request)
+            while (data := await stream._queue.get()) is not None:
+                await response.write(data)
+                stream.written += len(data)
+            await response.write_eof()
+        except (ConnectionError, asyncio.CancelledError) as error:
+            log.debug("http_stream_ended", process=process.pid.id, reason=repr(error))
+            if isinstance(error, asyncio.CancelledError):
+                raise
+        finally:
+            stream._closed = True
+            if stream.on_close is not None:
+                self._runtime.dispatch(process, stream.on_close)
         return response
 
     def _unknown_process(self, ident: str) -> str:

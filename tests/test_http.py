@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from aiohttp import web
 
-from libprocess import Process, Promise, Runtime, handler, route
+from libprocess import Process, Promise, Runtime, Stream, handler, route
 from libprocess.http import request_body
 
 WAIT = 5.0  # wall-clock safety net; never part of what is tested
@@ -239,3 +240,63 @@ def test_the_http_server_stops_with_the_runtime():
     runtime.stop()
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://{address}/metrics/snapshot", timeout=WAIT)
+
+
+class Broadcaster(Process):
+    """Streams: each ``say`` message goes to every open stream; ``/close`` ends them."""
+
+    def __init__(self) -> None:
+        super().__init__("broadcaster")
+        self.streams: list[Stream] = []
+        self.closed: list[int] = []
+
+    @route("/subscribe")
+    def subscribe(self, request: web.Request) -> Stream:
+        number = len(self.streams)
+        stream = Stream(headers={"Stream-Number": str(number)}, content_type="text/plain",
+                        on_close=lambda: self.closed.append(number))  # fmt: skip
+        stream.write(b"hello\n")
+        self.streams.append(stream)
+        return stream
+
+    @handler("say")
+    def say(self, sender, body) -> None:
+        for stream in self.streams:
+            stream.write(body.encode())
+
+    @handler("close")
+    def close_all(self, sender, body) -> None:
+        for stream in self.streams:
+            stream.close()
+
+
+def test_a_stream_sends_what_the_process_writes_until_it_closes(http_runtime):
+    process = Broadcaster()
+    http_runtime.spawn(process)
+    url = f"http://{http_runtime.http_address}/broadcaster/subscribe"
+    with urllib.request.urlopen(url, timeout=WAIT) as response:
+        assert response.status == 200
+        assert response.headers["Transfer-Encoding"] == "chunked"
+        assert response.headers["Stream-Number"] == "0"
+        assert response.readline() == b"hello\n"
+        http_runtime.send(process.pid, "say", "one\n")
+        assert response.readline() == b"one\n"
+        http_runtime.send(process.pid, "say", "two\n")
+        http_runtime.send(process.pid, "close")
+        assert response.read() == b"two\n"  # then the end of the response
+    http_runtime.settle()
+    assert process.closed == [0]
+    assert process.streams[0].closed and not process.streams[0].write(b"late")
+
+
+def test_a_stream_whose_client_left_is_closed_and_told_to_its_process(http_runtime):
+    process = Broadcaster()
+    http_runtime.spawn(process)
+    url = f"http://{http_runtime.http_address}/broadcaster/subscribe"
+    with urllib.request.urlopen(url, timeout=WAIT) as response:
+        assert response.readline() == b"hello\n"
+    deadline = time.monotonic() + WAIT
+    while not process.closed and time.monotonic() < deadline:
+        http_runtime.send(process.pid, "say", "anyone?\n" * 1000)  # writes find the socket gone
+        time.sleep(0.01)
+    assert process.closed == [0]
