@@ -133,9 +133,13 @@ class HttpServer:
         return web.Response(text=json.dumps(snapshot), content_type="application/json")
 
     async def _process_route(self, request: web.Request) -> web.StreamResponse:
-        ident = request.match_info["process"]
-        path = "/" + request.match_info.get("path", "")
         runtime = self._runtime
+        alias = runtime.http_aliases.get(request.path)
+        if alias is not None:
+            ident, path = alias
+        else:
+            ident = request.match_info["process"]
+            path = "/" + request.match_info.get("path", "")
         process = runtime._processes.get(ident)
         if process is None:
             raise web.HTTPNotFound(text=self._unknown_process(ident))

@@ -164,6 +164,11 @@ class Process:
         _refuse_coroutine(handler, f"HTTP route {path!r}")
         self._routes[path] = (handler, description)
 
+    def alias(self, public_path: str, path: str) -> None:
+        """Serve this process's route ``path`` also at ``public_path`` (e.g. Mesos's
+        ``/version`` for the master's ``/version``); call it once the process runs."""
+        self.runtime.http_aliases[public_path] = (self._pid.id, path)
+
     # -- acting ---------------------------------------------------------------------
 
     def send(self, to: UPID | str, name: str, body: Any = None) -> None:

@@ -82,6 +82,8 @@ class Runtime:
         self.host = host
         self.port = port
         self.http_port = http_port
+        # Absolute HTTP paths served by a process route: path -> (process id, route path).
+        self.http_aliases: dict[str, tuple[str, str]] = {}
         self.advertise_host = advertise_host or host
         self.transport_config = transport or TransportConfig()
         self.clock = clock

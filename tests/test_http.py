@@ -300,3 +300,12 @@ def test_a_stream_whose_client_left_is_closed_and_told_to_its_process(http_runti
         http_runtime.send(process.pid, "say", "anyone?\n" * 1000)  # writes find the socket gone
         time.sleep(0.01)
     assert process.closed == [0]
+
+
+def test_an_alias_serves_a_process_route_at_another_path(http_runtime):
+    ledger = Ledger("ledger")
+    http_runtime.spawn(ledger)
+    http_runtime.dispatch(ledger, ledger.alias, "/api/v1/ledger", "/state").result(WAIT)
+    status, body, _ = fetch(http_runtime, "/api/v1/ledger")
+    assert status == 200 and json.loads(body) == {"count": 0, "total": 0}
+    assert fetch(http_runtime, "/api/v1/other")[0] == 404
