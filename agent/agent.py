@@ -27,8 +27,16 @@ Stopping: a clean stop (``finalize``) leaves the containers of checkpointing fra
 running for the next agent to recover, and kills the others (SIGKILL: nothing can be awaited
 there); ``shutdown()`` (dispatch it first) destroys every container gracefully.
 
+HTTP (Mesos's agent surface): ``/state`` (also ``/slave(1)/state``, ``/agent/state``; agent/
+mesos_state.py), ``/files/browse|read|download`` confined to the sandboxes (agent/files.py, run
+off the actor), ``/containers``, ``slave/*`` metrics in ``/metrics/snapshot``, and the v1
+executor API ``/api/v1/executor`` (agent/executor_api.py): each HTTP subscription is a bridge
+process that registers like a native driver; the agent keeps one bridge per executor, a new
+subscription replaces the old, and a bridge's end ends no task (the container's end does).
+
 Decisions where Mesos leaves room: ``ExitedExecutor`` is sent for custom executors only (the
-master does not track command executors).
+master does not track command executors). Tasks of a group under a custom executor reach an
+HTTP executor as one LAUNCH each (the agent queues and tracks tasks one by one).
 """
 
 from __future__ import annotations
@@ -38,9 +46,11 @@ import contextlib
 import dataclasses
 import enum
 import functools
+import json
 import os
 import signal
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +59,17 @@ from typing import Any
 import structlog
 
 import corral
+from agent import files, mesos_state
 from agent.checkpoint import AgentCheckpoints, Recovered
 from agent.containerization import containerizer_for
+from agent.executor_api import (
+    ApiError,
+    Call,
+    ExecutorBridge,
+    parse_call,
+    refused_subscription,
+    subscription_stream,
+)
 from agent.monitor import MonitorProcess
 from agent.options import AgentOptions
 from agent.sandbox import sandbox_path
@@ -119,11 +138,15 @@ from corral.protocol.messages import (
     StatusUpdateAcknowledgement,
 )
 from corral.task_states import Reason, Source, TaskState
-from libprocess import UPID, Future, Promise, Timer, collect
+from corral.v1.model import duration
+from libprocess import UPID, Future, Promise, Stream, Timer, collect, request_body
 
 log = structlog.get_logger("agent")
 
 DEFAULT_KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when the task names none
+# Seconds an HTTP executor waits at most between subscription attempts (Mesos's 2 s), given
+# to executors as MESOS_SUBSCRIPTION_BACKOFF_MAX; below executor_reregistration_timeout.
+SUBSCRIPTION_BACKOFF_MAX = 2.0
 _INHERITED_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -163,6 +186,10 @@ class _Executor:
     timer: Timer | None = None  # registration or shutdown timeout
     launch: asyncio.Task | None = None  # the containerizer's launch
     container: ContainerState | None = None  # what finds the container again (once launched)
+    http: bool = False  # subscribed over the v1 executor API (reconnects by subscribing)
+    # The bridge of its latest HTTP subscription (agent/executor_api.py), if one is open;
+    # ``pid`` is this bridge's once it has registered.
+    bridge: ExecutorBridge | None = None
 
     def all_tasks(self) -> dict[TaskID, TaskInfo]:
         return {**self.queued, **self.tasks}
@@ -181,6 +208,7 @@ class _Executor:
             "states": {task_id: state.value for task_id, state in self.states.items()},
             "kill_requested": self.kill_requested,
             "kill_grace": self.kill_grace,
+            "http": self.http,
         }
 
     @classmethod
@@ -208,6 +236,7 @@ class _Executor:
             kill_requested=bool(record.get("kill_requested")),
             kill_grace=float(record.get("kill_grace", DEFAULT_KILL_GRACE)),
             container=None if container is None else ContainerState.from_json(container),
+            http=bool(record.get("http")),
         )
 
 
@@ -218,6 +247,10 @@ class _Framework:
     pid: str  # the scheduler driver's pid, passed on in RunTask
     executors: dict[ExecutorID, _Executor] = field(default_factory=dict)
     shutting_down: bool = False
+    # Mesos's JSON of executors that ended here (newest last), for /state.
+    completed_executors: deque[dict[str, Any]] = field(
+        default_factory=lambda: deque(maxlen=mesos_state.MAX_COMPLETED_EXECUTORS)
+    )
 
 
 class AgentProcess(ProtocolProcess):
@@ -257,6 +290,13 @@ class AgentProcess(ProtocolProcess):
         self._ping_timer: Timer | None = None
         # Every asyncio task the agent started; each has a done callback that re-enters.
         self._tasks: set[asyncio.Task] = set()
+        self.start_time = time.time()  # wall clock, for /state and slave/uptime_secs
+        # Mesos's JSON of frameworks removed from this agent (newest last), for /state.
+        self.completed_frameworks: deque[dict[str, Any]] = deque(
+            maxlen=mesos_state.MAX_COMPLETED_FRAMEWORKS
+        )
+        self._metrics: list[Any] = []  # registered in the runtime's metrics; removed at exit
+        self._terminal_counts: dict[TaskState, Any] = {}  # slave/tasks_finished, ...
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -264,7 +304,8 @@ class AgentProcess(ProtocolProcess):
         self.options.work_dir.mkdir(parents=True, exist_ok=True)
         self._monitor = MonitorProcess(self)
         self.runtime.spawn(self._monitor)
-        self.route("/state", self._state_route)
+        self._install_routes()
+        self._register_metrics()
         log.info(
             "agent_started",
             pid=self.pid,
@@ -276,6 +317,10 @@ class AgentProcess(ProtocolProcess):
 
     def finalize(self) -> None:
         self.runtime.terminate(self._monitor)
+        for metric in self._metrics:
+            self.runtime.metrics.remove(metric.name)
+        for executor in self._executors():
+            self._close_bridge(executor)
         for timer in (self._registration_timer, self._retry_timer, self._ping_timer):
             if timer is not None:
                 timer.cancel()
@@ -436,6 +481,8 @@ class AgentProcess(ProtocolProcess):
         executor.timer = self.delay(timeout, self._executor_timeout, executor, "reregistration")
         if executor.pid is None:
             return  # it never registered: the timeout destroys it
+        if executor.http:
+            return  # an HTTP executor subscribes again by itself (with backoff)
         assert self.agent_id is not None
         self.send_message(executor.pid, ReconnectExecutor(self.agent_id))
 
@@ -903,7 +950,9 @@ class AgentProcess(ProtocolProcess):
 
     @receives(RegisterExecutor)
     def register_executor(self, sender: UPID | None, message: RegisterExecutor) -> None:
-        found = self._executor_joining(sender, message, ExecutorState.REGISTERING)
+        found = self._executor_joining(
+            sender, message, (ExecutorState.LAUNCHING, ExecutorState.REGISTERING)
+        )
         if found is None:
             return
         framework, executor = found
@@ -927,8 +976,19 @@ class AgentProcess(ProtocolProcess):
 
     @receives(ReregisterExecutor)
     def reregister_executor(self, sender: UPID | None, message: ReregisterExecutor) -> None:
-        """A recovered executor answers ReconnectExecutor: it runs again under this agent."""
-        found = self._executor_joining(sender, message, ExecutorState.RECOVERING)
+        """A recovered executor answers ReconnectExecutor: it runs again under this agent.
+
+        Also how an HTTP executor's bridge registers when the executor subscribes after an
+        agent restart, or again (a new connection) while it runs: then the tasks it does not
+        list are not lost, since a v1 executor lists only the tasks not yet acknowledged.
+        """
+        framework = self.frameworks.get(message.framework_id)
+        known = None if framework is None else framework.executors.get(message.executor_id)
+        via_http = known is not None and _is_bridge(known, sender)
+        expected = (ExecutorState.RECOVERING,)
+        if via_http:
+            expected = (ExecutorState.RECOVERING, ExecutorState.RUNNING)
+        found = self._executor_joining(sender, message, expected)
         if found is None:
             return
         framework, executor = found
@@ -946,6 +1006,8 @@ class AgentProcess(ProtocolProcess):
         reported = {task.task_id for task in message.tasks}
         reported |= {status.task_id for status in message.updates}
         for task_id, task in list(executor.tasks.items()):
+            if via_http:
+                break
             if task_id not in reported and not executor.states[task_id].is_terminal:
                 self._agent_update(
                     executor.framework_id,
@@ -966,10 +1028,11 @@ class AgentProcess(ProtocolProcess):
         self,
         sender: UPID | None,
         message: RegisterExecutor | ReregisterExecutor,
-        expected: ExecutorState,
+        expected: tuple[ExecutorState, ...],
     ) -> tuple[_Framework, _Executor] | None:
         """The custom executor a (re)registration is from, now RUNNING with ``sender`` as its
-        pid; None (and told to shut down) unless it was waiting for exactly this."""
+        pid; None (and told to shut down) unless it was waiting for exactly this. An HTTP
+        executor registers through the bridge of its latest subscription, and only so."""
         framework = self.frameworks.get(message.framework_id)
         executor = None if framework is None else framework.executors.get(message.executor_id)
         if sender is None:
@@ -978,7 +1041,8 @@ class AgentProcess(ProtocolProcess):
             framework is None
             or executor is None
             or executor.command_task
-            or executor.state is not expected
+            or executor.state not in expected
+            or (executor.bridge is not None and not _is_bridge(executor, sender))
         ):
             log.warning(
                 "executor_registration_refused",
@@ -995,6 +1059,9 @@ class AgentProcess(ProtocolProcess):
             executor.timer = None
         executor.pid = sender
         executor.state = ExecutorState.RUNNING
+        if executor.bridge is not None and not executor.http:
+            executor.http = True
+            self._checkpoint_executor(executor)
         return framework, executor
 
     @receives(StatusUpdate)
@@ -1159,6 +1226,8 @@ class AgentProcess(ProtocolProcess):
         if executor.shutdown_requested:
             self._destroy(executor, 0.0)
             return
+        if executor.state is not ExecutorState.LAUNCHING:
+            return  # it registered before the launch returned
         executor.state = ExecutorState.REGISTERING
         timeout = self.options.executor_registration_timeout
         executor.timer = self.delay(timeout, self._executor_timeout, executor, "registration")
@@ -1266,16 +1335,22 @@ class AgentProcess(ProtocolProcess):
                         self.agent_id, executor.framework_id, executor.executor_id, status
                     ),
                 )
+        self._close_bridge(executor)
         framework = self.frameworks.get(executor.framework_id)
         if framework is not None:
             if framework.info.checkpoint:
                 self.checkpoints.remove_executor(executor.framework_id, executor.executor_id)
+            if framework.executors.get(executor.executor_id) is executor:
+                framework.completed_executors.append(
+                    mesos_state.executor_json(self, executor, set())
+                )
             framework.executors.pop(executor.executor_id, None)
             self._maybe_remove_framework(framework)
 
     def _maybe_remove_framework(self, framework: _Framework) -> None:
         if framework.shutting_down and not framework.executors:
-            self.frameworks.pop(framework.id, None)
+            if self.frameworks.pop(framework.id, None) is not None:
+                self.completed_frameworks.append(mesos_state.framework_json(self, framework, set()))
             self.updates.cleanup(framework.id)
             self.checkpoints.remove_framework(framework.id)
             log.info("framework_removed", framework_id=framework.id)
@@ -1352,6 +1427,9 @@ class AgentProcess(ProtocolProcess):
         actions = self.updates.update(framework_id, status.task_id, update, self._now())
         accepted = not any(isinstance(action, (Refused, Ignored)) for action in actions)
         if accepted:
+            counter = self._terminal_counts.get(status.state)
+            if counter is not None:
+                counter.inc()
             self._stream_states[(framework_id, status.task_id)] = status.state.value
             self._checkpoint_stream(framework_id, status.task_id)
         self._apply(actions)
@@ -1399,43 +1477,226 @@ class AgentProcess(ProtocolProcess):
     def _now(self) -> float:
         return self.runtime.clock.now()
 
+    # -- HTTP: Mesos's agent endpoints and the v1 executor API ---------------------------------
+
+    def _install_routes(self) -> None:
+        """Routes at ``/agent/...``, and at Mesos's paths through aliases."""
+        routes = {
+            "/state": self._state_route,
+            "/api/v1/executor": self._executor_api_route,
+            "/files/browse": functools.partial(self._files_route, files.browse),
+            "/files/read": functools.partial(self._files_route, files.read),
+            "/files/download": functools.partial(self._files_route, files.download),
+            "/containers": self._containers_route,
+        }
+        for path, handler in routes.items():
+            self.route(path, handler)
+        aliases = {
+            "/state": "/state",
+            "/state.json": "/state",
+            "/slave(1)/state": "/state",
+            "/slave(1)/state.json": "/state",
+            "/api/v1/executor": "/api/v1/executor",
+            "/slave(1)/api/v1/executor": "/api/v1/executor",
+            "/files/browse": "/files/browse",
+            "/files/browse.json": "/files/browse",
+            "/files/read": "/files/read",
+            "/files/read.json": "/files/read",
+            "/files/download": "/files/download",
+            "/files/download.json": "/files/download",
+            "/containers": "/containers",
+            "/slave(1)/containers": "/containers",
+        }
+        for public, path in aliases.items():
+            self.alias(public, path)
+
+    def _register_metrics(self) -> None:
+        """Mesos's ``slave/*`` metrics, served with the runtime's ``/metrics/snapshot``."""
+        metrics = self.runtime.metrics
+        taken = [name for name in mesos_state.metrics(self) if metrics.get(name) is not None]
+        if taken:  # another agent serves this runtime's metrics: one agent per runtime
+            log.warning("agent_metrics_not_registered", taken=taken[:3])
+            return
+        self._metrics = [
+            metrics.gauge(name, functools.partial(self._metric, name))
+            for name in mesos_state.metrics(self)
+        ]
+        self._terminal_counts = {
+            state: metrics.counter(f"slave/tasks_{state.name.removeprefix('TASK_').lower()}")
+            for state in TaskState
+            if state.is_terminal
+        }
+        self._metrics.extend(self._terminal_counts.values())
+
+    def _metric(self, name: str) -> float:
+        return mesos_state.metrics(self)[name]
+
     def _state_route(self, request: Any) -> Any:
-        """``/agent/state``: who this agent is, its isolators, and what runs here."""
+        """``/state`` (``/slave(1)/state``, ``/agent/state``): Mesos's agent state JSON, with
+        Corral's keys; ``?jsonp=callback`` wraps it as Mesos's web UI asks."""
         from aiohttp import web
 
-        isolators = getattr(self.containerizer, "active_isolators", lambda: ())()
-        return web.json_response(
-            {
-                "id": self.agent_id,
-                "pid": str(self.pid),
-                "hostname": self.info.hostname,
-                "master": str(self.master) if self.master else None,
-                "registered": self.registered,
-                "resources": self.info.resources.to_json(),
-                "isolators": list(isolators),
-                "frameworks": [
-                    {
-                        "id": str(framework.id),
-                        "executors": [
-                            {
-                                "id": str(executor.executor_id),
-                                "container": str(executor.container_id),
-                                "pid": None
-                                if executor.container is None
-                                else executor.container.pid,
-                                "state": executor.state.value,
-                                "tasks": [
-                                    {"id": str(task_id), "state": state.name}
-                                    for task_id, state in executor.states.items()
-                                ],
-                            }
-                            for executor in framework.executors.values()
-                        ],
-                    }
-                    for framework in self.frameworks.values()
-                ],
-            }
+        isolators = list(getattr(self.containerizer, "active_isolators", lambda: ())())
+        pending = {
+            (framework_id, task_id)
+            for framework_id, task_id in self.updates.streams()
+            if self.updates.pending(framework_id, task_id)
+        }
+        state = mesos_state.agent_state(self, isolators, pending)
+        callback = request.query.get("jsonp")
+        if callback:
+            if not callback.replace("_", "").replace(".", "").isalnum():
+                return web.Response(
+                    status=400,
+                    text=f"jsonp callback {callback!r} is not a JavaScript name\n",
+                    content_type="text/plain",
+                )
+            text = f"{callback}({json.dumps(state)});"
+            return web.Response(text=text, content_type="text/javascript")
+        return web.json_response(state)
+
+    def _files_route(self, serve: Callable[[Path, Any], Any], request: Any) -> Future[Any]:
+        """Sandbox files (agent/files.py), read off the actor: they may be large or slow."""
+        loop = asyncio.get_running_loop()
+        query = dict(request.query)
+        work = self.options.work_dir
+        return self._answer(loop.run_in_executor(None, serve, work, query))
+
+    def _containers_route(self, request: Any) -> Future[Any]:
+        """``/containers``: every launched container, with its resource statistics."""
+        from aiohttp import web
+
+        entries: list[Future[dict[str, Any]]] = []
+        for executor in self._executors():
+            if not executor.launched or executor.state is ExecutorState.TERMINATED:
+                continue
+            promise: Promise[dict[str, Any]] = Promise()
+
+            def then(stats, error, executor=executor, promise=promise) -> None:
+                statistics = None if error is not None else stats.to_json()
+                promise.set(mesos_state.container_json(executor, statistics))
+
+            self._run_async(self.containerizer.usage(executor.container_id), then)
+            entries.append(promise.future)
+        return collect(entries).then(lambda listed: web.json_response(listed))
+
+    def _answer(self, awaitable: Awaitable[Any]) -> Future[Any]:
+        """A route's answer computed on the loop (off the actor), as a Future of a response."""
+        from aiohttp import web
+
+        promise: Promise[Any] = Promise()
+
+        def then(response: Any, error: BaseException | None) -> None:
+            if error is not None:
+                log.error("http_answer_failed", error=repr(error))
+                response = web.Response(
+                    status=500,
+                    text=f"the agent failed to answer: {error!r} (details in its log)\n",
+                    content_type="text/plain",
+                )
+            promise.set(response)
+
+        self._run_async(awaitable, then)
+        return promise.future
+
+    def _executor_api_route(self, request: Any) -> Any:
+        """``POST /api/v1/executor``: an HTTP executor's SUBSCRIBE, UPDATE and MESSAGE calls."""
+        from aiohttp import web
+
+        try:
+            call = parse_call(request.method, request.headers, request_body(request))
+            if not self.recovered:
+                raise ApiError(503, "the agent has not finished recovery; retry shortly")
+            if call.type == "SUBSCRIBE":
+                return self._subscribe_executor(call)
+            executor = self._subscribed_executor(call)
+        except ApiError as error:
+            log.info("executor_call_refused", status=error.status, reason=error.reason)
+            return error.response()
+        bridge = executor.bridge
+        assert bridge is not None
+        if call.type == "UPDATE":
+            assert call.status is not None
+            self.runtime.dispatch(bridge, ExecutorBridge.update, call.status)
+        else:
+            self.runtime.dispatch(bridge, ExecutorBridge.message, call.data)
+        return web.Response(status=202, headers={"Content-Length": "0"})
+
+    def _subscribed_executor(self, call: Call) -> _Executor:
+        """The executor an UPDATE or MESSAGE call is from; it must have subscribed."""
+        framework = self.frameworks.get(call.framework_id)
+        executor = None if framework is None else framework.executors.get(call.executor_id)
+        if executor is None or executor.command_task:
+            raise ApiError(
+                400,
+                f"no executor {call.executor_id} of framework {call.framework_id} runs on this "
+                "agent",
+            )
+        if executor.bridge is None or executor.pid != executor.bridge.pid:
+            raise ApiError(
+                400,
+                f"executor {call.executor_id} has not subscribed (or its subscription ended); "
+                "SUBSCRIBE first, listing unacknowledged updates in the subscription",
+            )
+        return executor
+
+    def _subscribe_executor(self, call: Call) -> Stream:
+        """A v1 executor subscribes: a new bridge registers for it (replacing any earlier
+        subscription's); what Mesos would not serve gets a SHUTDOWN event."""
+        framework = self.frameworks.get(call.framework_id)
+        executor = None if framework is None else framework.executors.get(call.executor_id)
+        if framework is None or executor is None or executor.command_task:
+            return refused_subscription(
+                f"no executor {call.executor_id} of framework {call.framework_id} runs here"
+            )
+        if executor.state in (ExecutorState.TERMINATING, ExecutorState.TERMINATED):
+            return refused_subscription(f"executor {call.executor_id} is {executor.state.value}")
+        if executor.bridge is not None:
+            log.info("executor_resubscribing", executor_id=executor.executor_id)
+            self._close_bridge(executor)
+        if executor.state is ExecutorState.RUNNING:
+            executor.pid = None  # tasks wait in the queue until the new bridge registers
+        reregister = executor.state in (ExecutorState.RECOVERING, ExecutorState.RUNNING)
+        bridge: ExecutorBridge | None = None
+
+        def closed() -> None:
+            if bridge is not None:
+                self._bridge_ended(executor, bridge)
+
+        stream = subscription_stream(closed)
+        bridge = ExecutorBridge(
+            self.pid,
+            stream,
+            framework.info,
+            executor.info,
+            executor.container_id,
+            call,
+            reregister,
         )
+        executor.bridge = bridge
+        self.runtime.spawn(bridge)
+        return stream
+
+    def _bridge_ended(self, executor: _Executor, bridge: ExecutorBridge) -> None:
+        """A subscription's stream ended (the executor went away or was replaced). Its tasks
+        go on: the executor may subscribe again; its container's end is what ends them."""
+        if executor.bridge is bridge:
+            executor.bridge = None
+            log.info("executor_disconnected", executor_id=executor.executor_id, bridge=bridge.pid)
+        if executor.pid == bridge.pid:
+            executor.pid = None
+        with contextlib.suppress(Exception):
+            self.runtime.terminate(bridge)
+
+    def _close_bridge(self, executor: _Executor) -> None:
+        bridge = executor.bridge
+        if bridge is None:
+            return
+        executor.bridge = None
+        if executor.pid == bridge.pid:
+            executor.pid = None
+        with contextlib.suppress(Exception):
+            self.runtime.terminate(bridge)
 
     def usage_report(self) -> Future[list[dict[str, Any]]]:
         """``/monitor/statistics`` entries: one per running container, with its usage."""
@@ -1538,6 +1799,28 @@ class AgentProcess(ProtocolProcess):
             environment["CORRAL_AGENT_ID"] = str(self.agent_id)
         if task_id is not None:
             environment["CORRAL_TASK_ID"] = str(task_id)
+        environment.update(self._mesos_environment(framework, executor))
+        return environment
+
+    def _mesos_environment(self, framework: _Framework, executor: _Executor) -> dict[str, str]:
+        """What Mesos's agent exports to executors, so that executors written for Mesos (the
+        v1 executor API's clients) find their agent, ids and sandbox."""
+        environment = {
+            "MESOS_FRAMEWORK_ID": str(framework.id),
+            "MESOS_EXECUTOR_ID": str(executor.executor_id),
+            "MESOS_DIRECTORY": str(executor.sandbox),
+            "MESOS_SANDBOX": str(executor.sandbox),
+            "MESOS_CHECKPOINT": "1" if framework.info.checkpoint else "0",
+            "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD": duration(self.options.executor_shutdown_grace),
+            "MESOS_SUBSCRIPTION_BACKOFF_MAX": duration(SUBSCRIPTION_BACKOFF_MAX),
+            "MESOS_RECOVERY_TIMEOUT": duration(self.options.recovery_timeout),
+            "MESOS_SLAVE_PID": str(self.pid),
+            "MESOS_HTTP_COMMAND_EXECUTOR": "0",
+        }
+        if self.runtime.http_address is not None:
+            environment["MESOS_AGENT_ENDPOINT"] = self.runtime.http_address
+        if self.agent_id is not None:
+            environment["MESOS_SLAVE_ID"] = environment["MESOS_AGENT_ID"] = str(self.agent_id)
         return environment
 
     def _run_async(
@@ -1572,6 +1855,10 @@ class AgentProcess(ProtocolProcess):
 
         task.add_done_callback(done)
         return task
+
+
+def _is_bridge(executor: _Executor, sender: UPID | None) -> bool:
+    return executor.bridge is not None and sender == executor.bridge.pid
 
 
 def _encode_update(payload: StatusUpdate) -> dict[str, Any]:

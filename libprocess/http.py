@@ -98,6 +98,7 @@ class HttpServer:
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
         self._runner: web.AppRunner | None = None
+        self._streams: set[Stream] = set()  # open ones: ended first when the server stops
         app = web.Application()
         app.router.add_get("/metrics/snapshot", self._metrics)
         app.router.add_route("*", "/{process}", self._process_route)
@@ -124,6 +125,8 @@ class HttpServer:
         return f"{host}:{bound_port}"
 
     async def stop(self) -> None:
+        for stream in list(self._streams):  # else each would hold the shutdown up
+            stream.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -184,6 +187,7 @@ class HttpServer:
         response = web.StreamResponse(status=stream.status, headers=stream.headers)
         response.content_type = stream.content_type
         response.enable_chunked_encoding()
+        self._streams.add(stream)
         try:
             await response.prepare(request)
             while (data := await stream._queue.get()) is not None:
@@ -195,6 +199,7 @@ class HttpServer:
             if isinstance(error, asyncio.CancelledError):
                 raise
         finally:
+            self._streams.discard(stream)
             stream._closed = True
             if stream.on_close is not None:
                 self._runtime.dispatch(process, stream.on_close)

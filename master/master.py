@@ -119,10 +119,13 @@ from corral.protocol.messages import (
 from corral.resources import Resources
 from corral.task_states import Reason, Source, TaskState, is_terminal
 from libprocess import UPID, Timer, handler, route
-from libprocess.http import request_body
+from libprocess.http import Stream, request_body
+from master import mesos_state
 from master.allocator import ALLOCATIONS, AllocatorClient, AllocatorOptions, AllocatorProcess
 from master.allocator.codec import decode_allocations
+from master.operator_api import OperatorApi
 from master.registry import AgentStatus, Registry, RegistryError
+from master.scheduler_api import SchedulerApi
 from master.state import (
     AgentRecord,
     FrameworkRecord,
@@ -160,6 +163,8 @@ class MasterOptions:
     agent_removal_rate_limit: float | None = None
     # After a restart, seconds the registry's admitted agents have to re-register.
     agent_reregister_timeout: float = 600.0
+    # Seconds a built /master/state (and its views) is served before it is built anew.
+    state_cache_seconds: float = 0.0  # a floor on /master/state's age; see state_snapshot
 
     def __post_init__(self) -> None:
         if self.agent_ping_timeout <= 0:
@@ -181,6 +186,10 @@ class MasterOptions:
         if self.agent_reregister_timeout <= 0:
             raise ValueError(
                 f"agent_reregister_timeout must be positive, got {self.agent_reregister_timeout}"
+            )
+        if not 0 <= self.state_cache_seconds < float("inf"):
+            raise ValueError(
+                f"state_cache_seconds must be 0 or more, got {self.state_cache_seconds}"
             )
 
     @property
@@ -293,6 +302,11 @@ class MasterProcess(ProtocolProcess):
             address=Address(hostname=self.options.hostname, ip=host, port=int(port)),
         )
         self._ping_timer = self.delay(self.options.agent_ping_timeout, self._ping_agents)
+        self.operator = OperatorApi(self)
+        self.scheduler_api = SchedulerApi(self)
+        self.alias("/api/v1/scheduler", "/api/v1/scheduler")
+        for path in _ALIASED:
+            self.alias(path, path)  # Mesos's absolute paths: /state, /api/v1, /version...
         self._register_metrics()
         log.info(
             "master_started",
@@ -326,11 +340,69 @@ class MasterProcess(ProtocolProcess):
             ),
             metrics.gauge("master/outstanding_offers", lambda: len(records.offers)),
             metrics.gauge("master/tasks_active", lambda: len(records.tasks)),
+            *self._register_mesos_metrics(),
         ]
+
+    def _register_mesos_metrics(self) -> list[Any]:
+        """Mesos's metric names (master/tasks_running, master/cpus_total...), which Mesos
+        tools and dashboards read from /metrics/snapshot."""
+        metrics = self.runtime.metrics
+        records = self.records
+        now = self.runtime.clock.now
+        started = self._started_at
+        # Terminal task states are counted as they happen (Mesos's counters); the others are
+        # read from the tasks the master holds.
+        self._ended = {
+            state: metrics.counter(_task_metric(state)) for state in TaskState if is_terminal(state)
+        }
+        live = [s for s in TaskState if not is_terminal(s) and s is not TaskState.TASK_UNKNOWN]
+
+        def in_state(state: TaskState) -> Callable[[], float]:
+            return lambda: sum(task.state is state for task in records.tasks.values())
+
+        def total(name: str) -> Callable[[], float]:
+            return lambda: sum(a.info.resources.scalar(name) for a in records.agents.values())
+
+        def used(name: str) -> Callable[[], float]:
+            return lambda: sum(records.used_on(a).scalar(name) for a in records.agents.values())
+
+        def percent(name: str) -> Callable[[], float]:
+            return lambda: (used(name)() / all_) if (all_ := total(name)()) else 0.0
+
+        def deactivated() -> int:
+            return sum(a in records.agents for a in self.operator.deactivated)
+
+        connected = lambda: sum(a.connected for a in records.agents.values())  # noqa: E731
+        gauges = [
+            metrics.gauge("master/elected", lambda: 1),
+            metrics.gauge("master/uptime_secs", lambda: now() - started),
+            metrics.gauge("master/slaves_connected", connected),
+            metrics.gauge("master/slaves_disconnected", lambda: len(records.agents) - connected()),
+            metrics.gauge("master/slaves_active", lambda: connected() - deactivated()),
+            metrics.gauge("master/slaves_inactive", deactivated),
+            metrics.gauge("master/slaves_unreachable", lambda: len(records.unreachable)),
+            metrics.gauge(
+                "master/frameworks_connected",
+                lambda: sum(f.connected for f in records.frameworks.values()),
+            ),
+            metrics.gauge(
+                "master/frameworks_disconnected",
+                lambda: sum(not f.connected for f in records.frameworks.values()),
+            ),
+        ]
+        for state in live:
+            gauges.append(metrics.gauge(_task_metric(state), in_state(state)))
+        for resource in ("cpus", "mem", "disk", "gpus"):
+            gauges.append(metrics.gauge(f"master/{resource}_total", total(resource)))
+            gauges.append(metrics.gauge(f"master/{resource}_used", used(resource)))
+            gauges.append(metrics.gauge(f"master/{resource}_percent", percent(resource)))
+        return [*self._ended.values(), *gauges]
 
     def finalize(self) -> None:
         for metric in getattr(self, "_metrics", ()):
             self.runtime.metrics.remove(metric.name)
+        if hasattr(self, "operator"):
+            self.operator.stop()
         timers = [self._ping_timer, self._removal_timer, self._reregister_timer]
         for timer in [*timers, *self._recovered_timers.values()]:
             if timer is not None:
@@ -383,8 +455,10 @@ class MasterProcess(ProtocolProcess):
         version = message.version
 
         def admitted() -> None:
-            self.records.add_agent(AgentRecord(info, str(sender), version))
+            record = AgentRecord(info, str(sender), version)
+            self.records.add_agent(record)
             self._call("add_agent", agent_id, info.resources)
+            self.operator.agent_added(record)
             self.link(sender)
             self.send_message(sender, self._registered(agent_id))
             log.info(
@@ -532,6 +606,7 @@ class MasterProcess(ProtocolProcess):
         self._call(
             "add_agent", agent_id, info.resources, used=self.records.used_by_framework(record)
         )
+        self.operator.agent_added(record)
         return shutdown
 
     def _take_reported(self, agent: AgentRecord, message: ReregisterAgent) -> set[FrameworkID]:
@@ -586,9 +661,9 @@ class MasterProcess(ProtocolProcess):
                     agent.tasks.add((task.framework_id, task.task_id))
                     continue  # the master's view stands; the agent's updates will follow
             self.records.forget_completed(task.framework_id, task.task_id)
-            self.records.add_task(
-                _task_record(task, agent.id, allocated(task.resources, task.framework_id))
-            )
+            record = _task_record(task, agent.id, allocated(task.resources, task.framework_id))
+            self.records.add_task(record)
+            self.operator.task_added(record)
         for executor in message.executor_infos:
             framework_id = executor.framework_id
             if framework_id is None:
@@ -655,6 +730,8 @@ class MasterProcess(ProtocolProcess):
             agent.info.resources,
             used=self.records.used_by_framework(agent),
         )
+        if agent.id in self.operator.deactivated:  # an operator's deactivation outlasts this
+            self._call("deactivate_agent", agent.id)
         self.link(pid)
         return shutdown
 
@@ -668,12 +745,15 @@ class MasterProcess(ProtocolProcess):
         status = self._master_status(task.task_id, state, reason, why, task.agent_id)
         if task.executor_id is not None:
             status = replace(status, executor_id=task.executor_id)
+        ended = False
         if is_terminal(state):
-            if not self.records.update_task(task, status):
+            ended = self.records.update_task(task, status)
+            if not ended:
                 self.records.remove_task(task)
         else:
             task.state = state
             task.status = status
+        self._task_updated(task, status, ended)
         log.info(
             "task_settled",
             framework_id=task.framework_id,
@@ -695,11 +775,19 @@ class MasterProcess(ProtocolProcess):
             f"agent {task.agent_id} re-registered without this task",
             task.agent_id,
         )
-        if not self.records.update_task(task, status):
+        ended = self.records.update_task(task, status)
+        if not ended:
             self.records.remove_task(task)
+        self._task_updated(task, status, ended)
         framework = self.records.frameworks.get(task.framework_id)
         if framework is not None and framework.connected:
             self.send_message(framework.pid, StatusUpdate(task.framework_id, status))
+
+    def _task_updated(self, task: TaskRecord, status: TaskStatus, ended: bool) -> None:
+        """Every change of a task's state: counted (Mesos's metrics) and told to operators."""
+        if ended:
+            self._ended[status.state].inc()
+        self.operator.task_updated(task, status)
 
     @receives(PongAgent)
     def pong_agent(self, sender: UPID | None, message: PongAgent) -> None:
@@ -821,6 +909,7 @@ class MasterProcess(ProtocolProcess):
         for framework in self.records.frameworks.values():
             if framework.connected:
                 self.send_message(framework.pid, AgentLost(agent.id))
+        self.operator.agent_removed(agent.id)
         log.info("agent_removed", agent_id=agent.id, reason=why.value, tasks=len(tasks))
 
     def _agent_disconnected(self, agent: AgentRecord) -> None:
@@ -932,6 +1021,27 @@ class MasterProcess(ProtocolProcess):
         log.warning("agent_marked_gone", agent_id=agent_id, was=status.value if status else None)
         return 200, f"agent {agent_id} is marked gone"
 
+    def teardown_framework(self, framework_id: FrameworkID) -> bool:
+        """An operator tears a framework down (v1 TEARDOWN); False if it is not registered.
+        Its driver, if connected, is told with ``FrameworkError``."""
+        framework = self.records.frameworks.get(framework_id)
+        if framework is None:
+            return False
+        if framework.connected:
+            self.send_message(
+                framework.pid,
+                FrameworkError(f"framework {framework_id} was torn down by an operator"),
+            )
+        self._remove_framework(framework, "torn down by an operator")
+        return True
+
+    def deactivate_agent(self, agent: AgentRecord) -> None:
+        """An operator deactivates an agent (v1 DEACTIVATE_AGENT): no offers from it until
+        REACTIVATE_AGENT; its outstanding offers are rescinded; its tasks keep running."""
+        self._call("deactivate_agent", agent.id)
+        self._rescind_offers_on(agent)
+        log.info("agent_deactivated", agent_id=agent.id, by="operator")
+
     @receives(ExitedExecutor)
     def exited_executor(self, sender: UPID | None, message: ExitedExecutor) -> None:
         agent = self.records.agents.get(message.agent_id)
@@ -1025,7 +1135,9 @@ class MasterProcess(ProtocolProcess):
         if timer is not None:
             timer.cancel()  # known from agents, and back now
         roles = roles_of(info)
-        self.records.add_framework(FrameworkRecord(info.id, info, str(pid), roles))
+        record = FrameworkRecord(info.id, info, str(pid), roles)
+        self.records.add_framework(record)
+        self.operator.framework_added(record)
         self.link(pid)
         self._call(
             "add_framework",
@@ -1061,6 +1173,7 @@ class MasterProcess(ProtocolProcess):
         if not framework.active:
             framework.active = True
             self._call("activate_framework", framework.id)
+        self.operator.framework_updated(framework)
         log.info("framework_reregistered", framework_id=framework.id, driver=pid, failover=failover)
 
     def _framework_call(
@@ -1119,6 +1232,7 @@ class MasterProcess(ProtocolProcess):
             framework.failover_timer = self.delay(
                 timeout, self._failover_expired, framework.id, framework.pid
             )
+        self.operator.framework_updated(framework)
         log.info(
             "framework_disconnected",
             framework_id=framework.id,
@@ -1167,6 +1281,7 @@ class MasterProcess(ProtocolProcess):
         )
 
     def _remove_framework(self, framework: FrameworkRecord, why: str) -> None:
+        self.operator.framework_removing(framework)
         if framework.failover_timer is not None:
             framework.failover_timer.cancel()
             framework.failover_timer = None
@@ -1340,18 +1455,18 @@ class MasterProcess(ProtocolProcess):
                 agent.executors[key] = _allocate(executor.resources, role)
             executor = replace(executor, framework_id=framework.id, resources=agent.executors[key])
         sent = replace(task, resources=resources, executor=executor)
-        self.records.add_task(
-            TaskRecord(
-                task.task_id,
-                framework.id,
-                agent.id,
-                task.name,
-                TaskState.TASK_STAGING,
-                resources,
-                executor.executor_id if executor else None,
-                launched_at=self.runtime.clock.now(),
-            )
+        record = TaskRecord(
+            task.task_id,
+            framework.id,
+            agent.id,
+            task.name,
+            TaskState.TASK_STAGING,
+            resources,
+            executor.executor_id if executor else None,
+            launched_at=self.runtime.clock.now(),
         )
+        self.records.add_task(record)
+        self.operator.task_added(record)
         self.send_message(agent.pid, RunTask(framework.info, sent, pid=framework.pid))
         self._launched.inc()
         log.info(
@@ -1423,18 +1538,18 @@ class MasterProcess(ProtocolProcess):
         for task in tasks:
             resources = _allocate(task.resources, role)
             sent.append(replace(task, resources=resources))
-            self.records.add_task(
-                TaskRecord(
-                    task.task_id,
-                    framework.id,
-                    agent.id,
-                    task.name,
-                    TaskState.TASK_STAGING,
-                    resources,
-                    executor.executor_id,
-                    launched_at=self.runtime.clock.now(),
-                )
+            record = TaskRecord(
+                task.task_id,
+                framework.id,
+                agent.id,
+                task.name,
+                TaskState.TASK_STAGING,
+                resources,
+                executor.executor_id,
+                launched_at=self.runtime.clock.now(),
             )
+            self.records.add_task(record)
+            self.operator.task_added(record)
         self.send_message(
             agent.pid, RunTaskGroup(framework.info, executor, TaskGroupInfo(tuple(sent)))
         )
@@ -1589,8 +1704,11 @@ class MasterProcess(ProtocolProcess):
                 reason=f"the task runs on agent {task.agent_id}",
             )
             return
-        elif self.records.update_task(task, status):
-            self._call("recover_resources", framework.id, agent.id, task.resources)
+        else:
+            ended = self.records.update_task(task, status)
+            if ended:
+                self._call("recover_resources", framework.id, agent.id, task.resources)
+            self._task_updated(task, status, ended)
         log.debug(
             "status_update",
             framework_id=framework.id,
@@ -1718,9 +1836,88 @@ class MasterProcess(ProtocolProcess):
 
     # -- HTTP -------------------------------------------------------------------------------
 
-    @route("/state", "the master's agents, frameworks and tasks (JSON, as Mesos's)")
+    @route("/state", "agents, frameworks and tasks, Mesos's JSON (cached; ?jsonp=callback)")
     def state_json(self, request: web.Request) -> web.Response:
-        return web.json_response(self.describe())
+        return self.operator.state_response(request, "state")
+
+    @route("/state-summary", "agents and frameworks without their tasks (Mesos's JSON)")
+    def state_summary_json(self, request: web.Request) -> web.Response:
+        return self.operator.state_response(
+            request,
+            "state-summary",
+            lambda state: {
+                "hostname": state["hostname"],
+                "cluster": state.get("cluster", ""),
+                "slaves": state["slaves"],
+                "frameworks": [
+                    {k: v for k, v in f.items() if k not in _TASK_LISTS}
+                    for f in state["frameworks"]
+                ],
+            },
+        )
+
+    @route("/slaves", "the registered agents (Mesos's JSON; ?jsonp=callback)")
+    def slaves_json(self, request: web.Request) -> web.Response:
+        return self.operator.state_response(
+            request,
+            "slaves",
+            lambda state: {
+                "slaves": state["slaves"],
+                "recovered_slaves": state["recovered_agents"],
+            },
+        )
+
+    @route("/frameworks", "the frameworks (Mesos's JSON; ?jsonp=callback)")
+    def frameworks_json(self, request: web.Request) -> web.Response:
+        return self.operator.state_response(
+            request,
+            "frameworks",
+            lambda state: {
+                "frameworks": [
+                    mesos_state.framework_with_resource_maps(f) for f in state["frameworks"]
+                ],
+                "completed_frameworks": [
+                    mesos_state.framework_with_resource_maps(f)
+                    for f in state["completed_frameworks"]
+                ],
+                "unregistered_frameworks": state["unregistered_frameworks"],
+            },
+        )
+
+    @route("/tasks", "tasks, newest first (?limit=100&offset=0&order=des|asc)")
+    def tasks_json(self, request: web.Request) -> web.Response:
+        return self.operator.tasks_response(request)
+
+    @route("/roles", "roles with their weights, quota, frameworks and resources")
+    def roles_json(self, request: web.Request) -> web.Response:
+        operator = self.operator
+        return operator.state_response(
+            request,
+            "roles",
+            lambda _: {
+                "roles": mesos_state.role_entries(self.records, operator.weights, operator.quotas)
+            },
+        )
+
+    @route("/flags", "the master's options, as Mesos's flags")
+    def flags_json(self, request: web.Request) -> web.Response:
+        return web.json_response({"flags": self.operator.flags()})
+
+    @route("/version", "the Mesos version whose APIs this master speaks, and Corral's")
+    def version_json(self, request: web.Request) -> web.Response:
+        return web.json_response(self.operator.version_info())
+
+    @route("/health", "200 while the master runs")
+    def health(self, request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    @route("/api/v1/scheduler", "Mesos's v1 scheduler API: POST calls, SUBSCRIBE streams (JSON)")
+    def _scheduler_api(self, request: web.Request) -> web.StreamResponse | Stream:
+        return self.scheduler_api.handle(request)
+
+    @route("/api/v1", 'Mesos\'s v1 operator API: POST {"type": ...} (JSON)')
+    def operator_api(self, request: web.Request) -> web.StreamResponse | Stream:
+        return self.operator.handle(request)
 
     def describe(self) -> dict[str, Any]:
         """The JSON of ``/master/state``."""
@@ -1768,6 +1965,27 @@ class MasterProcess(ProtocolProcess):
             "frameworks": frameworks,
             "tasks": all_tasks,
         }
+
+
+# Routes also served at Mesos's absolute paths (``/state`` as well as ``/master/state``).
+_ALIASED = (
+    "/state",
+    "/state-summary",
+    "/slaves",
+    "/frameworks",
+    "/tasks",
+    "/roles",
+    "/flags",
+    "/version",
+    "/health",
+    "/api/v1",
+)
+_TASK_LISTS = frozenset({"tasks", "completed_tasks", "unreachable_tasks", "offers", "executors"})
+
+
+def _task_metric(state: TaskState) -> str:
+    """Mesos's metric name for a task state: ``master/tasks_running``."""
+    return "master/tasks_" + state.value.lower().removeprefix("task_")
 
 
 def _tasks_of(message: AcceptOffers) -> Iterable[TaskInfo]:

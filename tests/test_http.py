@@ -309,3 +309,16 @@ def test_an_alias_serves_a_process_route_at_another_path(http_runtime):
     status, body, _ = fetch(http_runtime, "/api/v1/ledger")
     assert status == 200 and json.loads(body) == {"count": 0, "total": 0}
     assert fetch(http_runtime, "/api/v1/other")[0] == 404
+
+
+def test_stopping_the_runtime_ends_open_streams_at_once():
+    runtime = Runtime("127.0.0.1", 0, http_port=0).start()
+    process = Broadcaster()
+    runtime.spawn(process)
+    url = f"http://{runtime.http_address}/broadcaster/subscribe"
+    with urllib.request.urlopen(url, timeout=WAIT) as response:
+        assert response.readline() == b"hello\n"
+        started = time.monotonic()
+        runtime.stop()
+        assert time.monotonic() - started < 2.0
+        assert response.read() == b""  # the response ended cleanly

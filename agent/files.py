@@ -1,0 +1,170 @@
+"""Sandbox browsing, as Mesos's ``/files/browse``, ``/files/read`` and ``/files/download``.
+
+Only the agent's sandboxes are served: everything under ``<work_dir>/frameworks/``. A path is
+given as the sandbox's real path (the ``directory`` that ``/state`` lists) or relative to the
+work directory as Mesos's virtual paths are (``/frameworks/<fid>/executors/...``). Refused, as
+Mesos does: a missing ``path`` or a ``..`` component (400), a path outside the sandboxes or not
+there (404), a path whose symlinks lead out of the sandboxes (403).
+
+The functions here block (stat, listdir, read): the agent runs them off its actor, in the
+loop's executor. They never raise for bad input: they return the response that says what is
+wrong.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+DEFAULT_READ_LENGTH = 16 * 4096  # bytes /files/read returns when no length is asked (Mesos's)
+MAX_READ_LENGTH = 16 * 1024 * 1024  # bytes; a longer read is cut to this
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _text(status: int, reason: str) -> web.Response:
+    return web.Response(status=status, text=reason.rstrip("\n") + "\n", content_type="text/plain")
+
+
+def resolve(work_dir: Path, path: str | None) -> Path:
+    """The real file ``path`` names inside ``<work_dir>/frameworks``, or ``_Refused``."""
+    if not path:
+        raise _Refused(400, "Expecting 'path=value' in query: the sandbox path to serve")
+    if ".." in Path(path).parts:
+        raise _Refused(400, f"'..' is not allowed in path {path!r}; give the path as it is")
+    work = Path(work_dir).absolute()
+    real_work = work.resolve()
+    root = real_work / "frameworks"
+    given = Path(path)
+    for base in (work, real_work):
+        if _within(given, base):
+            candidate = real_work / given.relative_to(base)
+            break
+    else:  # Mesos's virtual form, relative to the work dir: /frameworks/<fid>/executors/...
+        candidate = real_work / given.relative_to(given.anchor)
+    if not _within(candidate, root):
+        raise _Refused(
+            404, f"path {path!r} is not in a sandbox of this agent; sandboxes are under {root}"
+        )
+    if not os.path.lexists(candidate):
+        raise _Refused(404, f"path {path!r} does not exist")
+    real = candidate.resolve()
+    if not _within(real, root):
+        raise _Refused(403, f"path {path!r} leads out of the sandboxes (a symlink to {real})")
+    return real
+
+
+def _within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _entry(path: Path) -> dict[str, Any]:
+    """Mesos's ``FileInfo``: path, nlink, size, mtime, mode (``drwxr-xr-x``), uid, gid (names)."""
+    info = path.lstat()
+    return {
+        "path": str(path),
+        "nlink": info.st_nlink,
+        "size": info.st_size,
+        "mtime": int(info.st_mtime),
+        "mode": stat.filemode(info.st_mode),
+        "uid": _user(info.st_uid),
+        "gid": _group(info.st_gid),
+    }
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def browse(work_dir: Path, query: Mapping[str, str]) -> web.Response:
+    """``/files/browse?path=``: the entries of a directory (or the one file), as JSON."""
+    try:
+        real = resolve(work_dir, query.get("path"))
+        if real.is_dir():
+            entries = [_entry(child) for child in sorted(real.iterdir())]
+        else:
+            entries = [_entry(real)]
+    except _Refused as refused:
+        return _text(refused.status, refused.reason)
+    except OSError as error:
+        return _text(500, f"cannot list {query.get('path')!r}: {error.strerror}")
+    return web.json_response(entries, dumps=json.dumps)
+
+
+def read(work_dir: Path, query: Mapping[str, str]) -> web.Response:
+    """``/files/read?path=&offset=&length=``: ``{"data", "offset"}``; ``offset=-1`` gives the
+    file's size as the offset and no data (how Mesos's UI tails a file)."""
+    try:
+        real = resolve(work_dir, query.get("path"))
+        offset = _integer(query, "offset", 0)
+        length = _integer(query, "length", DEFAULT_READ_LENGTH)
+        if offset < -1:
+            raise _Refused(400, f"offset is -1 (the size) or >= 0, got {offset}")
+        if length < 0:
+            raise _Refused(400, f"length is >= 0, got {length}")
+        if real.is_dir():
+            raise _Refused(400, f"{query.get('path')!r} is a directory; read a file, or browse it")
+        size = real.stat().st_size
+        if offset == -1:
+            return web.json_response({"data": "", "offset": size})
+        if offset > size:
+            raise _Refused(400, f"offset {offset} is past the end of the file ({size} bytes)")
+        with open(real, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read(min(length, MAX_READ_LENGTH))
+    except _Refused as refused:
+        return _text(refused.status, refused.reason)
+    except OSError as error:
+        return _text(500, f"cannot read {query.get('path')!r}: {error.strerror}")
+    return web.json_response({"data": data.decode("utf-8", "replace"), "offset": offset})
+
+
+def download(work_dir: Path, query: Mapping[str, str]) -> web.Response:
+    """``/files/download?path=``: the file's bytes."""
+    try:
+        real = resolve(work_dir, query.get("path"))
+        if real.is_dir():
+            raise _Refused(400, f"{query.get('path')!r} is a directory; download a file")
+        data = real.read_bytes()
+    except _Refused as refused:
+        return _text(refused.status, refused.reason)
+    except OSError as error:
+        return _text(500, f"cannot read {query.get('path')!r}: {error.strerror}")
+    return web.Response(
+        body=data,
+        content_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{real.name}"'},
+    )
+
+
+def _integer(query: Mapping[str, str], name: str, default: int) -> int:
+    text = query.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise _Refused(400, f"Failed to parse {name}: {text!r} is not an integer") from None

@@ -1,0 +1,224 @@
+"""The agent's state in Mesos's JSON shapes: ``/state`` (``/slave(1)/state``), ``/containers``
+and the ``slave/*`` metrics, so that Mesos's web UI, CLI and tools read a Corral agent.
+
+Plain functions of the agent's records (no I/O): resources as maps ``{"cpus": 2, "mem": 1024,
+"ports": "[31000-31010]"}``, ids as plain strings, as Mesos's state endpoints show them. The
+keys Corral's own ``/agent/state`` always had (``id, pid, hostname, master, registered,
+resources, isolators, frameworks[].executors[].{id, container, pid, state, tasks[].{id,
+state}}``) are kept, so the three paths serve one document. "slave" appears only where Mesos's
+JSON names it so.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from corral.protocol import TaskInfo
+from corral.resources import Resources
+from corral.task_states import TaskState
+from corral.v1.model import attributes_map, duration, resources_map
+
+if TYPE_CHECKING:
+    from agent.agent import AgentProcess, _Executor, _Framework
+
+MESOS_VERSION = "1.11.0"  # the Mesos release whose JSON this follows
+MAX_COMPLETED_EXECUTORS = 150  # per framework, as Mesos's --max_completed_executors_per_framework
+MAX_COMPLETED_FRAMEWORKS = 50  # as Mesos's --max_completed_frameworks
+
+
+def task_json(
+    agent_id: str | None,
+    framework_id: str,
+    executor: _Executor,
+    task: TaskInfo,
+    state: TaskState,
+) -> dict[str, Any]:
+    """A task as Mesos's agent lists it (``model(Task)``)."""
+    return {
+        "id": str(task.task_id),
+        "name": task.name,
+        "framework_id": framework_id,
+        "executor_id": "" if executor.command_task else str(executor.executor_id),
+        "slave_id": agent_id or "",
+        "state": state.name,
+        "resources": resources_map(task.resources),
+        "statuses": [],
+        "labels": [label.to_wire() for label in task.labels],
+    }
+
+
+def executor_json(agent: AgentProcess, executor: _Executor, pending: set[str]) -> dict[str, Any]:
+    """An executor run (Mesos's keys, and Corral's ``container``, ``pid``, ``state``).
+
+    ``pending``: task ids whose terminal update still waits for an acknowledgement; as in
+    Mesos, such tasks are still listed in ``tasks``, the others in ``completed_tasks``.
+    """
+    framework_id = str(executor.framework_id)
+    tasks, completed = [], []
+    for task_id, task in executor.tasks.items():
+        state = executor.states.get(task_id, TaskState.TASK_STAGING)
+        entry = task_json(agent.agent_id, framework_id, executor, task, state)
+        if state.is_terminal and str(task_id) not in pending:
+            completed.append(entry)
+        else:
+            tasks.append(entry)
+    queued = [
+        task_json(
+            agent.agent_id,
+            framework_id,
+            executor,
+            task,
+            executor.states.get(task_id, TaskState.TASK_STAGING),
+        )
+        for task_id, task in executor.queued.items()
+    ]
+    resources = executor.info.resources
+    for task in executor.all_tasks().values():
+        resources = resources + task.resources
+    return {
+        "id": str(executor.executor_id),
+        "name": executor.info.name or "",
+        "source": "",
+        "container": str(executor.container_id),
+        "directory": str(executor.sandbox),
+        "resources": resources_map(resources),
+        "type": "CUSTOM" if not executor.command_task else "COMMAND",
+        "labels": [label.to_wire() for label in executor.info.labels],
+        "tasks": tasks,
+        "queued_tasks": queued,
+        "completed_tasks": completed,
+        "pid": None if executor.container is None else executor.container.pid,
+        "state": executor.state.value,
+        "http": executor.http,
+    }
+
+
+def framework_json(
+    agent: AgentProcess, framework: _Framework, pending: set[tuple[str, str]]
+) -> dict[str, Any]:
+    info = framework.info
+    executors = []
+    for executor in framework.executors.values():
+        ours = {task for fid, task in pending if fid == str(framework.id)}
+        executors.append(executor_json(agent, executor, ours))
+    return {
+        "id": str(framework.id),
+        "name": info.name,
+        "user": info.user,
+        "failover_timeout": info.failover_timeout,
+        "checkpoint": info.checkpoint,
+        "hostname": info.hostname or "",
+        "role": info.role or (info.roles[0] if info.roles else "*"),
+        "roles": list(info.roles) or [info.role or "*"],
+        "principal": info.principal or "",
+        "executors": executors,
+        "completed_executors": list(framework.completed_executors),
+    }
+
+
+def agent_state(agent: AgentProcess, isolators: list[str], pending: set[tuple[str, str]]) -> dict:
+    """``/state``: the whole agent (Mesos's ``/slave(1)/state`` keys, plus Corral's)."""
+    options = agent.options
+    master = agent.master
+    return {
+        "version": MESOS_VERSION,
+        "start_time": agent.start_time,
+        "id": agent.agent_id or "",
+        "pid": str(agent.pid),
+        "hostname": agent.info.hostname,
+        "capabilities": ["MULTI_ROLE", "HIERARCHICAL_ROLE", "TASK_LABELS_ALL"],
+        "resources": resources_map(agent.info.resources),
+        "unreserved_resources": resources_map(agent.info.resources.unreserved()),
+        "reserved_resources": {},
+        "resources_full": agent.info.resources.to_json(),
+        "attributes": attributes_map(agent.info.attributes),
+        "master_hostname": master.host if master is not None else "",
+        "master": str(master) if master else None,
+        "registered": agent.registered,
+        "isolators": isolators,
+        "log_dir": "",
+        "flags": flags(agent),
+        "frameworks": [framework_json(agent, f, pending) for f in agent.frameworks.values()],
+        "completed_frameworks": list(agent.completed_frameworks),
+        "work_dir": str(options.work_dir),
+    }
+
+
+def flags(agent: AgentProcess) -> dict[str, str]:
+    """The agent's settings under Mesos's flag names (all values text, as Mesos shows them)."""
+    options = agent.options
+    return {
+        "master": options.master,
+        "work_dir": str(options.work_dir),
+        "hostname": agent.info.hostname,
+        "port": str(options.port),
+        "resources": options.resources or "",
+        "attributes": options.attributes or "",
+        "isolation": options.isolation,
+        "launcher": options.launcher,
+        "executor_shutdown_grace_period": duration(options.executor_shutdown_grace),
+        "executor_registration_timeout": duration(options.executor_registration_timeout),
+        "executor_reregistration_timeout": duration(options.executor_reregistration_timeout),
+        "recovery_timeout": duration(options.recovery_timeout),
+        "registration_backoff_factor": duration(options.registration_backoff),
+        "recover": "reconnect",
+        "checkpoint": "true",
+    }
+
+
+def container_json(executor: _Executor, statistics: dict[str, Any] | None) -> dict[str, Any]:
+    """One ``/containers`` entry (Mesos's keys)."""
+    entry: dict[str, Any] = {
+        "container_id": str(executor.container_id),
+        "executor_id": str(executor.executor_id),
+        "executor_name": executor.info.name or "",
+        "framework_id": str(executor.framework_id),
+        "source": "",
+        "status": {},
+    }
+    if executor.container is not None:
+        entry["status"] = {"executor_pid": executor.container.pid}
+    if statistics is not None:
+        entry["statistics"] = statistics
+    return entry
+
+
+def metrics(agent: AgentProcess) -> dict[str, float]:
+    """``slave/*`` gauges, by Mesos's names."""
+    running = staging = starting = 0
+    executors_running = executors_registering = executors_terminating = 0
+    used = Resources()
+    for framework in agent.frameworks.values():
+        for executor in framework.executors.values():
+            state = executor.state.value
+            executors_running += state == "RUNNING"
+            executors_registering += state in ("LAUNCHING", "REGISTERING", "RECOVERING")
+            executors_terminating += state == "TERMINATING"
+            used = used + executor.info.resources
+            for task_id, task in executor.all_tasks().items():
+                task_state = executor.states.get(task_id, TaskState.TASK_STAGING)
+                if task_state.is_terminal:
+                    continue
+                used = used + task.resources
+                running += task_state is TaskState.TASK_RUNNING
+                staging += task_state is TaskState.TASK_STAGING
+                starting += task_state is TaskState.TASK_STARTING
+    total = agent.info.resources
+    out: dict[str, float] = {
+        "slave/registered": 1.0 if agent.registered else 0.0,
+        "slave/uptime_secs": max(time.time() - agent.start_time, 0.0),
+        "slave/frameworks_active": float(len(agent.frameworks)),
+        "slave/tasks_running": float(running),
+        "slave/tasks_staging": float(staging),
+        "slave/tasks_starting": float(starting),
+        "slave/executors_running": float(executors_running),
+        "slave/executors_registering": float(executors_registering),
+        "slave/executors_terminating": float(executors_terminating),
+    }
+    for name in ("cpus", "mem", "disk", "gpus"):
+        have, using = total.scalar(name), used.scalar(name)
+        out[f"slave/{name}_total"] = have
+        out[f"slave/{name}_used"] = using
+        out[f"slave/{name}_percent"] = using / have if have else 0.0
+    return out

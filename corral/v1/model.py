@@ -1,0 +1,66 @@
+"""Mesos's "model" JSON of resources, attributes and durations (its state endpoints' forms).
+
+Shared by the master's and the agent's Mesos-shaped state, which must not import each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from corral.protocol import Attribute
+from corral.resources import Resources
+
+_ALWAYS = ("cpus", "gpus", "mem", "disk")  # Mesos lists these even when zero
+_DURATION_UNITS = (
+    ("weeks", 604800.0),
+    ("days", 86400.0),
+    ("hrs", 3600.0),
+    ("mins", 60.0),
+    ("secs", 1.0),
+    ("ms", 1e-3),
+    ("us", 1e-6),
+)
+
+
+def resources_map(resources: Resources) -> dict[str, Any]:
+    """Mesos's ``model(Resources)``: scalars as numbers (cpus, gpus, mem, disk always),
+    ranges as ``"[a-b, c-d]"``, sets as ``"{a,b}"``, reservations folded in."""
+    out: dict[str, Any] = dict.fromkeys(_ALWAYS, 0.0)
+    for name in sorted(resources.names()):
+        ranges = resources.ranges(name)
+        if ranges:
+            out[name] = str(ranges)
+            continue
+        items = [r.value for r in resources if r.name == name]
+        if items and isinstance(items[0], int):
+            out[name] = resources.scalar(name)
+        else:
+            members = sorted({member for value in items for member in value})
+            out[name] = "{" + ",".join(members) + "}"
+    return out
+
+
+def attributes_map(attributes: tuple[Attribute, ...]) -> dict[str, Any]:
+    """Mesos's ``model(Attributes)``: ``{"rack": "r1", "cores": 4}``."""
+    out: dict[str, Any] = {}
+    for attribute in attributes:
+        wire = attribute.to_wire()
+        if "scalar" in wire:
+            out[attribute.name] = wire["scalar"]["value"]
+        elif "text" in wire:
+            out[attribute.name] = wire["text"]["value"]
+        elif "ranges" in wire:
+            spans = wire["ranges"].get("range", [])
+            out[attribute.name] = "[" + ", ".join(f"{r['begin']}-{r['end']}" for r in spans) + "]"
+        elif "set" in wire:
+            out[attribute.name] = "{" + ",".join(wire["set"].get("item", [])) + "}"
+    return out
+
+
+def duration(seconds: float) -> str:
+    """Mesos's (stout's) duration text: the largest unit that keeps the value >= 1, e.g.
+    ``5secs``, ``15mins``, ``500ms``."""
+    for name, size in _DURATION_UNITS:
+        if seconds >= size:
+            return f"{seconds / size:g}{name}"
+    return f"{seconds * 1e9:g}ns"
