@@ -137,12 +137,15 @@ class HttpServer:
 
     async def _process_route(self, request: web.Request) -> web.StreamResponse:
         runtime = self._runtime
-        alias = runtime.http_aliases.get(request.path)
+        # A trailing slash is ignored, as Mesos's HTTP server does (its CLI asks for
+        # /master/frameworks/).
+        public = request.path.rstrip("/") or "/"
+        alias = runtime.http_aliases.get(public)
         if alias is not None:
             ident, path = alias
         else:
             ident = request.match_info["process"]
-            path = "/" + request.match_info.get("path", "")
+            path = "/" + request.match_info.get("path", "").rstrip("/")
         process = runtime._processes.get(ident)
         if process is None:
             raise web.HTTPNotFound(text=self._unknown_process(ident))

@@ -165,6 +165,8 @@ class MasterOptions:
     agent_reregister_timeout: float = 600.0
     # Seconds a built /master/state (and its views) is served before it is built anew.
     state_cache_seconds: float = 0.0  # a floor on /master/state's age; see state_snapshot
+    # Seconds between HEARTBEAT events on v1 SUBSCRIBE streams (Mesos: a fixed 15 s).
+    http_heartbeat_interval: float = 15.0
 
     def __post_init__(self) -> None:
         if self.agent_ping_timeout <= 0:
@@ -186,6 +188,10 @@ class MasterOptions:
         if self.agent_reregister_timeout <= 0:
             raise ValueError(
                 f"agent_reregister_timeout must be positive, got {self.agent_reregister_timeout}"
+            )
+        if not 0 < self.http_heartbeat_interval < float("inf"):
+            raise ValueError(
+                f"http_heartbeat_interval must be positive, got {self.http_heartbeat_interval}"
             )
         if not 0 <= self.state_cache_seconds < float("inf"):
             raise ValueError(
@@ -303,7 +309,7 @@ class MasterProcess(ProtocolProcess):
         )
         self._ping_timer = self.delay(self.options.agent_ping_timeout, self._ping_agents)
         self.operator = OperatorApi(self)
-        self.scheduler_api = SchedulerApi(self)
+        self.scheduler_api = SchedulerApi(self, self.options.http_heartbeat_interval)
         self.alias("/api/v1/scheduler", "/api/v1/scheduler")
         for path in _ALIASED:
             self.alias(path, path)  # Mesos's absolute paths: /state, /api/v1, /version...

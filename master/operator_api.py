@@ -2,8 +2,8 @@
 
 ``OperatorApi`` lives inside the master process (its handlers run there, one event at a time)
 and reads the master's records directly. State endpoints (``/master/state``, ``/slaves``,
-``/frameworks``, ``/tasks``, ``/roles``, ``/flags``) are served from a ``StateSnapshot``: at
-most ``state_cache_seconds`` old, so that polling never stalls the master. ``POST /api/v1``
+``/frameworks``, ``/tasks``, ``/roles``, ``/flags``) are served from a ``StateSnapshot``
+(master/state_snapshot.py), so that polling never stalls the master. ``POST /api/v1``
 takes ``{"type": …}`` calls (JSON only) and answers in ``master.proto``'s Response shapes;
 SUBSCRIBE is a RecordIO stream of the master's events, fed by one small hook per event in
 the master (``task_added``, ``agent_removed``…), with a HEARTBEAT every 15 s.
@@ -404,7 +404,8 @@ class OperatorApi:
         )
 
     def tasks_response(self, request: web.Request) -> web.Response:
-        """``/master/tasks``: ``limit`` (100), ``offset`` (0), ``order`` (``des`` or ``asc``,
+        """``/master/tasks``: ``limit`` (100; -1, as the Mesos CLI sends, for all), ``offset`` (0),
+        ``order`` (``des`` or ``asc``,
         by latest status time), and optionally ``framework_id`` / ``task_id``."""
         query = request.query
         try:
@@ -413,11 +414,11 @@ class OperatorApi:
         except ValueError:
             return _text(400, "limit and offset must be whole numbers, e.g. ?limit=100&offset=0")
         order = query.get("order", "des")
-        if limit < 0 or offset < 0 or order not in ("asc", "des"):
+        if limit < -1 or offset < 0 or order not in ("asc", "des"):
             return _text(
                 400,
-                f"limit and offset must be 0 or more and order 'asc' or 'des' (got limit={limit},"
-                f" offset={offset}, order={order!r})",
+                f"limit (-1: no limit) and offset must be 0 or more and order 'asc' or 'des' "
+                f"(got limit={limit}, offset={offset}, order={order!r})",
             )
         framework_id, task_id = query.get("framework_id"), query.get("task_id")
         name = f"tasks?{limit}&{offset}&{order}&{framework_id}&{task_id}"
@@ -434,7 +435,7 @@ class OperatorApi:
                 key=lambda t: (t["statuses"][-1]["timestamp"] if t["statuses"] else 0.0, t["id"]),
                 reverse=order == "des",
             )
-            return {"tasks": tasks[offset : offset + limit]}
+            return {"tasks": tasks[offset:] if limit == -1 else tasks[offset : offset + limit]}
 
         return self.state_response(request, name, derive)
 
@@ -724,13 +725,22 @@ class OperatorApi:
         entry = mesos_state.framework_json(
             self.master.records, framework, self._framework_time(framework.id)
         )
+        now = time.time()
+        killed = [  # its live tasks are killed with it, as Mesos records them
+            {
+                **task,
+                "state": "TASK_KILLED",
+                "statuses": [*task.get("statuses", []), {"state": "TASK_KILLED", "timestamp": now}],
+            }
+            for task in entry["tasks"]
+        ]
         entry.update(
             active=False,
             connected=False,
-            unregistered_time=time.time(),
+            unregistered_time=now,
             tasks=[],
             offers=[],
-            completed_tasks=entry["completed_tasks"] + entry["tasks"],
+            completed_tasks=entry["completed_tasks"] + killed,
         )
         self.completed_frameworks.append(entry)
         self.registered.frameworks.pop(framework.id, None)

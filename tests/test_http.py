@@ -322,3 +322,12 @@ def test_stopping_the_runtime_ends_open_streams_at_once():
         runtime.stop()
         assert time.monotonic() - started < 2.0
         assert response.read() == b""  # the response ended cleanly
+
+
+def test_a_trailing_slash_is_ignored(http_runtime):
+    ledger = Ledger("ledger")
+    http_runtime.spawn(ledger)
+    http_runtime.dispatch(ledger, ledger.alias, "/api/v1/ledger", "/state").result(WAIT)
+    for path in ("/ledger/state/", "/api/v1/ledger/"):
+        status, body, _ = fetch(http_runtime, path)
+        assert status == 200 and json.loads(body) == {"count": 0, "total": 0}, path

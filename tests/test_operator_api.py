@@ -262,7 +262,9 @@ def test_tasks_with_limit_offset_and_order(running):
     assert [t["id"] for t in newest] == ["t3"]
     page = get_json(address(cluster), "/tasks?limit=1&offset=1&order=asc")["tasks"]
     assert [t["id"] for t in page] == ["t2"]
-    for bad in ("limit=many", "offset=-1", "order=up"):
+    every = get_json(address(cluster), "/tasks?order=asc&limit=-1")["tasks"]  # the Mesos CLI's
+    assert [t["id"] for t in every] == ["t1", "t2", "t3"]
+    for bad in ("limit=many", "limit=-2", "offset=-1", "order=up"):
         status, _, body = request(address(cluster), f"/master/tasks?{bad}")
         assert status == 400 and body.endswith(b"\n")
 

@@ -1,0 +1,1 @@
+"""Compatibility: software written for Apache Mesos, unmodified, against a real Corral cluster."""
