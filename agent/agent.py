@@ -29,10 +29,12 @@ there); ``shutdown()`` (dispatch it first) destroys every container gracefully.
 
 HTTP (Mesos's agent surface): ``/state`` (also ``/slave(1)/state``, ``/agent/state``; agent/
 mesos_state.py), ``/files/browse|read|download`` confined to the sandboxes (agent/files.py, run
-off the actor), ``/containers``, ``slave/*`` metrics in ``/metrics/snapshot``, and the v1
-executor API ``/api/v1/executor`` (agent/executor_api.py): each HTTP subscription is a bridge
-process that registers like a native driver; the agent keeps one bridge per executor, a new
-subscription replaces the old, and a bridge's end ends no task (the container's end does).
+off the actor), ``/containers``, ``slave/*`` metrics in ``/metrics/snapshot``, the v1
+operator API ``/api/v1`` with ``/version``, ``/health``, ``/flags`` (agent/operator_api.py),
+and the v1 executor API ``/api/v1/executor`` (agent/executor_api.py): each HTTP
+subscription is a bridge process that registers like a native driver; the agent keeps one
+bridge per executor, a new subscription replaces the old, and a bridge's end ends no task
+(the container's end does).
 
 Decisions where Mesos leaves room: ``ExitedExecutor`` is sent for custom executors only (the
 master does not track command executors). Tasks of a group under a custom executor reach an
@@ -71,6 +73,7 @@ from agent.executor_api import (
     subscription_stream,
 )
 from agent.monitor import MonitorProcess
+from agent.operator_api import OperatorApi
 from agent.options import AgentOptions
 from agent.sandbox import sandbox_path
 from agent.status_updates import (
@@ -149,6 +152,8 @@ DEFAULT_KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when the task na
 SUBSCRIPTION_BACKOFF_MAX = 2.0
 _INHERITED_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Paths a master also serves: aliased to the agent only when no other process has them.
+_SHARED_PATHS = frozenset({"/api/v1", "/version", "/health", "/flags"})
 
 
 class ExecutorState(enum.Enum):
@@ -1481,9 +1486,14 @@ class AgentProcess(ProtocolProcess):
 
     def _install_routes(self) -> None:
         """Routes at ``/agent/...``, and at Mesos's paths through aliases."""
+        operator = OperatorApi(self)
         routes = {
             "/state": self._state_route,
             "/api/v1/executor": self._executor_api_route,
+            "/api/v1": operator.handle,
+            "/version": operator.version_route,
+            "/health": operator.health_route,
+            "/flags": operator.flags_route,
             "/files/browse": functools.partial(self._files_route, files.browse),
             "/files/read": functools.partial(self._files_route, files.read),
             "/files/download": functools.partial(self._files_route, files.download),
@@ -1506,8 +1516,20 @@ class AgentProcess(ProtocolProcess):
             "/files/download.json": "/files/download",
             "/containers": "/containers",
             "/slave(1)/containers": "/containers",
+            "/api/v1": "/api/v1",
+            "/slave(1)/api/v1": "/api/v1",
+            "/version": "/version",
+            "/health": "/health",
+            "/slave(1)/health": "/health",
+            "/flags": "/flags",
+            "/slave(1)/flags": "/flags",
         }
         for public, path in aliases.items():
+            taken = self.runtime.http_aliases.get(public)
+            if public in _SHARED_PATHS and taken is not None and taken[0] != self.pid.id:
+                # A master in the same runtime serves these; its own stay at /agent/...
+                log.info("agent_alias_taken", path=public, by=taken[0])
+                continue
             self.alias(public, path)
 
     def _register_metrics(self) -> None:
