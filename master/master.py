@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import re
 import socket
 import time
@@ -118,7 +119,7 @@ from corral.protocol.messages import (
 )
 from corral.resources import Resources
 from corral.task_states import Reason, Source, TaskState, is_terminal
-from libprocess import UPID, Timer, handler, route
+from libprocess import UPID, Launched, LaunchOptions, Timer, handler, launch, route
 from libprocess.http import Stream, request_body
 from master import mesos_state
 from master.allocator import ALLOCATIONS, AllocatorClient, AllocatorOptions, AllocatorProcess
@@ -159,6 +160,9 @@ class MasterOptions:
     max_agent_ping_timeouts: int = 5  # unanswered pings in a row before unreachable
     offer_timeout: float | None = None  # None: offers stay until used, declined or gone
     allocator_seed: int = 0
+    # Run the allocator in an OS process of its own (its metrics are then served by that
+    # process's HTTP server, named in /master/state's "allocator").
+    allocator_process: bool = False
     # Unreachable agents removed per second at most (None: no limit); see parse_rate_limit.
     agent_removal_rate_limit: float | None = None
     # After a restart, seconds the registry's admitted agents have to re-register.
@@ -261,6 +265,7 @@ class MasterProcess(ProtocolProcess):
         self.allocator: AllocatorClient | None = None
         self.master_info: MasterInfo | None = None
         self._allocator_pid: UPID | None = None
+        self._allocator_child: Launched | None = None  # with allocator_process
         self._ping_timer: Timer | None = None
         # Agents (by pid) whose admission waits for the registry write; see _admit.
         self._admitting: dict[UPID, tuple[AgentInfo, Callable[[], None]]] = {}
@@ -290,13 +295,7 @@ class MasterProcess(ProtocolProcess):
             self._reregister_timer = self.delay(
                 self.options.agent_reregister_timeout, self._reregister_timeout
             )
-        allocator = AllocatorProcess(
-            self.pid,
-            AllocatorOptions(allocation_interval=self.options.allocation_interval),
-            seed=self.options.allocator_seed,
-            id=f"{self.pid.id}-allocator",
-        )
-        self._allocator_pid = self.runtime.spawn(allocator)
+        self._allocator_pid = self._start_allocator()
         self.allocator = AllocatorClient(self, self._allocator_pid)
         host, _, port = self.pid.address.rpartition(":")
         self.master_info = MasterInfo(
@@ -419,8 +418,36 @@ class MasterProcess(ProtocolProcess):
         for record in self.records.offers.values():
             if record.timer is not None:
                 record.timer.cancel()
-        if self._allocator_pid is not None:
+        if self._allocator_child is not None:
+            self._allocator_child.stop()
+        elif self._allocator_pid is not None:
             self.runtime.terminate(self._allocator_pid)
+
+    def _start_allocator(self) -> UPID:
+        """The allocator, in this runtime, or (``allocator_process``) in an OS process of its
+        own: its cycles then run on another core, its events and allocations cross a socket.
+        Starting the child blocks this process for the moment it takes (once, at start)."""
+        args = (
+            self.pid,
+            AllocatorOptions(allocation_interval=self.options.allocation_interval),
+            self.options.allocator_seed,
+            f"{self.pid.id}-allocator",
+        )
+        if not self.options.allocator_process:
+            return self.runtime.spawn(AllocatorProcess(*args))
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+        self._allocator_child = launch(
+            AllocatorProcess,
+            *args,
+            options=LaunchOptions(host=self.pid.host, http_port=0, log_level=level),
+        )
+        log.info(
+            "allocator_launched",
+            pid=self._allocator_child.pid,
+            os_pid=self._allocator_child.os_pid,
+            http=self._allocator_child.http_address,
+        )
+        return self._allocator_child.pid
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> None:
         assert self.allocator is not None, "the allocator is spawned in initialize"
@@ -1955,6 +1982,11 @@ class MasterProcess(ProtocolProcess):
             all_tasks.extend(_task_json(task) for task in framework.completed)
         return {
             "id": self.ids.prefix,
+            "allocator": {
+                "pid": str(self._allocator_pid),
+                "own_process": self._allocator_child is not None,
+                "http": self._allocator_child.http_address if self._allocator_child else None,
+            },
             "pid": str(self.pid),
             "hostname": self.options.hostname,
             "version": VERSION,

@@ -176,3 +176,31 @@ def test_allocator_in_its_own_os_process(runtime):
         assert [a.agent_id for a in allocations] == ["a2"]
     finally:
         assert child.stop() == 0
+
+
+def test_a_master_can_run_its_allocator_in_an_os_process_of_its_own(tmp_path):
+    """The same offers with the allocator across a socket; the child goes with the master."""
+    import json
+    import urllib.request
+
+    import psutil
+
+    from libprocess import Runtime
+    from master import MasterOptions
+    from tests.test_master import AGENT_RESOURCES, Cluster
+
+    options = MasterOptions(hostname="test-master", allocation_interval=0.2, allocator_process=True)
+    with Runtime("127.0.0.1", 0) as runtime:
+        cluster = Cluster(runtime, None, str(tmp_path), options)
+        cluster.register_agent()
+        offer = cluster.register_framework()
+        assert offer.resources == AGENT_RESOURCES.allocated_to("*")
+        allocator = cluster.describe()["allocator"]
+        assert allocator["own_process"] and allocator["pid"] != str(cluster.master.pid)
+        with urllib.request.urlopen(f"http://{allocator['http']}/metrics/snapshot") as answer:
+            assert json.loads(answer.read())["allocator/mesos/allocation_runs"] >= 1
+        child = cluster.master._allocator_child
+        assert child is not None and psutil.pid_exists(child.os_pid)
+        runtime.terminate(cluster.master)
+        runtime.wait(cluster.master).result(10)
+        assert not child.is_alive()
