@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import queue
+import urllib.request
 
+import psutil
 import pytest
 
 from corral.resources import Resources
-from libprocess import LaunchOptions, launch
+from libprocess import LaunchOptions, Runtime, launch
+from master import MasterOptions
 from master.allocator import AllocatorOptions, AllocatorProcess
 from tests.allocator_actors import Subscriber
+from tests.test_master import AGENT_RESOURCES, Cluster
 
 AGENT = Resources.parse("cpus:4;mem:4096")
 
@@ -180,15 +185,6 @@ def test_allocator_in_its_own_os_process(runtime):
 
 def test_a_master_can_run_its_allocator_in_an_os_process_of_its_own(tmp_path):
     """The same offers with the allocator across a socket; the child goes with the master."""
-    import json
-    import urllib.request
-
-    import psutil
-
-    from libprocess import Runtime
-    from master import MasterOptions
-    from tests.test_master import AGENT_RESOURCES, Cluster
-
     options = MasterOptions(hostname="test-master", allocation_interval=0.2, allocator_process=True)
     with Runtime("127.0.0.1", 0) as runtime:
         cluster = Cluster(runtime, None, str(tmp_path), options)
