@@ -65,7 +65,6 @@ from agent import files, mesos_state
 from agent.checkpoint import AgentCheckpoints, Recovered
 from agent.containerization import containerizer_for
 from agent.executor_api import (
-    ApiError,
     Call,
     ExecutorBridge,
     parse_call,
@@ -141,6 +140,7 @@ from corral.protocol.messages import (
     StatusUpdateAcknowledgement,
 )
 from corral.task_states import Reason, Source, TaskState
+from corral.v1.http import CallError
 from corral.v1.model import duration
 from libprocess import UPID, Future, Promise, Stream, Timer, collect, request_body
 
@@ -1628,11 +1628,11 @@ class AgentProcess(ProtocolProcess):
         try:
             call = parse_call(request.method, request.headers, request_body(request))
             if not self.recovered:
-                raise ApiError(503, "the agent has not finished recovery; retry shortly")
+                raise CallError(503, "the agent has not finished recovery; retry shortly")
             if call.type == "SUBSCRIBE":
                 return self._subscribe_executor(call)
             executor = self._subscribed_executor(call)
-        except ApiError as error:
+        except CallError as error:
             log.info("executor_call_refused", status=error.status, reason=error.reason)
             return error.response()
         bridge = executor.bridge
@@ -1649,13 +1649,13 @@ class AgentProcess(ProtocolProcess):
         framework = self.frameworks.get(call.framework_id)
         executor = None if framework is None else framework.executors.get(call.executor_id)
         if executor is None or executor.command_task:
-            raise ApiError(
+            raise CallError(
                 400,
                 f"no executor {call.executor_id} of framework {call.framework_id} runs on this "
                 "agent",
             )
         if executor.bridge is None or executor.pid != executor.bridge.pid:
-            raise ApiError(
+            raise CallError(
                 400,
                 f"executor {call.executor_id} has not subscribed (or its subscription ended); "
                 "SUBSCRIBE first, listing unacknowledged updates in the subscription",

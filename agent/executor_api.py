@@ -8,7 +8,7 @@ executor after a restart or the executor subscribes again on a new connection) a
 the agent sends an executor into v1 events on the subscription's stream. The executor's UPDATE
 and MESSAGE calls go out from the bridge's pid as ``StatusUpdate`` / ``ExecutorToFramework``.
 
-This module holds the sans-IO half (``parse_call``: request -> ``Call`` or ``ApiError`` with
+This module holds the sans-IO half (``parse_call``: request -> ``Call`` or ``CallError`` with
 Mesos's status and a plain-text reason; ``event``: the JSON of an event) and the bridge. The
 agent decides who may subscribe and keeps one bridge per executor (agent/agent.py).
 """
@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from aiohttp import web
 
 from corral.ids import ContainerID, ExecutorID, FrameworkID
 from corral.protocol import (
@@ -53,31 +52,18 @@ from corral.protocol.messages import (
 )
 from corral.task_states import Source, TaskState
 from corral.v1 import recordio
+from corral.v1.http import JSON, CallError, check_accept, check_request, json_body
 from libprocess import UPID, Stream, Timer
 
 log = structlog.get_logger("agent.executor_api")
 
 HEARTBEAT_INTERVAL = 30.0  # runtime-clock seconds between HEARTBEAT events on a stream
 CALL_TYPES = ("SUBSCRIBE", "UPDATE", "MESSAGE")
-_JSON = "application/json"
+API = "/api/v1/executor"  # how refusals name the endpoint
+CALL = 'call such as {"type": "SUBSCRIBE", ...}'  # what to POST there, in refusals
 
 
-class ApiError(Exception):
-    """A call refused before it changed anything: the HTTP status Mesos answers, and why."""
-
-    def __init__(self, status: int, reason: str, headers: Mapping[str, str] | None = None):
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.headers = dict(headers or {})
-
-    def response(self) -> web.Response:
-        return web.Response(
-            status=self.status,
-            text=self.reason.rstrip("\n") + "\n",
-            content_type="text/plain",
-            headers=self.headers,
-        )
+# agent/agent.py's name for the refusals of this API (they are corral/v1/http.py's).
 
 
 @dataclass(frozen=True)
@@ -95,79 +81,56 @@ class Call:
 
 
 def parse_call(method: str, headers: Mapping[str, str], body: bytes) -> Call:
-    """Validate an HTTP request to ``/api/v1/executor`` as Mesos does; ``ApiError`` if bad."""
-    if method != "POST":
-        raise ApiError(
-            405,
-            f"the executor API takes POST requests, got {method}; POST a JSON call "
-            '({"type": "SUBSCRIBE", ...})',
-            {"Allow": "POST"},
-        )
-    content_type = headers.get("Content-Type")
-    if not content_type:
-        raise ApiError(
-            400, "Expecting 'Content-Type' to be present; send Content-Type: application/json"
-        )
-    media = content_type.split(";", 1)[0].strip().lower()
-    if media != _JSON:
-        raise ApiError(
-            415,
-            f"unsupported Content-Type {content_type!r}: this agent reads JSON calls only; "
-            "send Content-Type: application/json",
-        )
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ApiError(400, f"Failed to parse body into JSON: {error}") from None
+    """Validate an HTTP request to ``/api/v1/executor`` as Mesos does; ``CallError`` if bad."""
+    check_request(method, headers, API, CALL)
+    data = json_body(body, CALL)
     if not isinstance(data, dict):
-        raise ApiError(400, f"a call is a JSON object, got {type(data).__name__}")
+        raise CallError(400, f"a call is a JSON object, got {type(data).__name__}")
     kind = data.get("type")
     if kind is None:
-        raise ApiError(400, "Expecting 'type' to be present (SUBSCRIBE, UPDATE or MESSAGE)")
+        raise CallError(400, "Expecting 'type' to be present (SUBSCRIBE, UPDATE or MESSAGE)")
     if kind == "UNKNOWN":
-        raise ApiError(501, "Received 'UNKNOWN' call; send SUBSCRIBE, UPDATE or MESSAGE")
+        raise CallError(501, "Received 'UNKNOWN' call; send SUBSCRIBE, UPDATE or MESSAGE")
     if kind not in CALL_TYPES:
-        raise ApiError(
+        raise CallError(
             400, f"unknown call type {kind!r}; the executor API takes {', '.join(CALL_TYPES)}"
         )
     framework_id = _id(data, "framework_id", FrameworkID)
     executor_id = _id(data, "executor_id", ExecutorID)
     if kind == "SUBSCRIBE":
-        return _subscribe(data, framework_id, executor_id, headers.get("Accept"))
+        return _subscribe(data, framework_id, executor_id, headers)
     if kind == "UPDATE":
         return _update(data, framework_id, executor_id)
     message = data.get("message")
     if not isinstance(message, dict) or "data" not in message:
-        raise ApiError(400, "Expecting 'message' with 'data' (base64) to be present for MESSAGE")
+        raise CallError(400, "Expecting 'message' with 'data' (base64) to be present for MESSAGE")
     try:
         blob = base64.b64decode(message["data"], validate=True)
     except (TypeError, ValueError) as error:
-        raise ApiError(400, f"'message.data' is base64 text: {error}") from None
+        raise CallError(400, f"'message.data' is base64 text: {error}") from None
     return Call(kind, framework_id, executor_id, data=blob)
 
 
 def _id(data: dict[str, Any], key: str, kind: type) -> Any:
     value = data.get(key)
     if not isinstance(value, dict) or not isinstance(value.get("value"), str):
-        raise ApiError(400, f'Expecting \'{key}\' to be present, as {{"value": "..."}}')
+        raise CallError(400, f'Expecting \'{key}\' to be present, as {{"value": "..."}}')
     try:
         return kind(value["value"])
     except ValueError as error:
-        raise ApiError(400, f"'{key}' is not a valid id: {error}") from None
+        raise CallError(400, f"'{key}' is not a valid id: {error}") from None
 
 
 def _subscribe(
-    data: dict[str, Any], framework_id: FrameworkID, executor_id: ExecutorID, accept: str | None
+    data: dict[str, Any],
+    framework_id: FrameworkID,
+    executor_id: ExecutorID,
+    headers: Mapping[str, str],
 ) -> Call:
     subscribe = data.get("subscribe")
     if not isinstance(subscribe, dict):
-        raise ApiError(400, "Expecting 'subscribe' to be present for SUBSCRIBE")
-    if accept and not _accepts_json(accept):
-        raise ApiError(
-            406,
-            f"Expecting 'Accept' to allow 'application/json' (got {accept!r}); this agent "
-            "streams JSON events only",
-        )
+        raise CallError(400, "Expecting 'subscribe' to be present for SUBSCRIBE")
+    check_accept(headers, (JSON,), API, "SUBSCRIBE")
     try:
         tasks = tuple(
             TaskInfo.from_wire(task) for task in subscribe.get("unacknowledged_tasks") or ()
@@ -177,14 +140,14 @@ def _subscribe(
             for update in subscribe.get("unacknowledged_updates") or ()
         )
     except ProtocolError as error:
-        raise ApiError(400, f"Failed to read 'subscribe': {error}") from None
+        raise CallError(400, f"Failed to read 'subscribe': {error}") from None
     return Call("SUBSCRIBE", framework_id, executor_id, tasks=tasks, updates=updates)
 
 
 def _update(data: dict[str, Any], framework_id: FrameworkID, executor_id: ExecutorID) -> Call:
     update = data.get("update")
     if not isinstance(update, dict) or "status" not in update:
-        raise ApiError(400, "Expecting 'update' with a 'status' to be present for UPDATE")
+        raise CallError(400, "Expecting 'update' with a 'status' to be present for UPDATE")
     status = _status(update["status"], executor_id)
     return Call("UPDATE", framework_id, executor_id, status=status)
 
@@ -194,23 +157,23 @@ def _status(data: Any, executor_id: ExecutorID) -> TaskStatus:
     try:
         status = TaskStatus.from_wire(data)
     except ProtocolError as error:
-        raise ApiError(400, f"Failed to read 'update.status': {error}") from None
+        raise CallError(400, f"Failed to read 'update.status': {error}") from None
     if status.uuid is None:
-        raise ApiError(400, "Expecting 'uuid' to be present in 'update.status'")
+        raise CallError(400, "Expecting 'uuid' to be present in 'update.status'")
     if len(status.uuid) != 16:
-        raise ApiError(
+        raise CallError(
             400, f"'update.status.uuid' is 16 bytes (base64), got {len(status.uuid)} bytes"
         )
     if status.state is TaskState.TASK_STAGING:
-        raise ApiError(400, "Received TASK_STAGING from the executor, which is not allowed")
+        raise CallError(400, "Received TASK_STAGING from the executor, which is not allowed")
     if status.executor_id is not None and status.executor_id != executor_id:
-        raise ApiError(
+        raise CallError(
             400,
             f"ExecutorID in the call ({executor_id}) does not match the one in TaskStatus "
             f"({status.executor_id})",
         )
     if status.source not in (None, Source.SOURCE_EXECUTOR):
-        raise ApiError(
+        raise CallError(
             400, f"an executor's update has source SOURCE_EXECUTOR, got {status.source.value}"
         )
     return dataclasses.replace(
@@ -219,14 +182,6 @@ def _status(data: Any, executor_id: ExecutorID) -> TaskStatus:
         executor_id=executor_id,
         timestamp=status.timestamp or time.time(),
     )
-
-
-def _accepts_json(accept: str) -> bool:
-    for part in accept.split(","):
-        media = part.split(";", 1)[0].strip().lower()
-        if media in (_JSON, "application/*", "*/*"):
-            return True
-    return False
 
 
 def event(kind: str, **payload: Any) -> bytes:
@@ -239,14 +194,14 @@ def event(kind: str, **payload: Any) -> bytes:
 
 def subscription_stream(on_close: Callable[[], None]) -> Stream:
     """The SUBSCRIBE response: 200, chunked, RecordIO records of JSON events."""
-    return Stream(200, content_type=_JSON, on_close=on_close)
+    return Stream(200, content_type=JSON, on_close=on_close)
 
 
 def refused_subscription(reason: str) -> Stream:
     """What Mesos answers a subscription it will not serve (an unknown or ending executor):
     a stream with one SHUTDOWN event, then closed."""
     log.warning("executor_subscription_refused", reason=reason)
-    stream = Stream(200, content_type=_JSON)
+    stream = Stream(200, content_type=JSON)
     stream.write(event("SHUTDOWN"))
     stream.close()
     return stream

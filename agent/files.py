@@ -18,33 +18,29 @@ import json
 import os
 import pwd
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from corral.v1.http import CallError, text
+
 DEFAULT_READ_LENGTH = 16 * 4096  # bytes /files/read returns when no length is asked (Mesos's)
 MAX_READ_LENGTH = 16 * 1024 * 1024  # bytes; a longer read is cut to this
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-def _text(status: int, reason: str) -> web.Response:
-    return web.Response(status=status, text=reason.rstrip("\n") + "\n", content_type="text/plain")
+class Refused(CallError):
+    """A sandbox request refused with Mesos's status and a reason; a ``CallError``, so the v1
+    calls that read sandboxes (LIST_FILES, READ_FILE) answer it as they answer their own."""
 
 
 def resolve(work_dir: Path, path: str | None) -> Path:
-    """The real file ``path`` names inside ``<work_dir>/frameworks``, or ``_Refused``."""
+    """The real file ``path`` names inside ``<work_dir>/frameworks``, or ``Refused``."""
     if not path:
-        raise _Refused(400, "Expecting 'path=value' in query: the sandbox path to serve")
+        raise Refused(400, "Expecting 'path=value' in query: the sandbox path to serve")
     if ".." in Path(path).parts:
-        raise _Refused(400, f"'..' is not allowed in path {path!r}; give the path as it is")
+        raise Refused(400, f"'..' is not allowed in path {path!r}; give the path as it is")
     work = Path(work_dir).absolute()
     real_work = work.resolve()
     root = real_work / "frameworks"
@@ -56,14 +52,14 @@ def resolve(work_dir: Path, path: str | None) -> Path:
     else:  # Mesos's virtual form, relative to the work dir: /frameworks/<fid>/executors/...
         candidate = real_work / given.relative_to(given.anchor)
     if not _within(candidate, root):
-        raise _Refused(
+        raise Refused(
             404, f"path {path!r} is not in a sandbox of this agent; sandboxes are under {root}"
         )
     if not os.path.lexists(candidate):
-        raise _Refused(404, f"path {path!r} does not exist")
+        raise Refused(404, f"path {path!r} does not exist")
     real = candidate.resolve()
     if not _within(real, root):
-        raise _Refused(403, f"path {path!r} leads out of the sandboxes (a symlink to {real})")
+        raise Refused(403, f"path {path!r} leads out of the sandboxes (a symlink to {real})")
     return real
 
 
@@ -71,32 +67,28 @@ def _within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def _entry(path: Path) -> dict[str, Any]:
-    """Mesos's ``FileInfo``: path, nlink, size, mtime, mode (``drwxr-xr-x``), uid, gid (names)."""
+def file_info(path: Path, v1: bool = False) -> dict[str, Any]:
+    """Mesos's ``FileInfo`` of ``path`` (not followed): path, nlink, size, mtime, mode, uid and
+    gid (names). ``/files/browse`` writes mode as ``drwxr-xr-x`` and mtime in seconds; the v1
+    API (``v1``) mode as the number ``st_mode`` and mtime as a TimeInfo."""
     info = path.lstat()
     return {
         "path": str(path),
         "nlink": info.st_nlink,
         "size": info.st_size,
-        "mtime": int(info.st_mtime),
-        "mode": stat.filemode(info.st_mode),
-        "uid": _user(info.st_uid),
-        "gid": _group(info.st_gid),
+        "mtime": {"nanoseconds": info.st_mtime_ns} if v1 else int(info.st_mtime),
+        "mode": info.st_mode if v1 else stat.filemode(info.st_mode),
+        "uid": _name(pwd.getpwuid, info.st_uid),
+        "gid": _name(grp.getgrgid, info.st_gid),
     }
 
 
-def _user(uid: int) -> str:
+def _name(lookup: Callable[[int], Any], number: int) -> str:
+    """A user's or group's name (``pw_name`` / ``gr_name``), or the number if it has none."""
     try:
-        return pwd.getpwuid(uid).pw_name
+        return lookup(number)[0]
     except KeyError:
-        return str(uid)
-
-
-def _group(gid: int) -> str:
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
+        return str(number)
 
 
 def browse(work_dir: Path, query: Mapping[str, str]) -> web.Response:
@@ -104,41 +96,40 @@ def browse(work_dir: Path, query: Mapping[str, str]) -> web.Response:
     try:
         real = resolve(work_dir, query.get("path"))
         if real.is_dir():
-            entries = [_entry(child) for child in sorted(real.iterdir())]
+            entries = [file_info(child) for child in sorted(real.iterdir())]
         else:
-            entries = [_entry(real)]
-    except _Refused as refused:
-        return _text(refused.status, refused.reason)
+            entries = [file_info(real)]
+    except Refused as refused:
+        return refused.response()
     except OSError as error:
-        return _text(500, f"cannot list {query.get('path')!r}: {error.strerror}")
+        return text(500, f"cannot list {query.get('path')!r}: {error.strerror}")
     return web.json_response(entries, dumps=json.dumps)
 
 
 def read(work_dir: Path, query: Mapping[str, str]) -> web.Response:
-    """``/files/read?path=&offset=&length=``: ``{"data", "offset"}``; ``offset=-1`` gives the
-    file's size as the offset and no data (how Mesos's UI tails a file)."""
+    """``/files/read?path=&offset=&length=``: ``{"data", "offset"}``; ``offset=-1``, or one at
+    or past the end, gives the file's size as the offset and no data (how Mesos's UI tails a
+    file)."""
     try:
         real = resolve(work_dir, query.get("path"))
         offset = _integer(query, "offset", 0)
         length = _integer(query, "length", DEFAULT_READ_LENGTH)
         if offset < -1:
-            raise _Refused(400, f"offset is -1 (the size) or >= 0, got {offset}")
+            raise Refused(400, f"offset is -1 (the size) or >= 0, got {offset}")
         if length < 0:
-            raise _Refused(400, f"length is >= 0, got {length}")
+            raise Refused(400, f"length is >= 0, got {length}")
         if real.is_dir():
-            raise _Refused(400, f"{query.get('path')!r} is a directory; read a file, or browse it")
+            raise Refused(400, f"{query.get('path')!r} is a directory; read a file, or browse it")
         size = real.stat().st_size
-        if offset == -1:
+        if offset == -1 or offset >= size:  # nothing to read: where the end is, as Mesos
             return web.json_response({"data": "", "offset": size})
-        if offset > size:
-            raise _Refused(400, f"offset {offset} is past the end of the file ({size} bytes)")
         with open(real, "rb") as handle:
             handle.seek(offset)
             data = handle.read(min(length, MAX_READ_LENGTH))
-    except _Refused as refused:
-        return _text(refused.status, refused.reason)
+    except Refused as refused:
+        return refused.response()
     except OSError as error:
-        return _text(500, f"cannot read {query.get('path')!r}: {error.strerror}")
+        return text(500, f"cannot read {query.get('path')!r}: {error.strerror}")
     return web.json_response({"data": data.decode("utf-8", "replace"), "offset": offset})
 
 
@@ -147,12 +138,12 @@ def download(work_dir: Path, query: Mapping[str, str]) -> web.Response:
     try:
         real = resolve(work_dir, query.get("path"))
         if real.is_dir():
-            raise _Refused(400, f"{query.get('path')!r} is a directory; download a file")
+            raise Refused(400, f"{query.get('path')!r} is a directory; download a file")
         data = real.read_bytes()
-    except _Refused as refused:
-        return _text(refused.status, refused.reason)
+    except Refused as refused:
+        return refused.response()
     except OSError as error:
-        return _text(500, f"cannot read {query.get('path')!r}: {error.strerror}")
+        return text(500, f"cannot read {query.get('path')!r}: {error.strerror}")
     return web.Response(
         body=data,
         content_type="application/octet-stream",
@@ -161,10 +152,10 @@ def download(work_dir: Path, query: Mapping[str, str]) -> web.Response:
 
 
 def _integer(query: Mapping[str, str], name: str, default: int) -> int:
-    text = query.get(name)
-    if text is None or text == "":
+    given = query.get(name)
+    if given is None or given == "":
         return default
     try:
-        return int(text)
+        return int(given)
     except ValueError:
-        raise _Refused(400, f"Failed to parse {name}: {text!r} is not an integer") from None
+        raise Refused(400, f"Failed to parse {name}: {given!r} is not an integer") from None

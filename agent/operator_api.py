@@ -26,11 +26,9 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
-import grp
 import json
 import logging
 import os
-import pwd
 import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -393,7 +391,7 @@ def logging_level() -> int:
 def list_files(work_dir: Path, path: str) -> web.Response:
     """``ListFiles``: the entries of a sandbox directory (or the one file), as FileInfos."""
     try:
-        real = _confined(work_dir, path)
+        real = files.resolve(work_dir, path)  # files.Refused is a CallError
         children = sorted(real.iterdir()) if real.is_dir() else [real]
     except CallError as error:
         return error.response()
@@ -402,7 +400,7 @@ def list_files(work_dir: Path, path: str) -> web.Response:
     infos = []
     for child in children:
         with contextlib.suppress(FileNotFoundError):  # removed since listed: left out
-            infos.append(_file_info(child))
+            infos.append(files.file_info(child, v1=True))
     return answer("LIST_FILES", {"file_infos": infos})
 
 
@@ -410,7 +408,7 @@ def read_file(work_dir: Path, path: str, offset: int, length: int) -> web.Respon
     """``ReadFile``: ``{size, data}``, at most 16 pages from ``offset``; nothing at or past
     the end (how clients tail a file)."""
     try:
-        real = _confined(work_dir, path)
+        real = files.resolve(work_dir, path)  # files.Refused is a CallError
         if real.is_dir():
             raise CallError(400, f"{path!r} is a directory; read a file, or LIST_FILES it")
         with open(real, "rb") as handle:
@@ -424,39 +422,6 @@ def read_file(work_dir: Path, path: str, offset: int, length: int) -> web.Respon
     except OSError as error:
         return text(500, f"cannot read {path!r}: {error.strerror}")
     return answer("READ_FILE", {"size": size, "data": base64.b64encode(data).decode()})
-
-
-def _confined(work_dir: Path, path: str) -> Path:
-    """The real file ``path`` names in a sandbox (agent/files.py decides), or ``CallError``
-    with the status it gives (400 ``..``, 404 outside or missing, 403 a symlink out)."""
-    try:
-        return files.resolve(work_dir, path)
-    except Exception as refused:  # files' refusal carries Mesos's status and a reason
-        status = getattr(refused, "status", None)
-        if not isinstance(status, int):
-            raise
-        raise CallError(status, str(refused)) from None
-
-
-def _file_info(path: Path) -> dict[str, Any]:
-    """Mesos's v1 ``FileInfo``: mode as the number ``st_mode``, mtime as a TimeInfo."""
-    info = path.lstat()
-    return {
-        "path": str(path),
-        "nlink": info.st_nlink,
-        "size": info.st_size,
-        "mtime": {"nanoseconds": info.st_mtime_ns},
-        "mode": info.st_mode,
-        "uid": _name(pwd.getpwuid, info.st_uid),
-        "gid": _name(grp.getgrgid, info.st_gid),
-    }
-
-
-def _name(lookup: Callable[[int], Any], number: int) -> str:
-    try:
-        return lookup(number)[0]
-    except KeyError:
-        return str(number)
 
 
 def _path(body: dict[str, Any], call_type: str) -> str:

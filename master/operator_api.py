@@ -8,10 +8,11 @@ takes ``{"type": …}`` calls (JSON only) and answers in ``master.proto``'s Resp
 SUBSCRIBE is a RecordIO stream of the master's events, fed by one small hook per event in
 the master (``task_added``, ``agent_removed``…), with a HEARTBEAT every 15 s.
 
-Statuses, as Mesos's ``src/master/http.cpp``: 405 for a method other than POST, 400 for a
-missing Content-Type, 415 for one other than JSON (protobuf is not spoken), 406 for an Accept
-that JSON cannot meet, 400 for a body that is not a known call or misses its fields, 501 for a
-call Mesos has that Corral does not implement (RESERVE_RESOURCES, maintenance writes, files…).
+Statuses, as Mesos's ``src/master/http.cpp`` (checked by corral/v1/http.py): 405 with
+``Allow: POST`` for a method other than POST, 400 for a missing Content-Type, 415 for one
+other than JSON (protobuf is not spoken), 406 for an Accept that JSON cannot meet, 400 for a
+body that is not a known call or misses its fields, 501 for a call Mesos has that Corral does
+not implement (RESERVE_RESOURCES, maintenance writes, files…).
 Weights and quota are kept in memory (the registry does not persist them yet).
 """
 
@@ -33,6 +34,16 @@ from corral.quantities import quantities_from_mapping
 from corral.resources import Resources
 from corral.task_states import TaskState
 from corral.v1 import recordio
+from corral.v1.http import (
+    JSON,
+    RECORDIO,
+    CallError,
+    answer,
+    id_value,
+    parse_call,
+    section,
+    text,
+)
 from libprocess import Timer
 from libprocess.http import Stream, request_body
 from master import mesos_state
@@ -51,8 +62,7 @@ log = structlog.get_logger("master.operator_api")
 HEARTBEAT_SECONDS = 15.0  # between HEARTBEAT events on SUBSCRIBE streams (Mesos's default)
 COMPLETED_FRAMEWORKS_KEPT = 50  # as Mesos's --max_completed_frameworks
 BUILD_DATE = "2024-01-01 00:00:00"
-_JSON = "application/json"
-_RECORDIO = "application/recordio"
+API = "the master's /api/v1"  # how refusals name the endpoint
 _CALLBACK = re.compile(r"^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$")
 
 # Every call type of Mesos's master.proto; those without a handler below answer 501.
@@ -102,41 +112,19 @@ MESOS_CALLS = frozenset(
 )
 
 
-class BadCall(Exception):
-    """A request the operator got wrong: answered with ``status`` and the message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _text(status: int, message: str) -> web.Response:
-    return web.Response(status=status, text=message.rstrip("\n") + "\n")
-
-
-def _id_value(body: dict[str, Any], field: str, call: str) -> str:
-    """``body[field]["value"]`` (an ``{"value": …}`` id), or BadCall naming what is missing."""
-    value = body.get(field)
-    if isinstance(value, dict):
-        value = value.get("value")
-    if not isinstance(value, str) or not value:
-        raise BadCall(
-            400, f'{call} needs "{field}": {{"value": "<id>"}}, got {json.dumps(body)[:200]}'
-        )
-    return value
-
-
 def _scalars(value: Any, where: str) -> dict[str, float]:
     """``{"cpus": {"value": 1}}`` (a quota config's map of ``Value.Scalar``) as floats."""
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise BadCall(400, f'{where} is a map of name to {{"value": number}}, got {value!r}')
+        raise CallError(400, f'{where} is a map of name to {{"value": number}}, got {value!r}')
     out = {}
     for name, scalar in value.items():
         number = scalar.get("value") if isinstance(scalar, dict) else scalar
         if not isinstance(number, int | float) or isinstance(number, bool) or number < 0:
-            raise BadCall(400, f'{where}.{name} must be {{"value": <number ≥ 0>}}, got {scalar!r}')
+            raise CallError(
+                400, f'{where}.{name} must be {{"value": <number ≥ 0>}}, got {scalar!r}'
+            )
         out[name] = float(number)
     return out
 
@@ -392,9 +380,9 @@ class OperatorApi:
         body = self.snapshot.view(name, derive)
         callback = request.query.get("jsonp")
         if callback is None:
-            return web.Response(body=body, content_type=_JSON)
+            return web.Response(body=body, content_type=JSON)
         if not _CALLBACK.match(callback):
-            return _text(
+            return text(
                 400,
                 f"jsonp={callback[:60]!r} is not a JavaScript function name; give a name "
                 "such as 'angular.callbacks._0' (letters, digits, _, $ and dots)",
@@ -412,10 +400,10 @@ class OperatorApi:
             limit = int(query.get("limit", "100"))
             offset = int(query.get("offset", "0"))
         except ValueError:
-            return _text(400, "limit and offset must be whole numbers, e.g. ?limit=100&offset=0")
+            return text(400, "limit and offset must be whole numbers, e.g. ?limit=100&offset=0")
         order = query.get("order", "des")
         if limit < -1 or offset < 0 or order not in ("asc", "des"):
-            return _text(
+            return text(
                 400,
                 f"limit (-1: no limit) and offset must be 0 or more and order 'asc' or 'des' "
                 f"(got limit={limit}, offset={offset}, order={order!r})",
@@ -444,76 +432,36 @@ class OperatorApi:
     def handle(self, request: web.Request) -> web.StreamResponse | Stream:
         """One v1 operator call; bad requests are answered with a reason, nothing changed."""
         try:
-            call_type, body = self._parse(request)
+            call_type, body = parse_call(
+                request.method,
+                request.headers,
+                request_body(request),
+                MESOS_CALLS,
+                API,
+                answers={"SUBSCRIBE": (JSON, RECORDIO)},
+            )
             handler = self._calls.get(call_type)
             if handler is None:
-                raise BadCall(
+                raise CallError(
                     501,
                     f"{call_type} is a Mesos operator call that Corral does not implement; "
                     f"implemented: {', '.join(sorted(self._calls))}",
                 )
-            answer = handler(body, request)
-        except BadCall as error:
-            log.info("operator_call_refused", status=error.status, reason=str(error))
-            return _text(error.status, str(error))
-        if isinstance(answer, web.StreamResponse | Stream):
-            return answer
-        key = call_type.lower()
+            result = handler(body, request)
+        except CallError as error:
+            log.info("operator_call_refused", status=error.status, reason=error.reason)
+            return error.response()
+        if isinstance(result, web.StreamResponse | Stream):
+            return result
         log.debug("operator_call", type=call_type)
-        return web.Response(
-            body=json.dumps({"type": call_type, key: answer}, separators=(",", ":")).encode(),
-            content_type=_JSON,
-        )
-
-    def _parse(self, request: web.Request) -> tuple[str, dict[str, Any]]:
-        if request.method != "POST":
-            raise BadCall(405, f"{request.method} is not served on /api/v1: POST a JSON call")
-        content_type = request.headers.get("Content-Type")
-        if not content_type:
-            raise BadCall(400, "Expecting 'Content-Type' to be present: send application/json")
-        if content_type.split(";")[0].strip().lower() != _JSON:
-            raise BadCall(
-                415,
-                f"Content-Type {content_type!r} is not supported: Corral's operator API speaks "
-                "application/json (not protobuf)",
-            )
-        try:
-            body = json.loads(request_body(request) or b"null")
-        except ValueError as error:
-            raise BadCall(400, f'the body is not JSON ({error}); send {{"type": ...}}') from None
-        call_type = body.get("type") if isinstance(body, dict) else None
-        if not isinstance(call_type, str) or call_type not in MESOS_CALLS:
-            raise BadCall(
-                400,
-                f'the body must be a JSON object whose "type" is a master.proto call type '
-                f"(e.g. GET_STATE), got {json.dumps(body)[:200]}",
-            )
-        if call_type == "UNKNOWN":
-            raise BadCall(501, "UNKNOWN is not a call; give a call type, e.g. GET_STATE")
-        accepted = _JSON if call_type != "SUBSCRIBE" else f"{_JSON} or {_RECORDIO}"
-        if not _accepts(request.headers.get("Accept"), accepted.split(" or ")):
-            raise BadCall(
-                406,
-                f"cannot answer {call_type} as {request.headers.get('Accept')!r}: Corral "
-                f"answers {accepted}",
-            )
-        assert isinstance(body, dict)
-        return call_type, body
+        return answer(call_type, result)
 
     # -- writes ---------------------------------------------------------------------------
 
-    def _section(self, body: dict[str, Any], key: str) -> dict[str, Any]:
-        section = body.get(key)
-        if not isinstance(section, dict):
-            raise BadCall(
-                400, f'{key.upper()} needs a "{key}" object, got {json.dumps(body)[:200]}'
-            )
-        return section
-
     def _update_weights(self, body: dict[str, Any], _: web.Request) -> web.Response:
-        infos = self._section(body, "update_weights").get("weight_infos")
+        infos = section(body, "UPDATE_WEIGHTS").get("weight_infos")
         if not isinstance(infos, list) or not infos:
-            raise BadCall(400, 'UPDATE_WEIGHTS needs "weight_infos": [{"role": …, "weight": …}]')
+            raise CallError(400, 'UPDATE_WEIGHTS needs "weight_infos": [{"role": …, "weight": …}]')
         parsed = {}
         for info in infos:
             role = info.get("role") if isinstance(info, dict) else None
@@ -521,9 +469,11 @@ class OperatorApi:
             try:
                 checked_role(role if isinstance(role, str) else "")
             except AllocatorError as error:
-                raise BadCall(400, f"weight_infos: {error}") from None
+                raise CallError(400, f"weight_infos: {error}") from None
             if not isinstance(weight, int | float) or isinstance(weight, bool) or weight <= 0:
-                raise BadCall(400, f"weight_infos: the weight of {role} must be > 0, got {weight}")
+                raise CallError(
+                    400, f"weight_infos: the weight of {role} must be > 0, got {weight}"
+                )
             parsed[role] = float(weight)
         for role, weight in parsed.items():  # all valid: apply every one
             self.weights[role] = weight
@@ -533,9 +483,9 @@ class OperatorApi:
         return web.Response(status=200)
 
     def _update_quota(self, body: dict[str, Any], _: web.Request) -> web.Response:
-        configs = self._section(body, "update_quota").get("quota_configs")
+        configs = section(body, "UPDATE_QUOTA").get("quota_configs")
         if not isinstance(configs, list) or not configs:
-            raise BadCall(
+            raise CallError(
                 400,
                 'UPDATE_QUOTA needs "quota_configs": [{"role": …, "guarantees": {"cpus": '
                 '{"value": 1}}, "limits": {…}}]',
@@ -550,7 +500,7 @@ class OperatorApi:
                     quantities_from_mapping(_scalars(config.get("limits"), "limits")),
                 )
             except (AllocatorError, ValueError) as error:
-                raise BadCall(400, f"quota_configs: {error}") from None
+                raise CallError(400, f"quota_configs: {error}") from None
             parsed[role] = quota
         for role, quota in parsed.items():
             if quota.is_default():
@@ -563,16 +513,16 @@ class OperatorApi:
         return web.Response(status=200)
 
     def _mark_agent_gone(self, body: dict[str, Any], _: web.Request) -> web.Response:
-        agent_id = _id_value(self._section(body, "mark_agent_gone"), "agent_id", "MARK_AGENT_GONE")
-        status, text = self.master.mark_agent_gone(AgentID(agent_id))
+        agent_id = id_value(section(body, "MARK_AGENT_GONE"), "agent_id", "MARK_AGENT_GONE")
+        status, reason = self.master.mark_agent_gone(AgentID(agent_id))
         if status != 200:
-            raise BadCall(status, text)
+            raise CallError(status, reason)
         return web.Response(status=200)
 
     def _teardown(self, body: dict[str, Any], _: web.Request) -> web.Response:
-        framework_id = _id_value(self._section(body, "teardown"), "framework_id", "TEARDOWN")
+        framework_id = id_value(section(body, "TEARDOWN"), "framework_id", "TEARDOWN")
         if not self.master.teardown_framework(FrameworkID(framework_id)):
-            raise BadCall(
+            raise CallError(
                 400,
                 f"no framework {framework_id} is registered; list them with GET_FRAMEWORKS",
             )
@@ -580,11 +530,11 @@ class OperatorApi:
 
     def _deactivate_agent(self, body: dict[str, Any], _: web.Request) -> web.Response:
         agent_id = AgentID(
-            _id_value(self._section(body, "deactivate_agent"), "agent_id", "DEACTIVATE_AGENT")
+            id_value(section(body, "DEACTIVATE_AGENT"), "agent_id", "DEACTIVATE_AGENT")
         )
         agent = self.master.records.agents.get(agent_id)
         if agent is None:
-            raise BadCall(400, f"agent {agent_id} is not registered; list agents with GET_AGENTS")
+            raise CallError(400, f"agent {agent_id} is not registered; list agents with GET_AGENTS")
         if agent_id not in self.deactivated:
             self.deactivated.add(agent_id)
             self.master.deactivate_agent(agent)
@@ -593,11 +543,11 @@ class OperatorApi:
 
     def _reactivate_agent(self, body: dict[str, Any], _: web.Request) -> web.Response:
         agent_id = AgentID(
-            _id_value(self._section(body, "reactivate_agent"), "agent_id", "REACTIVATE_AGENT")
+            id_value(section(body, "REACTIVATE_AGENT"), "agent_id", "REACTIVATE_AGENT")
         )
         agent = self.master.records.agents.get(agent_id)
         if agent is None:
-            raise BadCall(400, f"agent {agent_id} is not registered; list agents with GET_AGENTS")
+            raise CallError(400, f"agent {agent_id} is not registered; list agents with GET_AGENTS")
         if agent_id in self.deactivated:
             self.deactivated.discard(agent_id)
             if agent.connected:
@@ -608,12 +558,12 @@ class OperatorApi:
     # -- SUBSCRIBE ------------------------------------------------------------------------
 
     def _subscribe(self, body: dict[str, Any], request: web.Request) -> Stream:
-        recordio_accepted = _RECORDIO in (request.headers.get("Accept") or "")
-        headers = {"Message-Content-Type": _JSON} if recordio_accepted else {}
+        recordio_accepted = RECORDIO in (request.headers.get("Accept") or "")
+        headers = {"Message-Content-Type": JSON} if recordio_accepted else {}
         stream = Stream(
             200,
             headers,
-            content_type=_RECORDIO if recordio_accepted else _JSON,
+            content_type=RECORDIO if recordio_accepted else JSON,
         )
         stream.on_close = lambda: self._unsubscribe(stream)
         self._write(
@@ -750,17 +700,3 @@ class OperatorApi:
                 "framework_removed": {"framework_info": json_compatible(framework.info.to_wire())},
             }
         )
-
-
-def _accepts(header: str | None, offered: list[str]) -> bool:
-    """Whether an Accept header allows one of ``offered`` (no header: anything)."""
-    if not header:
-        return True
-    for part in header.split(","):
-        media, _, params = part.strip().partition(";")
-        media = media.strip().lower()
-        if "q=0" in params.replace(" ", "") and "q=0." not in params.replace(" ", ""):
-            continue
-        if media in ("*/*", "application/*") or media in offered:
-            return True
-    return False

@@ -1,9 +1,9 @@
 """Mesos's v1 scheduler HTTP API on the master: ``POST /api/v1/scheduler``.
 
 ``SchedulerApi.handle`` runs inside the master process for each request. It checks the
-request as Mesos does (503 while the master is not ready, 405 for a method other than POST,
-415/400 for the content type, 400 for a malformed or invalid call, 406 when the client does
-not accept JSON), then:
+request as Mesos does (503 while the master is not ready; then corral/v1/http.py's checks:
+405 for a method other than POST, 415/400 for the content type; 400 for a malformed or invalid
+call, 406 when the client does not accept JSON), then:
 
 - SUBSCRIBE answers ``200`` with a ``Mesos-Stream-Id`` header (a uuid4) and a chunked
   RecordIO stream of JSON events, written by a ``SchedulerBridge`` spawned for it: the
@@ -34,10 +34,11 @@ import structlog
 from aiohttp import web
 
 from corral.ids import FrameworkID
+from corral.v1.http import JSON, CallError, check_accept, check_request
 from libprocess import Stream
 from libprocess.http import request_body
 from master.scheduler_api_bridge import SchedulerBridge
-from master.scheduler_api_calls import CallRefused, SchedulerCall, parse_call
+from master.scheduler_api_calls import API, CALL, SchedulerCall, parse_call
 
 if TYPE_CHECKING:
     from master.master import MasterProcess
@@ -46,8 +47,6 @@ log = structlog.get_logger("master.scheduler_api")
 
 HEARTBEAT_INTERVAL = 15.0  # seconds between HEARTBEAT events, Mesos's default
 STREAM_ID_HEADER = "Mesos-Stream-Id"
-JSON = "application/json"
-PROTOBUF = "application/x-protobuf"
 
 
 class SchedulerApi:
@@ -68,16 +67,14 @@ class SchedulerApi:
         """Answer one request to ``/api/v1/scheduler`` (inside the master process)."""
         try:
             return self._handle(request)
-        except CallRefused as refused:
+        except CallError as refused:
             log.info(
                 "scheduler_call_refused",
                 status=refused.status,
                 reason=refused.reason,
                 remote=request.remote,
             )
-            return web.Response(
-                status=refused.status, text=refused.reason + "\n", headers=refused.headers
-            )
+            return refused.response()
 
     def subscription(self, framework_id: FrameworkID) -> SchedulerBridge | None:
         """The bridge currently streaming to ``framework_id``'s scheduler, if any."""
@@ -88,30 +85,17 @@ class SchedulerApi:
     def _handle(self, request: web.BaseRequest) -> web.StreamResponse | Stream:
         master = self.master
         if master.master_info is None or master.allocator is None:
-            raise CallRefused(503, "the master is still starting; retry in a moment")
-        if request.method != "POST":
-            raise CallRefused(
-                405,
-                f"{request.method} is not served at /api/v1/scheduler; POST a JSON scheduler "
-                "Call (Content-Type: application/json)",
-                headers={"Allow": "POST"},
-            )
-        _check_content_type(request.headers.get("Content-Type"))
+            raise CallError(503, "the master is still starting; retry in a moment")
+        check_request(request.method, request.headers, API, CALL)
         call = parse_call(request_body(request))
         if call.type == "SUBSCRIBE":
             return self._subscribe(request, call)
         return self._call(request, call)
 
     def _subscribe(self, request: web.BaseRequest, call: SchedulerCall) -> Stream:
-        accept = request.headers.getall("Accept", [])
-        if not accepts_json(accept):
-            raise CallRefused(
-                406,
-                f"Expecting 'Accept' to allow {JSON}, got {', '.join(accept)!r}: Corral streams "
-                f"events in JSON only (not {PROTOBUF})",
-            )
+        check_accept(request.headers, (JSON,), API, "SUBSCRIBE")
         if STREAM_ID_HEADER in request.headers:
-            raise CallRefused(
+            raise CallError(
                 400,
                 f"Subscribe calls should not include the '{STREAM_ID_HEADER}' header: the "
                 "master gives the stream id in its answer",
@@ -151,33 +135,33 @@ class SchedulerApi:
         assert framework_id is not None  # parse_call requires it for every call but SUBSCRIBE
         framework = self.master.records.frameworks.get(framework_id)
         if framework is None:
-            raise CallRefused(
+            raise CallError(
                 400,
                 f"Framework cannot be found: {framework_id} is not registered with this "
                 "master; SUBSCRIBE first",
             )
         if not framework.connected:
-            raise CallRefused(
+            raise CallError(
                 403,
                 f"Framework is not subscribed: {framework_id} has no connected scheduler; "
                 "SUBSCRIBE again with its framework_id",
             )
         bridge = self._subscriptions.get(framework_id)
         if bridge is None or str(bridge.pid) != framework.pid:
-            raise CallRefused(
+            raise CallError(
                 403,
                 f"Framework is not connected via HTTP: {framework_id} is driven by the "
                 f"scheduler at {framework.pid}; SUBSCRIBE over HTTP to take it over",
             )
         stream_id = request.headers.get(STREAM_ID_HEADER)
         if stream_id is None:
-            raise CallRefused(
+            raise CallError(
                 400,
                 f"All non-subscribe calls should include the '{STREAM_ID_HEADER}' header: "
                 "send the one the SUBSCRIBE response carried",
             )
         if stream_id != bridge.stream_id:
-            raise CallRefused(
+            raise CallError(
                 400,
                 f"The stream ID '{stream_id}' included in this request didn't match the stream "
                 f"ID currently associated with framework ID {framework_id}; use the id of "
@@ -215,43 +199,3 @@ class SchedulerApi:
         framework_id = bridge.framework_id
         if framework_id is not None and self._subscriptions.get(framework_id) is bridge:
             del self._subscriptions[framework_id]
-
-
-def _check_content_type(value: str | None) -> None:
-    if value is None:
-        raise CallRefused(400, f"Expecting 'Content-Type' to be present; send {JSON}")
-    media = value.split(";", 1)[0].strip().lower()
-    if media == PROTOBUF:
-        raise CallRefused(
-            415,
-            f"Corral speaks the v1 scheduler API in JSON only, not {PROTOBUF}: send the call "
-            f"as JSON with Content-Type: {JSON}",
-        )
-    if media != JSON:
-        raise CallRefused(415, f"Expecting 'Content-Type' of {JSON}, got {value!r}")
-
-
-def accepts_json(accept: list[str]) -> bool:
-    """Whether ``Accept`` header values allow JSON: the most specific media range that
-    matches ``application/json`` decides, and ``q=0`` refuses (no header: anything goes)."""
-    if not accept:
-        return True
-    best = (-1, 0.0)  # (specificity, q) of the most specific matching range
-    for value in accept:
-        for part in value.split(","):
-            media, *params = (piece.strip() for piece in part.split(";"))
-            media = media.lower()
-            specificity = {JSON: 2, "application/*": 1, "*/*": 0}.get(media)
-            if specificity is None:
-                continue
-            q = 1.0
-            for param in params:
-                name, _, number = param.partition("=")
-                if name.strip().lower() == "q":
-                    try:
-                        q = float(number)
-                    except ValueError:
-                        q = 0.0
-            if specificity > best[0]:
-                best = (specificity, q)
-    return best[1] > 0

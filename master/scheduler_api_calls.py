@@ -2,8 +2,8 @@
 
 ``parse_call`` turns a request body into a ``SchedulerCall``: the call's type, its framework
 id and what the bridge sends the master for it (a native message of docs/flows.md), or
-raises ``CallRefused`` with the HTTP status and a sentence for the client. It is sans-IO:
-no master, no sockets; ``SchedulerApi`` decides what to do with the result.
+raises ``CallError`` (corral/v1/http.py) with the HTTP status and a sentence for the client.
+It is sans-IO: no master, no sockets; ``SchedulerApi`` decides what to do with the result.
 
 Field names are those of Mesos's v1 ``Call`` in its proto3 JSON form. Where Corral does less
 than Mesos (no inverse offers, no operation feedback, no persistent volumes) the call is
@@ -13,7 +13,6 @@ client relies on (``UPDATE_FRAMEWORK``...), so that nothing is silently wrong.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -41,7 +40,13 @@ from corral.protocol.messages import (
     UnregisterFramework,
 )
 from corral.protocol.wire import ROLE, found
+from corral.v1.http import CallError, json_body
 
+API = "/api/v1/scheduler"  # how refusals name the endpoint
+CALL = (  # what a client should POST there, in refusals
+    'scheduler Call, e.g. {"type": "SUBSCRIBE", "subscribe": {"framework_info": '
+    '{"user": "...", "name": "..."}}}'
+)
 UUID_BYTES = 16  # a status update's uuid (Mesos's UUID::fromBytes wants exactly 16)
 
 # Mesos's operation types that Corral's master cannot apply; they are dropped from an ACCEPT
@@ -75,19 +80,8 @@ HANDLED_CALLS = (
 KNOWN_CALLS = frozenset(HANDLED_CALLS) | IGNORED_CALLS | UNIMPLEMENTED_CALLS
 
 
-class CallRefused(Exception):
-    """A call the API answers with an error: ``status`` (400, 501...) and ``reason``, a
-    sentence saying what is wrong and what to do. The client's fault; nothing changed."""
-
-    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.headers = headers or {}
-
-
-def _bad(reason: str) -> CallRefused:
-    return CallRefused(400, reason)
+def _bad(reason: str) -> CallError:
+    return CallError(400, reason)
 
 
 # -- the bodies of the calls (v1 ``Call.<Type>``), in Corral's wire codec ------------------
@@ -176,16 +170,8 @@ class SchedulerCall:
 
 
 def parse_call(body: bytes) -> SchedulerCall:
-    """The call in a JSON request body; ``CallRefused`` says why it is not one."""
-    if not body.strip():
-        raise _bad(
-            'the request has no body; POST a JSON scheduler Call, e.g. {"type": "SUBSCRIBE", '
-            '"subscribe": {"framework_info": {"user": "...", "name": "..."}}}'
-        )
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise _bad(f"Failed to parse body into JSON: {error}") from None
+    """The call in a JSON request body; ``CallError`` says why it is not one."""
+    data = json_body(body, CALL)
     if not isinstance(data, dict):
         raise _bad(f"a scheduler Call is a JSON object, got {found(data)}")
     kind = data.get("type")
@@ -200,7 +186,7 @@ def parse_call(body: bytes) -> SchedulerCall:
             f"{', '.join(sorted(KNOWN_CALLS))}"
         )
     if kind in UNIMPLEMENTED_CALLS:
-        raise CallRefused(
+        raise CallError(
             501, f"{kind} calls are not implemented by Corral (it speaks Mesos's v1 API as of "
             f"1.x without them); use {', '.join(HANDLED_CALLS)}"
         )  # fmt: skip

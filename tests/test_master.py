@@ -60,7 +60,8 @@ from corral.resources import Resources
 from corral.task_states import Reason, Source, TaskState
 from libprocess import Runtime
 from master import MasterOptions, MasterProcess
-from master.registry import FILE_NAME, Registry, RegistryError
+from master import registry as registry_module
+from master.registry import FILE_NAME, AgentStatus, Registry, RegistryError
 from master.state import OfferRecord
 from master.validation import fit, validate_offers
 from tests.master_actors import FakeAgent, FakeScheduler
@@ -68,6 +69,13 @@ from tests.master_actors import FakeAgent, FakeScheduler
 AGENT_RESOURCES = Resources.parse("cpus:4;mem:1024")
 TASK_RESOURCES = Resources.parse("cpus:1;mem:128")
 OPTIONS = MasterOptions(hostname="test-master", allocation_interval=1.0)
+
+
+def on_disk(work_dir: str) -> dict:
+    """The registry's entries as a restarted master reads them from ``work_dir``."""
+    registry = Registry(work_dir)
+    registry.recover()
+    return registry.entries()
 
 
 class Cluster:
@@ -190,11 +198,9 @@ def ready(cluster) -> tuple[Cluster, Offer]:
 
 def test_agent_registration_is_recorded_in_the_registry_before_the_answer(cluster):
     cluster.register_agent()
-    with open(os.path.join(cluster.work_dir, FILE_NAME), encoding="utf-8") as file:
-        registry = json.load(file)
-    entry = registry["agents"][cluster.agent_id]
-    assert entry["status"] == "ADMITTED"
-    assert entry["info"]["hostname"] == "host-a"
+    entry = on_disk(cluster.work_dir)[cluster.agent_id]  # read back as a restarted master would
+    assert entry.status is AgentStatus.ADMITTED
+    assert entry.info.hostname == "host-a"
     # A retry from the same agent is answered with the same id, not a second admission.
     cluster.say(cluster.agent, RegisterAgent(AgentInfo("host-a", resources=AGENT_RESOURCES), "t"))
     assert cluster.agent.next(AgentRegistered).agent_id == cluster.agent_id
@@ -404,8 +410,7 @@ def test_a_silent_agent_becomes_unreachable_and_its_tasks_are_lost(ready):
     state = cluster.describe()
     assert state["agents"] == []
     assert state["unreachable_agents"][0]["id"] == cluster.agent_id
-    with open(os.path.join(cluster.work_dir, FILE_NAME), encoding="utf-8") as file:
-        assert json.load(file)["agents"][cluster.agent_id]["status"] == "UNREACHABLE"
+    assert on_disk(cluster.work_dir)[cluster.agent_id].status is AgentStatus.UNREACHABLE
     # It comes back with a re-registration and is offered again.
     info = AgentInfo("host-a", resources=AGENT_RESOURCES, id=cluster.agent_id)
     cluster.say(cluster.agent, ReregisterAgent(info, "test"))
@@ -614,8 +619,8 @@ def test_a_burst_of_registrations_is_written_to_the_registry_in_one_batch(cluste
     for agent in agents:
         runtime.spawn(agent)
     writes = []
-    write = master.registry._write
-    master.registry._write = lambda: (writes.append(1), write())[1]
+    append = master.registry._append
+    master.registry._append = lambda line: (writes.append(1), append(line))[1]
     bodies = [
         RegisterAgent(AgentInfo(f"host-{i}", resources=AGENT_RESOURCES), "test").to_wire()
         for i in range(20)
@@ -629,8 +634,7 @@ def test_a_burst_of_registrations_is_written_to_the_registry_in_one_batch(cluste
     ids = {agent.next(AgentRegistered).agent_id for agent in agents}
     assert len(ids) == 20
     assert len(writes) == 1
-    with open(os.path.join(cluster.work_dir, FILE_NAME), encoding="utf-8") as file:
-        assert set(json.load(file)["agents"]) == ids
+    assert set(on_disk(cluster.work_dir)) == ids
 
 
 # -- the sans-IO parts --------------------------------------------------------------------
@@ -676,17 +680,35 @@ def test_offer_validation_names_the_problem():
 def test_a_failed_registry_write_changes_nothing(tmp_path):
     registry = Registry(str(tmp_path))
     registry.admit(AgentInfo("h1", id=AgentID("a1")))
-    os.replace(registry.path, tmp_path / "saved.json")
-    os.mkdir(registry.path)  # the rename onto it fails, even for root
+    os.replace(registry.log_path, tmp_path / "saved.log")
+    os.mkdir(registry.log_path)  # appending to it fails, even for root
     with pytest.raises(RegistryError, match="cannot write the registry"):
         registry.admit(AgentInfo("h2", id=AgentID("a2")))
     assert AgentID("a1") in registry and AgentID("a2") not in registry
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".registry-")] == []
-    os.rmdir(registry.path)
-    os.replace(tmp_path / "saved.json", registry.path)
+    os.rmdir(registry.log_path)
+    os.replace(tmp_path / "saved.log", registry.log_path)
     again = Registry(str(tmp_path))
     again.recover()
     assert AgentID("a1") in again and AgentID("a2") not in again
+
+
+def test_the_registry_log_is_compacted_and_a_torn_last_line_dropped(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry_module, "MIN_COMPACTION", 4)
+    registry = Registry(str(tmp_path))
+    for index in range(5):  # the fourth entry compacts: snapshot written, log emptied
+        registry.admit(AgentInfo(f"h{index}", id=AgentID(f"a{index}")))
+    registry.mark(AgentID("a0"), AgentStatus.GONE)
+    assert len(json.loads((tmp_path / FILE_NAME).read_text())["agents"]) == 4
+    assert len((tmp_path / "registry.log").read_text().splitlines()) == 2  # a4, then a0 gone
+    with open(registry.log_path, "a", encoding="utf-8") as file:
+        file.write('{"agents": {"a9": {"info"')  # the master died while appending
+    again = Registry(str(tmp_path))
+    again.recover()
+    assert sorted(again.entries()) == [f"a{index}" for index in range(5)]
+    assert again.status(AgentID("a0")) is AgentStatus.GONE
+    (tmp_path / "registry.log").write_text("not json\n{}\n")  # a whole line that is bad
+    with pytest.raises(RegistryError, match="corrupt at line 1"):
+        Registry(str(tmp_path)).recover()
 
 
 def test_a_corrupt_registry_is_refused_with_advice(tmp_path):

@@ -10,7 +10,6 @@ the registry file, and the offers that follow (the allocator's view).
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 from dataclasses import replace
@@ -55,9 +54,8 @@ from corral.task_states import Reason, Source, TaskState
 from libprocess import Runtime
 from master import MasterOptions, MasterProcess
 from master.master import parse_rate_limit
-from master.registry import FILE_NAME
 from tests.master_actors import FakeAgent, FakeScheduler
-from tests.test_master import AGENT_RESOURCES, OPTIONS, TASK_RESOURCES, Cluster
+from tests.test_master import AGENT_RESOURCES, OPTIONS, TASK_RESOURCES, Cluster, on_disk
 
 AWARE = (FrameworkCapability(FrameworkCapabilityType.PARTITION_AWARE),)
 PING = OPTIONS.agent_ping_timeout
@@ -72,8 +70,7 @@ def master_update(scheduler: FakeScheduler) -> Any:
 
 
 def registry_status(cluster: Cluster, agent_id: str) -> str:
-    with open(os.path.join(cluster.work_dir, FILE_NAME), encoding="utf-8") as file:
-        return json.load(file)["agents"][agent_id]["status"]
+    return on_disk(cluster.work_dir)[agent_id].status.value
 
 
 def info_of(cluster: Cluster, agent_id: AgentID | None = None, host: str = "host-a") -> AgentInfo:

@@ -510,6 +510,8 @@ def test_bad_calls_get_mesos_statuses_and_a_sentence(
     assert got == status, answer
     assert answer.endswith(b"\n") and len(answer) > 20
     assert answer_headers["Content-Type"].startswith("text/plain")
+    if status == 405:
+        assert answer_headers["Allow"] == "POST"
     assert call(address(cluster), {"type": "GET_HEALTH"})[0] == 200  # still serving
 
 

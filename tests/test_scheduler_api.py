@@ -39,11 +39,12 @@ from corral.protocol.messages import (
 from corral.resources import Resources
 from corral.scheduler import Scheduler, SchedulerDriver
 from corral.task_states import Source, TaskState
+from corral.v1.http import CallError, accepts
 from corral.v1.recordio import Decoder
 from libprocess import Runtime, route
 from master import MasterOptions, MasterProcess
-from master.scheduler_api import SchedulerApi, accepts_json
-from master.scheduler_api_calls import CallRefused, parse_call
+from master.scheduler_api import SchedulerApi
+from master.scheduler_api_calls import parse_call
 from tests.master_actors import FakeAgent
 
 WAIT = 5.0  # wall-clock safety net
@@ -838,13 +839,18 @@ def test_a_master_not_ready_answers_503(ready):
 # -- the sans-IO pieces ------------------------------------------------------------------------
 
 
-def test_accepts_json_follows_the_most_specific_media_range():
-    assert accepts_json([])
-    assert accepts_json(["application/json"])
-    assert accepts_json(["text/html", "*/*;q=0.1"])
-    assert not accepts_json(["application/json; q=0", "*/*"])
-    assert not accepts_json(["application/x-protobuf"])
-    assert not accepts_json(["*/*;q=0"])
+def test_accepts_follows_the_most_specific_media_range():
+    json_only = ["application/json"]
+    assert accepts(None, json_only)
+    assert accepts("application/json", json_only)
+    assert accepts("text/html, */*;q=0.1", json_only)
+    assert not accepts("application/json; q=0, */*", json_only)
+    assert not accepts("application/x-protobuf", json_only)
+    assert not accepts("*/*;q=0", json_only)
+    assert not accepts("application/*;q=0.0", json_only)
+    assert accepts(
+        "application/json;q=0, application/recordio", [*json_only, "application/recordio"]
+    )
 
 
 def test_parse_call_fills_the_subscribe_id_from_the_call():
@@ -860,6 +866,6 @@ def test_parse_call_fills_the_subscribe_id_from_the_call():
     )
     assert call.framework_id == "f1"
     assert call.subscribe.framework_info.id == "f1"
-    with pytest.raises(CallRefused) as refused:
+    with pytest.raises(CallError) as refused:
         parse_call(b'{"type": "KILL", "framework_id": {"value": "f1"}}')
     assert refused.value.status == 400 and "'kill'" in refused.value.reason

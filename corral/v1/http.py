@@ -1,12 +1,14 @@
-"""The request rules every Mesos v1 operator endpoint shares (the master's and the agent's
-``POST /api/v1``): which requests are refused with which status, and the response shape.
+"""The request rules every Mesos v1 endpoint shares (the master's and the agent's operator
+``POST /api/v1``, ``/api/v1/scheduler``, ``/api/v1/executor``): which requests are refused
+with which status, and the response shape.
 
 As Mesos's ``src/master/http.cpp`` and ``src/slave/http.cpp`` answer: 405 (with ``Allow:
 POST``) for another method, 400 for a missing Content-Type, 415 for one other than JSON
-(Corral does not speak protobuf), 400 for a body that is not JSON or names no known call,
-501 for ``UNKNOWN``, 406 for an Accept header that JSON cannot meet. A call is answered
-``{"type": "GET_X", "get_x": {...}}``. Master and agent may not import each other, so what
-they share lives here; each keeps its own table of calls.
+(Corral does not speak protobuf), 400 for a body that is not JSON, 406 for an Accept header
+that JSON cannot meet (the most specific media range decides, as in Mesos). Operator calls
+(``parse_call``) are also 400 when they name no known call and 501 for ``UNKNOWN``, and are
+answered ``{"type": "GET_X", "get_x": {...}}``. Master and agent may not import each other,
+so what they share lives here; each API keeps its own table of calls and its own parsing.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from aiohttp import web
 
 JSON = "application/json"
 RECORDIO = "application/recordio"
+DEFAULT_CALL = 'call such as {"type": "GET_HEALTH"}'  # what check_request asks to POST
 
 
 class CallError(Exception):
@@ -45,19 +48,97 @@ def text(status: int, message: str, headers: Mapping[str, str] | None = None) ->
     )
 
 
-def accepts(header: str | None, offered: Collection[str]) -> bool:
-    """Whether an Accept header allows one of ``offered`` (no header: anything)."""
-    if not header:
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """Every value of a header as one (a client may send Accept twice), or None."""
+    getall = getattr(headers, "getall", None)
+    if callable(getall):
+        values = [str(value) for value in getall(name, [])]
+    else:
+        values = [headers[name]] if headers.get(name) is not None else []
+    return ", ".join(values) if values else None
+
+
+def accepts(accept: str | None, offered: Collection[str]) -> bool:
+    """Whether an Accept header allows one of ``offered``, read as Mesos reads it (RFC 7231):
+    for each offered type the most specific matching range decides (``type/subtype`` over
+    ``type/*`` over ``*/*``) and ``q=0`` refuses; no header allows anything."""
+    if not accept:
         return True
-    for part in header.split(","):
-        media, _, params = part.strip().partition(";")
-        media = media.strip().lower()
-        quality = params.replace(" ", "").lower()
-        if "q=0" in quality and "q=0." not in quality:
-            continue  # explicitly refused
-        if media in ("*/*", "application/*") or media in offered:
-            return True
-    return False
+    ranges = [_media_range(part) for part in accept.split(",") if part.strip()]
+    return any(_quality(ranges, media) > 0 for media in offered)
+
+
+def _media_range(part: str) -> tuple[str, float]:
+    """``("application/json", 0.5)`` from ``application/json; q=0.5``."""
+    media, *params = (piece.strip() for piece in part.split(";"))
+    quality = 1.0
+    for param in params:
+        name, _, number = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                quality = float(number)
+            except ValueError:
+                quality = 0.0  # unreadable: not an acceptance
+    return media.lower(), quality
+
+
+def _quality(ranges: list[tuple[str, float]], media: str) -> float:
+    """The q the most specific range matching ``media`` gives it (0: none matches)."""
+    kind = media.split("/", 1)[0]
+    best = (-1, 0.0)
+    for candidate, quality in ranges:
+        specificity = {media: 2, f"{kind}/*": 1, "*/*": 0}.get(candidate)
+        if specificity is not None and specificity > best[0]:
+            best = (specificity, quality)
+    return best[1]
+
+
+def check_request(
+    method: str, headers: Mapping[str, str], api: str, call: str = DEFAULT_CALL
+) -> None:
+    """A v1 call's method and Content-Type as Mesos checks them, or ``CallError``: 405 (with
+    ``Allow: POST``), 400 without a Content-Type, 415 for one other than JSON.
+
+    ``api`` names the endpoint ("the agent's /api/v1"), ``call`` what to POST there.
+    """
+    if method != "POST":
+        raise CallError(
+            405, f"{method} is not served on {api}: POST a JSON {call}", {"Allow": "POST"}
+        )
+    content_type = headers.get("Content-Type")
+    if not content_type:
+        raise CallError(400, f"Expecting 'Content-Type' to be present; send Content-Type: {JSON}")
+    if content_type.split(";", 1)[0].strip().lower() != JSON:
+        raise CallError(
+            415,
+            f"Expecting 'Content-Type' of {JSON}, got {content_type!r}: {api} reads JSON only "
+            "(Corral does not speak protobuf)",
+        )
+
+
+def check_accept(
+    headers: Mapping[str, str], offered: Collection[str], api: str, call_type: str
+) -> None:
+    """406 (``CallError``) unless the request's Accept allows one of ``offered``."""
+    accept = header(headers, "Accept")
+    if not accepts(accept, offered):
+        raise CallError(
+            406,
+            f"Expecting 'Accept' to allow {' or '.join(offered)}, got {accept!r}: {api} "
+            f"answers {call_type} in JSON only (not protobuf)",
+        )
+
+
+def json_body(body: bytes, call: str = DEFAULT_CALL) -> Any:
+    """The request body parsed as JSON, or a 400 ``CallError`` saying what to send."""
+    if not body.strip():
+        raise CallError(400, f"the request has no body: POST a JSON {call}")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CallError(
+            400, f"Failed to parse body into JSON: {error}; POST a JSON {call}"
+        ) from None
 
 
 def parse_call(
@@ -68,35 +149,14 @@ def parse_call(
     api: str,
     answers: Mapping[str, Collection[str]] | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """``(call type, the call's JSON object)`` of a v1 request, or ``CallError``.
+    """``(call type, the call's JSON object)`` of a v1 operator request, or ``CallError``.
 
     ``calls`` are every type the proto names (an implemented one or not: that is the
     caller's business); ``api`` names the endpoint in messages ("the agent's /api/v1");
     ``answers`` the media types a call may be answered in, when not only JSON.
     """
-    if method != "POST":
-        raise CallError(
-            405,
-            f'{method} is not served on {api}: POST a JSON call such as {{"type": "GET_HEALTH"}}',
-            {"Allow": "POST"},
-        )
-    content_type = headers.get("Content-Type")
-    if not content_type:
-        raise CallError(
-            400, "Expecting 'Content-Type' to be present; send Content-Type: application/json"
-        )
-    if content_type.split(";", 1)[0].strip().lower() != JSON:
-        raise CallError(
-            415,
-            f"Content-Type {content_type!r} is not supported: {api} reads application/json "
-            "calls (not protobuf)",
-        )
-    try:
-        data = json.loads(body or b"null")
-    except (ValueError, UnicodeDecodeError) as error:
-        raise CallError(
-            400, f'Failed to parse body into JSON ({error}); send {{"type": ...}}'
-        ) from None
+    check_request(method, headers, api)
+    data = json_body(body)
     call_type = data.get("type") if isinstance(data, dict) else None
     if not isinstance(call_type, str) or call_type not in calls:
         raise CallError(
@@ -106,13 +166,7 @@ def parse_call(
         )
     if call_type == "UNKNOWN":
         raise CallError(501, "UNKNOWN is not a call; give a call type, e.g. GET_STATE")
-    offered = (answers or {}).get(call_type, (JSON,))
-    if not accepts(headers.get("Accept"), offered):
-        raise CallError(
-            406,
-            f"cannot answer {call_type} as {headers.get('Accept')!r}: {api} answers "
-            f"{' or '.join(offered)}",
-        )
+    check_accept(headers, (answers or {}).get(call_type, (JSON,)), api, call_type)
     assert isinstance(data, dict)
     return call_type, data
 

@@ -1,0 +1,488 @@
+"""Whole-cluster scale: 20,000 simulated agents and 1-100 frameworks against one real master.
+
+The master runs in its own OS process (``libprocess.launch(MasterProcess, ...)``, as
+``corral local`` starts it); ``--hosts`` OS processes (one per core by default) each run
+``--agents / hosts`` simulated agents (``benchmarks/sim/agents.py``: real agent actors on the
+real protocol, with a fake executor), and the frameworks run in a process of their own per
+phase (``benchmarks/sim/frameworks.py``: native ``SchedulerDriver``s packing every offer).
+Every process is stopped by its pid at the end.
+
+What it measures, in order (progress on stderr; the last stdout line is one JSON object, also
+written to ``<out>/cluster.json`` beside the plot ``<out>/cluster.png``):
+
+1. ``register_s``: from launching the agent hosts until the master counts every agent.
+2. Launch phases with 1, 10 and 100 frameworks (``frameworks`` in the JSON, keyed by count):
+   ``launches_per_s`` (TASK_RUNNING received over the span from the first ACCEPT to the last
+   RUNNING), ``updates_per_s`` (every update the frameworks received), ``p50_launch_ms`` /
+   ``p99_launch_ms`` (ACCEPT sent -> TASK_RUNNING received), ``cycle_median_s`` (the master's
+   ``allocator/mesos/allocation_run_ms/p50``), the master's CPU over the phase and RSS, and
+   ``state_ms`` (one ``GET /master/state`` half-way through). The top-level launch figures are
+   the 10-framework phase's (the largest phase run, when 10 is not).
+3. Hold: launch ``--hold-tasks`` long-running tasks and measure the master's RSS and
+   ``/master/state`` with them all running (``hold``).
+4. ``reregister_s``: SIGKILL the master, start it again on the same ports and work directory,
+   time until every agent has re-registered.
+5. ``allocator_process``: the 10-framework phase again after restarting the master with
+   ``MasterOptions(allocator_process=True)``, beside the same phase with the allocator in the
+   master's process (when ``MasterOptions`` has no such field the comparison is skipped, said).
+
+``--profile-seconds N`` samples the master with py-spy (if installed) for N seconds of the
+10-framework phase and puts the top functions (by own samples) under ``profile``.
+``--quick``: 2,000 agents, short phases, no hold; for CI (checks that it works, asserts no
+speed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psutil
+
+from benchmarks.sim.agents import AgentHost, AgentSpec
+from benchmarks.sim.frameworks import FrameworkFleet, FrameworkPlan
+from corral.cli.cluster import free_port
+from libprocess import Launched, LaunchOptions, launch
+from master.master import MasterOptions, MasterProcess
+
+RUN_KEY = "allocator/mesos/allocation_run_ms/p50"
+
+
+def progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def get_json(url: str, timeout: float = 30.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+class Master:
+    """The master's OS process: launched, killed, restarted on the same ports and work dir."""
+
+    def __init__(self, work_dir: Path, options: MasterOptions, log_level: str) -> None:
+        self.work_dir = work_dir
+        self.options = options
+        self.launch_options = LaunchOptions(
+            host="127.0.0.1",
+            port=free_port("127.0.0.1"),
+            http_port=free_port("127.0.0.1"),
+            log_level=log_level,
+        )
+        self.process: Launched = self._launch()
+
+    def _launch(self) -> Launched:
+        return launch(MasterProcess, str(self.work_dir), self.options, options=self.launch_options)
+
+    @property
+    def http(self) -> str:
+        assert self.process.http_address is not None
+        return self.process.http_address
+
+    @property
+    def psutil(self) -> psutil.Process:
+        return psutil.Process(self.process.os_pid)
+
+    def restart(self, options: MasterOptions | None = None, kill: bool = True) -> None:
+        """SIGKILL (a crash) or SIGTERM, then start again with ``options`` (default: same)."""
+        if kill:
+            self.process.kill()
+        else:
+            self.process.stop()
+        self.options = options or self.options
+        self.process = self._launch()
+
+    def metrics(self) -> dict[str, float]:
+        return get_json(f"http://{self.http}/metrics/snapshot")
+
+    def allocator_metrics(self, allocator_http: str | None) -> dict[str, float]:
+        """Where the allocator's metrics are: the master's, or its own process's server."""
+        if allocator_http:
+            return get_json(f"http://{allocator_http}/metrics/snapshot")
+        return self.metrics()
+
+    def state_ms(self) -> tuple[float, dict[str, Any]]:
+        started = time.perf_counter()
+        state = get_json(f"http://{self.http}/master/state", timeout=120.0)
+        return round(1000 * (time.perf_counter() - started), 1), state
+
+    def rss_mb(self) -> float:
+        """The master's resident memory, with its allocator child when it has one."""
+        process = self.psutil
+        total = process.memory_info().rss
+        for child in process.children(recursive=True):
+            total += child.memory_info().rss
+        return round(total / 2**20, 1)
+
+
+def wait_agents(master: Master, count: int, timeout: float, what: str) -> float:
+    """Seconds until the master counts ``count`` registered agents (progress on stderr)."""
+    started = time.monotonic()
+    last_report = 0.0
+    seen = 0
+    while True:
+        now = time.monotonic()
+        try:
+            seen = int(master.metrics().get("master/agents_active", 0))
+        except OSError:
+            seen = 0  # the master is still starting
+        if seen >= count:
+            elapsed = time.monotonic() - started
+            progress(f"  {what}: {seen}/{count} agents after {elapsed:.1f} s")
+            return elapsed
+        if now - last_report >= 1.0:
+            progress(f"  {what}: {seen}/{count} agents after {now - started:.1f} s")
+            last_report = now
+        if now - started > timeout:
+            raise TimeoutError(f"{what}: only {seen} of {count} agents within {timeout:g} s")
+        time.sleep(0.25)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def py_spy() -> str | None:
+    here = Path(sys.executable).parent / "py-spy"
+    return str(here) if here.exists() else shutil.which("py-spy")
+
+
+def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen | None:
+    """py-spy on the master (and its allocator child) for ``seconds``, collapsed stacks."""
+    binary = py_spy()
+    if binary is None:
+        return None
+    command = [binary, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100",
+               "-f", "raw", "-o", str(out), "--nonblocking", "--subprocesses"]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def profile_top(path: Path, count: int = 15) -> list[dict[str, Any]]:
+    """Functions by own samples (the innermost frame of each stack) and by inclusive samples."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, number = line.rpartition(" ")
+        if not number.isdigit():
+            continue
+        samples = int(number)
+        total += samples
+        frames = [frame for frame in stack.split(";") if frame]
+        if not frames:
+            continue
+        own[frames[-1]] = own.get(frames[-1], 0) + samples
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + samples
+    top = sorted(own.items(), key=lambda item: -item[1])[:count]
+    return [
+        {
+            "function": name,
+            "own_percent": round(100 * samples / total, 1),
+            "inclusive_percent": round(100 * inclusive[name] / total, 1),
+        }
+        for name, samples in top
+    ]
+
+
+def run_phase(
+    master: Master,
+    plan: FrameworkPlan,
+    timeline: list[tuple[float, float]],
+    allocator_http: str | None = None,
+    profile: tuple[float, Path] | None = None,
+) -> dict[str, Any]:
+    """One launch phase; its figures. ``timeline`` gets (RUNNING time, latency) samples."""
+    label = f"{plan.count} framework{'s' if plan.count > 1 else ''}"
+    progress(f"phase: {label}, {plan.seconds:g} s of launching" + (", hold" if plan.hold else ""))
+    fleet = FrameworkFleet(master.http, plan)
+    result: dict[str, Any] = {"frameworks": plan.count}
+    spy = None
+    try:
+        kind, report = fleet.receive(plan.register_timeout + 30)
+        if kind != "started" or report["registered"] < plan.count:
+            raise RuntimeError(f"{label}: only {report.get('registered')} registered")
+        master_ps = master.psutil
+        master_ps.cpu_percent(None)
+        rss_peak = master.rss_mb()
+        if profile is not None:
+            spy = start_profile(master.process.os_pid, *profile)
+        halfway = report["at"] + plan.seconds / 2
+        while True:
+            kind, report = fleet.receive(plan.seconds + 120)
+            rss_peak = max(rss_peak, master.rss_mb())
+            if kind == "progress":
+                progress(f"  {label}: {report['running']} tasks RUNNING")
+                if "state_ms" not in result and report["at"] >= halfway:
+                    result["state_ms"], _ = master.state_ms()
+            elif kind == "holding":
+                progress(f"  {label}: holding {report['running']} RUNNING tasks")
+                result["hold_running"] = report["running"]
+                result["hold_rss_mb"] = master.rss_mb()
+                result["hold_state_ms"], state = master.state_ms()
+                result["hold_state_tasks"] = len(state.get("tasks", []))
+                fleet.release()
+            elif kind == "done":
+                break
+        result["master_cpu_percent"] = round(master_ps.cpu_percent(None), 1)
+        result["master_rss_mb"] = rss_peak
+        try:
+            metrics = master.allocator_metrics(allocator_http)
+            run_ms = metrics.get(RUN_KEY)
+            result["cycle_median_s"] = round(run_ms / 1000, 4) if run_ms is not None else None
+            result["allocation_runs"] = metrics.get("allocator/mesos/allocation_runs")
+        except OSError as error:
+            result["cycle_median_s"] = None
+            result["metrics_error"] = repr(error)
+    finally:
+        fleet.stop()
+        if spy is not None:
+            spy.wait(timeout=profile[0] + 30 if profile else 30)
+    result.update(launch_figures(report))
+    timeline.extend(zip(report["running_at"], report["latency"], strict=True))
+    progress(
+        f"  {label}: {result['running']} RUNNING, {result['launches_per_s']} launches/s, "
+        f"p50 {result['p50_launch_ms']} ms, p99 {result['p99_launch_ms']} ms, "
+        f"cycle p50 {result.get('cycle_median_s')} s, master CPU {result['master_cpu_percent']}%"
+    )
+    if profile is not None and profile[1].exists():
+        result["profile"] = profile_top(profile[1])
+    return result
+
+
+def launch_figures(report: dict[str, Any]) -> dict[str, Any]:
+    running, latency, updates = report["running_at"], report["latency"], report["updates_at"]
+    first = report["first_accept"]
+    figures: dict[str, Any] = {
+        "accepted": report["accepted"],
+        "running": len(running),
+        "finished": report["finished"],
+        "failed": report["failed"],
+        "failed_examples": report["failed_examples"],
+    }
+    span = (max(running) - first) if running and first is not None else 0.0
+    update_span = (max(updates) - first) if updates and first is not None else 0.0
+    figures["launches_per_s"] = round(len(running) / span, 1) if span > 0 else None
+    figures["updates_per_s"] = round(len(updates) / update_span, 1) if update_span > 0 else None
+    figures["p50_launch_ms"] = round(1000 * statistics.median(latency), 1) if latency else None
+    figures["p99_launch_ms"] = round(1000 * percentile(latency, 0.99), 1) if latency else None
+    return figures
+
+
+def plot(timeline: list[tuple[float, float]], marks: list[tuple[float, str]], start: float,
+         path: Path) -> str | None:  # fmt: skip
+    """Launches per second and p50/p99 ACCEPT -> RUNNING latency per second of the run."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        progress("  no plot: matplotlib is not installed (pip install -e '.[bench]')")
+        return None
+    buckets: dict[int, list[float]] = {}
+    for at, latency in timeline:
+        buckets.setdefault(int(at - start), []).append(latency)
+    seconds = sorted(buckets)
+    if not seconds:
+        return None
+    rate = [len(buckets[s]) for s in seconds]
+    p50 = [1000 * statistics.median(buckets[s]) for s in seconds]
+    p99 = [1000 * percentile(buckets[s], 0.99) for s in seconds]
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
+    top.bar(seconds, rate, width=1.0, color="tab:blue")
+    top.set_ylabel("TASK_RUNNING / s")
+    top.set_title("Corral: launches (ACCEPT -> RUNNING) over the run")
+    bottom.plot(seconds, p50, label="p50", color="tab:green")
+    bottom.plot(seconds, p99, label="p99", color="tab:red")
+    bottom.set_yscale("log")
+    bottom.set_ylabel("launch latency, ms")
+    bottom.set_xlabel("seconds since the benchmark started")
+    bottom.legend()
+    for at, text in marks:
+        for axis in (top, bottom):
+            axis.axvline(at - start, color="grey", linestyle=":", linewidth=1)
+        top.text(at - start, max(rate), text, rotation=90, va="top", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return str(path)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    bench_start = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="corral-cluster-bench-"))
+    out = Path(args.out) if args.out else work
+    out.mkdir(parents=True, exist_ok=True)
+    log_level = "error"
+    base_options = MasterOptions(allocation_interval=args.allocation_interval)
+    has_allocator_process = "allocator_process" in {
+        f.name for f in dataclasses.fields(MasterOptions)
+    }
+    result: dict[str, Any] = {"agents": args.agents, "hosts": args.hosts, "quick": args.quick}
+    timeline: list[tuple[float, float]] = []
+    marks: list[tuple[float, str]] = []
+    spec = AgentSpec(resources=args.agent_resources, task_seconds=args.task_seconds)
+    progress(f"master: starting (work directory {work / 'master'})")
+    master = Master(work / "master", base_options, log_level)
+    hosts: list[Launched] = []
+    try:
+        progress(f"agents: {args.agents} in {args.hosts} host processes ({spec.resources} each)")
+        started = time.monotonic()
+        per_host = -(-args.agents // args.hosts)
+        for first in range(0, args.agents, per_host):
+            count = min(per_host, args.agents - first)
+            hosts.append(
+                launch(
+                    AgentHost,
+                    str(master.process.pid),
+                    first,
+                    count,
+                    spec,
+                    options=LaunchOptions(host="127.0.0.1", log_level=log_level),
+                )
+            )
+        launched = time.monotonic() - started
+        progress(f"  hosts serving after {launched:.1f} s")
+        registered = wait_agents(master, args.agents, args.register_timeout, "registering")
+        result["register_s"] = round(launched + registered, 2)
+        result["master_rss_mb_registered"] = master.rss_mb()
+        phases: dict[str, Any] = {}
+        for count in args.frameworks:
+            plan = FrameworkPlan(count=count, seconds=args.phase_seconds, task=args.task)
+            profile = None
+            if count == 10 and args.profile_seconds > 0:
+                profile = (min(args.profile_seconds, args.phase_seconds), out / "master.pyspy")
+            marks.append((time.monotonic(), f"{count} fw"))
+            phases[str(count)] = run_phase(master, plan, timeline, profile=profile)
+        result["frameworks"] = phases
+        headline = phases.get("10") or phases[str(max(args.frameworks))]
+        for key in ("launches_per_s", "updates_per_s", "p50_launch_ms", "p99_launch_ms",
+                    "cycle_median_s", "state_ms", "master_cpu_percent"):  # fmt: skip
+            result[key] = headline.get(key)
+        if "profile" in headline:
+            result["profile"] = headline.pop("profile")
+        if args.hold_tasks:
+            plan = FrameworkPlan(
+                count=10, seconds=args.hold_timeout, task=args.task, max_tasks=args.hold_tasks,
+                hold=True, task_seconds=float("inf"),
+            )  # fmt: skip
+            marks.append((time.monotonic(), "hold"))
+            hold = run_phase(master, plan, timeline)
+            result["hold"] = {
+                key: hold.get(key)
+                for key in ("hold_running", "hold_rss_mb", "hold_state_ms", "hold_state_tasks",
+                            "launches_per_s", "p99_launch_ms", "master_cpu_percent")
+            }  # fmt: skip
+        if not args.no_restart:
+            progress("master: SIGKILL and restart on the same ports and work directory")
+            marks.append((time.monotonic(), "master restart"))
+            started = time.monotonic()
+            master.restart()
+            result["reregister_s"] = round(
+                time.monotonic()
+                - started
+                + wait_agents(master, args.agents, args.register_timeout, "re-registering"),
+                2,
+            )
+        compare: dict[str, Any] = {"available": has_allocator_process}
+        if args.compare_allocator_process and has_allocator_process:
+            plan = FrameworkPlan(count=10, seconds=args.phase_seconds, task=args.task)
+            compare["in_master"] = _summary(phases.get("10") or headline)
+            progress("master: restart with allocator_process=True")
+            marks.append((time.monotonic(), "allocator process"))
+            master.restart(dataclasses.replace(base_options, allocator_process=True), kill=False)
+            wait_agents(master, args.agents, args.register_timeout, "re-registering")
+            _, state = master.state_ms()
+            allocator_http = (state.get("allocator") or {}).get("http")
+            own = run_phase(master, plan, timeline, allocator_http=allocator_http)
+            compare["own_process"] = _summary(own)
+        elif not has_allocator_process:
+            compare["note"] = "MasterOptions has no allocator_process field yet"
+        result["allocator_process"] = compare
+        result["master_rss_mb"] = max(
+            [result["master_rss_mb_registered"]]
+            + [phase.get("master_rss_mb", 0) for phase in phases.values()]
+            + [result.get("hold", {}).get("hold_rss_mb") or 0]
+        )
+        result["tasks_running_total"] = len(timeline)
+    finally:
+        for host in hosts:
+            host.stop()
+        master.process.stop()
+        if not args.keep:
+            shutil.rmtree(work / "master", ignore_errors=True)
+    result["plot"] = plot(timeline, marks, bench_start, out / "cluster.png")
+    result["duration_s"] = round(time.monotonic() - bench_start, 1)
+    result["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    (out / "cluster.json").write_text(json.dumps(result, indent=1))
+    result["json"] = str(out / "cluster.json")
+    return result
+
+
+def _summary(phase: dict[str, Any]) -> dict[str, Any]:
+    keys = ("launches_per_s", "updates_per_s", "p50_launch_ms", "p99_launch_ms",
+            "cycle_median_s", "master_cpu_percent", "master_rss_mb")  # fmt: skip
+    return {key: phase.get(key) for key in keys}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=20_000)
+    parser.add_argument("--hosts", type=int, default=os.cpu_count() or 2,
+                        help="OS processes of simulated agents")  # fmt: skip
+    parser.add_argument("--agent-resources", default=AgentSpec.resources)
+    parser.add_argument("--task", default="cpus:1;mem:128", help="each task's resources")
+    parser.add_argument("--task-seconds", type=float, default=10.0,
+                        help="RUNNING -> TASK_FINISHED in the launch phases")  # fmt: skip
+    parser.add_argument("--frameworks", default="1,10,100",
+                        help="framework counts, one launch phase each")  # fmt: skip
+    parser.add_argument("--phase-seconds", type=float, default=20.0)
+    parser.add_argument("--hold-tasks", type=int, default=100_000)
+    parser.add_argument("--hold-timeout", type=float, default=240.0)
+    parser.add_argument("--allocation-interval", type=float, default=1.0)
+    parser.add_argument("--register-timeout", type=float, default=300.0)
+    parser.add_argument("--no-restart", action="store_true")
+    parser.add_argument("--compare-allocator-process", action=argparse.BooleanOptionalAction,
+                        default=True)  # fmt: skip
+    parser.add_argument("--profile-seconds", type=float, default=15.0,
+                        help="py-spy the master in the 10-framework phase (0: no)")  # fmt: skip
+    parser.add_argument("--out", help="directory for cluster.json and cluster.png")
+    parser.add_argument("--keep", action="store_true", help="keep the master's work directory")
+    parser.add_argument("--quick", action="store_true", help="2,000 agents, about 20 s, for CI")
+    args = parser.parse_args()
+    if args.quick:
+        args.agents = min(args.agents, 2000)
+        args.phase_seconds = min(args.phase_seconds, 3.0)
+        args.frameworks = "1,10"
+        args.hold_tasks = 0
+        args.task_seconds = min(args.task_seconds, 2.0)
+        args.register_timeout = min(args.register_timeout, 30.0)
+        args.profile_seconds = 0
+    args.frameworks = [int(part) for part in str(args.frameworks).split(",") if part.strip()]
+    from libprocess import log as logsetup
+
+    logsetup.configure("error")
+    result = run(args)
+    print(json.dumps(result))
+    phases = result.get("frameworks", {}).values()
+    return 0 if phases and all(phase["running"] > 0 for phase in phases) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
