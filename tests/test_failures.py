@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import select
 import signal
 import subprocess
@@ -232,6 +233,17 @@ def take_offer(recorder: Recorder, driver: SchedulerDriver, need: Resources):
         if offer.resources.unallocated().contains(need):
             return offer
         driver.decline_offer(offer.id, Filters(refuse_seconds=0))
+
+
+def give_back_offers(recorder: Recorder, driver: SchedulerDriver, quiet: float = 0.5) -> None:
+    """Decline every offer until none has come for ``quiet`` seconds (offers made before a
+    suppress reached the master still arrive after it, and hold their resources)."""
+    while True:
+        try:
+            offer = recorder.offers.get(timeout=quiet)
+        except queue.Empty:
+            return
+        driver.decline_offer(offer.id)
 
 
 def reconcile(driver: SchedulerDriver, recorder: Recorder, task_id: str) -> None:
@@ -475,7 +487,8 @@ def test_an_agent_that_hangs_is_lost_then_comes_back_with_its_tasks(cluster, dri
     plain_task = command_task(offer, "plain-task", "sleep 60")
     plain.launch_tasks([offer.id], [plain_task], Filters(refuse_seconds=0))
     plain_recorder.until_state(plain_task.task_id, TaskState.TASK_RUNNING)
-    plain.suppress_offers()  # what is left goes to the other framework
+    plain.suppress_offers()  # what is left goes to the other framework...
+    give_back_offers(plain_recorder, plain)  # ...once what it was offered meanwhile is back
 
     aware, aware_recorder = start_framework(cluster, drivers, "aware", partition_aware=True)
     offer = take_offer(aware_recorder, aware, TASK)
