@@ -11,7 +11,7 @@ venv: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,bench]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -32,11 +32,13 @@ bench: $(STAMP)
 	$(PY) benchmarks/messaging.py
 	$(PY) benchmarks/allocator.py
 	$(PY) benchmarks/launch.py
+	$(PY) benchmarks/cluster.py
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/messaging.py --quick
 	$(PY) benchmarks/allocator.py --quick
 	$(PY) benchmarks/launch.py --quick
+	$(PY) benchmarks/cluster.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -5,31 +5,37 @@ The master runs in its own OS process (``libprocess.launch(MasterProcess, ...)``
 ``--agents / hosts`` simulated agents (``benchmarks/sim/agents.py``: real agent actors on the
 real protocol, with a fake executor), and the frameworks run in a process of their own per
 phase (``benchmarks/sim/frameworks.py``: native ``SchedulerDriver``s packing every offer).
-Every process is stopped by its pid at the end.
+Every process is stopped by its pid at the end (SIGTERM to the benchmark stops them too).
 
 What it measures, in order (progress on stderr; the last stdout line is one JSON object, also
 written to ``<out>/cluster.json`` beside the plot ``<out>/cluster.png``):
 
 1. ``register_s``: from launching the agent hosts until the master counts every agent.
-2. Launch phases with 1, 10 and 100 frameworks (``frameworks`` in the JSON, keyed by count):
-   ``launches_per_s`` (TASK_RUNNING received over the span from the first ACCEPT to the last
-   RUNNING), ``updates_per_s`` (every update the frameworks received), ``p50_launch_ms`` /
-   ``p99_launch_ms`` (ACCEPT sent -> TASK_RUNNING received), ``cycle_median_s`` (the master's
-   ``allocator/mesos/allocation_run_ms/p50``), the master's CPU over the phase and RSS, and
-   ``state_ms`` (one ``GET /master/state`` half-way through). The top-level launch figures are
-   the 10-framework phase's (the largest phase run, when 10 is not).
-3. Hold: launch ``--hold-tasks`` long-running tasks and measure the master's RSS and
-   ``/master/state`` with them all running (``hold``).
-4. ``reregister_s``: SIGKILL the master, start it again on the same ports and work directory,
+2. Launch phases with 1, 10 and 100 frameworks (``frameworks`` in the JSON, keyed by count),
+   which launch ``--rate`` tasks per second together (an open-loop load at the goal's 2,000/s;
+   0: as fast as offers allow): ``launches_per_s`` (TASK_RUNNING received over the span from
+   the first ACCEPT to the last RUNNING), ``updates_per_s`` (every update the frameworks
+   received, over the same kind of span), ``p50_launch_ms`` / ``p99_launch_ms`` (ACCEPT sent
+   -> TASK_RUNNING received), ``cycle_median_s`` (the master's
+   ``allocator/mesos/allocation_run_ms/p50``), the master's CPU over the phase and peak RSS.
+   The top-level launch figures are the 10-framework phase's (the largest phase run, when 10
+   is not).
+3. Hold: launch ``--hold-tasks`` tasks that run until torn down, then measure the master's
+   RSS and ``GET /master/state`` with them all running (``hold``; ``state_ms`` is this one,
+   the mid-run figure). ``/master/state`` is built on the master's actor, so timing it inside
+   a launch phase would stall that phase (``--state-in-phases`` does it anyway).
+4. ``state_ms_agents``: ``GET /master/state`` once the hold's tasks are torn down.
+   ``reregister_s``: SIGKILL the master, start it again on the same ports and work directory,
    time until every agent has re-registered.
 5. ``allocator_process``: the 10-framework phase again after restarting the master with
    ``MasterOptions(allocator_process=True)``, beside the same phase with the allocator in the
    master's process (when ``MasterOptions`` has no such field the comparison is skipped, said).
 
 ``--profile-seconds N`` samples the master with py-spy (if installed) for N seconds of the
-10-framework phase and puts the top functions (by own samples) under ``profile``.
-``--quick``: 2,000 agents, short phases, no hold; for CI (checks that it works, asserts no
-speed).
+10-framework phase: ``profile`` has the top functions by own and by inclusive samples.
+``master_rss_mb`` is the peak over the run (master plus its allocator child, if any).
+``--quick``: 2,000 agents, short phases at 500 tasks/s, no hold; for CI (checks that it works,
+asserts no speed).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -169,11 +176,13 @@ def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen | Non
         return None
     command = [binary, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100",
                "-f", "raw", "-o", str(out), "--nonblocking", "--subprocesses"]  # fmt: skip
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    errors = out.with_suffix(".stderr").open("w")
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
 
 
-def profile_top(path: Path, count: int = 15) -> list[dict[str, Any]]:
-    """Functions by own samples (the innermost frame of each stack) and by inclusive samples."""
+def profile_top(path: Path, count: int = 15) -> dict[str, list[dict[str, Any]]]:
+    """The functions (lines merged) with the most samples of their own (innermost frame) and
+    the most samples inclusive (on the stack): where the master's time goes, and for what."""
     own: dict[str, int] = {}
     inclusive: dict[str, int] = {}
     total = 0
@@ -183,21 +192,26 @@ def profile_top(path: Path, count: int = 15) -> list[dict[str, Any]]:
             continue
         samples = int(number)
         total += samples
-        frames = [frame for frame in stack.split(";") if frame]
+        frames = [_function(frame) for frame in stack.split(";") if frame]
         if not frames:
             continue
         own[frames[-1]] = own.get(frames[-1], 0) + samples
         for frame in set(frames):
             inclusive[frame] = inclusive.get(frame, 0) + samples
-    top = sorted(own.items(), key=lambda item: -item[1])[:count]
-    return [
-        {
-            "function": name,
-            "own_percent": round(100 * samples / total, 1),
-            "inclusive_percent": round(100 * inclusive[name] / total, 1),
-        }
-        for name, samples in top
-    ]
+
+    def top(table: dict[str, int]) -> list[dict[str, Any]]:
+        # Frames on (nearly) every stack are the process's main and event loop: no news.
+        ranked = [item for item in table.items() if item[1] < 0.9 * total]
+        ranked = sorted(ranked, key=lambda item: -item[1])[:count]
+        return [{"function": name, "percent": round(100 * n / total, 1)} for name, n in ranked]
+
+    return {"samples": total, "own": top(own), "inclusive": top(inclusive)}
+
+
+def _function(frame: str) -> str:
+    """``name (path:line)`` -> ``name (path)``."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.rpartition(':')[0] or where.rstrip(')')})"
 
 
 def run_phase(
@@ -206,11 +220,14 @@ def run_phase(
     timeline: list[tuple[float, float]],
     allocator_http: str | None = None,
     profile: tuple[float, Path] | None = None,
+    measure_state: bool = False,
 ) -> dict[str, Any]:
     """One launch phase; its figures. ``timeline`` gets (RUNNING time, latency) samples."""
     label = f"{plan.count} framework{'s' if plan.count > 1 else ''}"
     progress(f"phase: {label}, {plan.seconds:g} s of launching" + (", hold" if plan.hold else ""))
-    fleet = FrameworkFleet(master.http, plan)
+    # The drivers get the master's pid: finding it from its HTTP address reads all of
+    # /master/state, which at 20,000 agents takes longer than discovery waits (5 s).
+    fleet = FrameworkFleet(str(master.process.pid), plan)
     result: dict[str, Any] = {"frameworks": plan.count}
     spy = None
     try:
@@ -228,7 +245,7 @@ def run_phase(
             rss_peak = max(rss_peak, master.rss_mb())
             if kind == "progress":
                 progress(f"  {label}: {report['running']} tasks RUNNING")
-                if "state_ms" not in result and report["at"] >= halfway:
+                if measure_state and "state_ms" not in result and report["at"] >= halfway:
                     result["state_ms"], _ = master.state_ms()
             elif kind == "holding":
                 progress(f"  {label}: holding {report['running']} RUNNING tasks")
@@ -278,6 +295,11 @@ def launch_figures(report: dict[str, Any]) -> dict[str, Any]:
     span = (max(running) - first) if running and first is not None else 0.0
     update_span = (max(updates) - first) if updates and first is not None else 0.0
     figures["launches_per_s"] = round(len(running) / span, 1) if span > 0 else None
+    # The same over the whole phase, from the frameworks' start: a late first offer counts.
+    phase_span = (max(running) - report["started"]) if running else 0.0
+    figures["phase_launches_per_s"] = round(len(running) / phase_span, 1) if phase_span else None
+    if first is not None:
+        figures["first_accept_after_s"] = round(first - report["started"], 2)
     figures["updates_per_s"] = round(len(updates) / update_span, 1) if update_span > 0 else None
     figures["p50_launch_ms"] = round(1000 * statistics.median(latency), 1) if latency else None
     figures["p99_launch_ms"] = round(1000 * percentile(latency, 0.99), 1) if latency else None
@@ -298,18 +320,20 @@ def plot(timeline: list[tuple[float, float]], marks: list[tuple[float, str]], st
     buckets: dict[int, list[float]] = {}
     for at, latency in timeline:
         buckets.setdefault(int(at - start), []).append(latency)
-    seconds = sorted(buckets)
-    if not seconds:
+    if not buckets:
         return None
-    rate = [len(buckets[s]) for s in seconds]
-    p50 = [1000 * statistics.median(buckets[s]) for s in seconds]
-    p99 = [1000 * percentile(buckets[s], 0.99) for s in seconds]
+    # Every second of the run, NaN where nothing reached RUNNING: no line across the gaps.
+    seconds = list(range(min(buckets), max(buckets) + 1))
+    nan = float("nan")
+    rate = [len(buckets.get(s, ())) for s in seconds]
+    p50 = [1000 * statistics.median(buckets[s]) if s in buckets else nan for s in seconds]
+    p99 = [1000 * percentile(buckets[s], 0.99) if s in buckets else nan for s in seconds]
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
     top.bar(seconds, rate, width=1.0, color="tab:blue")
     top.set_ylabel("TASK_RUNNING / s")
     top.set_title("Corral: launches (ACCEPT -> RUNNING) over the run")
-    bottom.plot(seconds, p50, label="p50", color="tab:green")
-    bottom.plot(seconds, p99, label="p99", color="tab:red")
+    bottom.plot(seconds, p50, label="p50", color="tab:green", marker=".", markersize=3)
+    bottom.plot(seconds, p99, label="p99", color="tab:red", marker=".", markersize=3)
     bottom.set_yscale("log")
     bottom.set_ylabel("launch latency, ms")
     bottom.set_xlabel("seconds since the benchmark started")
@@ -337,7 +361,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"agents": args.agents, "hosts": args.hosts, "quick": args.quick}
     timeline: list[tuple[float, float]] = []
     marks: list[tuple[float, str]] = []
-    spec = AgentSpec(resources=args.agent_resources, task_seconds=args.task_seconds)
+    spec = AgentSpec(
+        resources=args.agent_resources,
+        task_seconds=args.task_seconds,
+        registration_backoff=args.registration_backoff,
+    )
     progress(f"master: starting (work directory {work / 'master'})")
     master = Master(work / "master", base_options, log_level)
     hosts: list[Launched] = []
@@ -354,7 +382,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     first,
                     count,
                     spec,
-                    options=LaunchOptions(host="127.0.0.1", log_level=log_level),
+                    options=LaunchOptions(host="127.0.0.1", log_level="warning"),
                 )
             )
         launched = time.monotonic() - started
@@ -364,24 +392,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["master_rss_mb_registered"] = master.rss_mb()
         phases: dict[str, Any] = {}
         for count in args.frameworks:
-            plan = FrameworkPlan(count=count, seconds=args.phase_seconds, task=args.task)
+            plan = FrameworkPlan(
+                count=count, seconds=args.phase_seconds, task=args.task, rate=args.rate or None
+            )
             profile = None
             if count == 10 and args.profile_seconds > 0:
                 profile = (min(args.profile_seconds, args.phase_seconds), out / "master.pyspy")
             marks.append((time.monotonic(), f"{count} fw"))
-            phases[str(count)] = run_phase(master, plan, timeline, profile=profile)
+            try:
+                phases[str(count)] = run_phase(
+                    master, plan, timeline, profile=profile, measure_state=args.state_in_phases
+                )
+            except (RuntimeError, TimeoutError) as error:  # reported; the next phase may run
+                progress(f"  phase with {count} frameworks failed: {error}")
+                phases[str(count)] = {"frameworks": count, "error": str(error), "running": 0}
         result["frameworks"] = phases
         headline = phases.get("10") or phases[str(max(args.frameworks))]
         for key in ("launches_per_s", "updates_per_s", "p50_launch_ms", "p99_launch_ms",
-                    "cycle_median_s", "state_ms", "master_cpu_percent"):  # fmt: skip
+                    "cycle_median_s", "master_cpu_percent"):  # fmt: skip
             result[key] = headline.get(key)
         if "profile" in headline:
             result["profile"] = headline.pop("profile")
         if args.hold_tasks:
             plan = FrameworkPlan(
-                count=10, seconds=args.hold_timeout, task=args.task, max_tasks=args.hold_tasks,
-                hold=True, task_seconds=float("inf"),
-            )  # fmt: skip
+                count=10,
+                seconds=args.hold_timeout,
+                task=args.task,
+                max_tasks=args.hold_tasks,
+                hold=True,
+                task_seconds=float("inf"),
+            )
             marks.append((time.monotonic(), "hold"))
             hold = run_phase(master, plan, timeline)
             result["hold"] = {
@@ -389,6 +429,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for key in ("hold_running", "hold_rss_mb", "hold_state_ms", "hold_state_tasks",
                             "launches_per_s", "p99_launch_ms", "master_cpu_percent")
             }  # fmt: skip
+        # After the phases: building /master/state holds the master's actor, and at 20,000
+        # agents for longer than the transport's peer timeout (its heartbeats go unanswered),
+        # so every peer takes the master for lost: no launch phase may come after it.
+        result["state_ms_agents"], _ = master.state_ms()
+        progress(f"  GET /master/state, {args.agents} agents: {result['state_ms_agents']} ms")
+        # Mid-run: with the hold phase's tasks all running, else the one just taken.
+        result["state_ms"] = (
+            result.get("hold", {}).get("hold_state_ms") or result["state_ms_agents"]
+        )
         if not args.no_restart:
             progress("master: SIGKILL and restart on the same ports and work directory")
             marks.append((time.monotonic(), "master restart"))
@@ -402,7 +451,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         compare: dict[str, Any] = {"available": has_allocator_process}
         if args.compare_allocator_process and has_allocator_process:
-            plan = FrameworkPlan(count=10, seconds=args.phase_seconds, task=args.task)
+            plan = FrameworkPlan(
+                count=10, seconds=args.phase_seconds, task=args.task, rate=args.rate or None
+            )
             compare["in_master"] = _summary(phases.get("10") or headline)
             progress("master: restart with allocator_process=True")
             marks.append((time.monotonic(), "allocator process"))
@@ -436,44 +487,90 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _summary(phase: dict[str, Any]) -> dict[str, Any]:
-    keys = ("launches_per_s", "updates_per_s", "p50_launch_ms", "p99_launch_ms",
-            "cycle_median_s", "master_cpu_percent", "master_rss_mb")  # fmt: skip
+    keys = (
+        "launches_per_s",
+        "phase_launches_per_s",
+        "first_accept_after_s",
+        "updates_per_s",
+        "p50_launch_ms",
+        "p99_launch_ms",
+        "cycle_median_s",
+        "master_cpu_percent",
+        "master_rss_mb",
+    )
     return {key: phase.get(key) for key in keys}
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=20_000)
-    parser.add_argument("--hosts", type=int, default=os.cpu_count() or 2,
-                        help="OS processes of simulated agents")  # fmt: skip
+    parser.add_argument(
+        "--hosts", type=int, default=os.cpu_count() or 2, help="OS processes of simulated agents"
+    )
     parser.add_argument("--agent-resources", default=AgentSpec.resources)
     parser.add_argument("--task", default="cpus:1;mem:128", help="each task's resources")
-    parser.add_argument("--task-seconds", type=float, default=10.0,
-                        help="RUNNING -> TASK_FINISHED in the launch phases")  # fmt: skip
-    parser.add_argument("--frameworks", default="1,10,100",
-                        help="framework counts, one launch phase each")  # fmt: skip
+    parser.add_argument(
+        "--task-seconds",
+        type=float,
+        default=10.0,
+        help="RUNNING -> TASK_FINISHED in the launch phases",
+    )
+    parser.add_argument(
+        "--frameworks", default="1,10,100", help="framework counts, one launch phase each"
+    )
     parser.add_argument("--phase-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=2000.0,
+        help="tasks/s all frameworks launch (0: as fast as offers come)",
+    )
     parser.add_argument("--hold-tasks", type=int, default=100_000)
     parser.add_argument("--hold-timeout", type=float, default=240.0)
     parser.add_argument("--allocation-interval", type=float, default=1.0)
+    parser.add_argument(
+        "--registration-backoff",
+        type=float,
+        default=AgentSpec.registration_backoff,
+        help="the simulated agents' first registration retry, seconds (doubles, jittered)",
+    )
     parser.add_argument("--register-timeout", type=float, default=300.0)
     parser.add_argument("--no-restart", action="store_true")
-    parser.add_argument("--compare-allocator-process", action=argparse.BooleanOptionalAction,
-                        default=True)  # fmt: skip
-    parser.add_argument("--profile-seconds", type=float, default=15.0,
-                        help="py-spy the master in the 10-framework phase (0: no)")  # fmt: skip
+    parser.add_argument(
+        "--compare-allocator-process", action=argparse.BooleanOptionalAction, default=True
+    )
+    parser.add_argument(
+        "--profile-seconds",
+        type=float,
+        default=15.0,
+        help="py-spy the master in the 10-framework phase (0: no)",
+    )
+    parser.add_argument(
+        "--state-in-phases",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also time one GET /master/state half-way through each launch phase (it holds "
+        "the master's actor while it is built, so it stalls that phase's launches)",
+    )
     parser.add_argument("--out", help="directory for cluster.json and cluster.png")
     parser.add_argument("--keep", action="store_true", help="keep the master's work directory")
     parser.add_argument("--quick", action="store_true", help="2,000 agents, about 20 s, for CI")
     args = parser.parse_args()
     if args.quick:
         args.agents = min(args.agents, 2000)
-        args.phase_seconds = min(args.phase_seconds, 3.0)
+        args.phase_seconds = min(args.phase_seconds, 4.0)
+        args.rate = min(args.rate, 500.0) if args.rate else 500.0
         args.frameworks = "1,10"
         args.hold_tasks = 0
         args.task_seconds = min(args.task_seconds, 2.0)
         args.register_timeout = min(args.register_timeout, 30.0)
         args.profile_seconds = 0
+        args.registration_backoff = min(args.registration_backoff, 0.5)
+    signal.signal(signal.SIGTERM, _terminated)  # run the finally blocks: stop the children
     args.frameworks = [int(part) for part in str(args.frameworks).split(",") if part.strip()]
     from libprocess import log as logsetup
 
@@ -481,7 +578,7 @@ def main() -> int:
     result = run(args)
     print(json.dumps(result))
     phases = result.get("frameworks", {}).values()
-    return 0 if phases and all(phase["running"] > 0 for phase in phases) else 1
+    return 0 if phases and all(phase.get("running", 0) > 0 for phase in phases) else 1
 
 
 if __name__ == "__main__":
