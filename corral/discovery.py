@@ -1,7 +1,8 @@
 """Finding the master's native endpoint from its HTTP address (the one address users give).
 
-The master serves ``/master/state`` (JSON with a ``pid`` field, as Mesos's does); its
-``pid`` is the libprocess address that schedulers and agents send messages to.
+The master serves ``/master/info`` (JSON with a ``pid`` field, also in ``/master/state`` as in
+Mesos's, but ``/master/info`` costs nothing however large the cluster); its ``pid`` is the
+libprocess address that schedulers and agents send messages to.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ class MasterNotFound(ConnectionError):
 
 
 def master_pid(http_address: str, timeout: float = 5.0) -> UPID:
-    """The master's UPID, asked of ``http://<http_address>/master/state``.
+    """The master's UPID, asked of ``http://<http_address>/master/info``.
 
     Blocking (urllib): call it before starting actors, or from a thread of its own.
     """
     address = http_address.removeprefix("http://").rstrip("/")
-    url = f"http://{address}/master/state"
+    url = f"http://{address}/master/info"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             state = json.loads(response.read())

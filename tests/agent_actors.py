@@ -96,8 +96,8 @@ class FakeMaster(ProtocolProcess):
 
 
 class StateServingMaster(FakeMaster):
-    """A FakeMaster that also serves ``/master/state`` with its pid, for discovery."""
+    """A FakeMaster that also serves ``/master/info`` with its pid, for discovery."""
 
-    @route("/state")
+    @route("/info")
     def state(self, request: web.Request) -> web.Response:
         return web.json_response({"pid": str(self.pid), "hostname": "localhost"})

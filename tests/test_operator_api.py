@@ -165,6 +165,13 @@ def test_version_is_numeric_and_health_is_an_empty_200(web_runtime, paused_clock
     assert request(address(cluster), "/master/health")[::2] == (200, b"")
 
 
+def test_info_names_the_master_without_building_state(running):
+    cluster = running
+    info = get_json(address(cluster), "/master/info")
+    assert info["pid"] == str(cluster.master.pid) and info["hostname"] == "test-master"
+    assert builds(cluster) == 0  # /master/state was never built for it
+
+
 def test_state_has_mesos_keys_next_to_corrals(running):
     cluster = running
     for path in ("/master/state", "/state"):

@@ -1,7 +1,7 @@
 """The scheduler driver against a stand-in master: real runtimes, real messages.
 
 The stand-in master is a ``ProtocolProcess`` with id ``master`` in a runtime of its own that
-serves ``/master/state``, so the driver discovers it as it would a real one. It records what
+serves ``/master/info``, so the driver discovers it as it would a real one. It records what
 it receives and answers only what a test tells it to.
 """
 
@@ -74,7 +74,7 @@ class FakeMaster(ProtocolProcess):
         self.changed = threading.Condition()
         for name in MESSAGES:
             self.install(name, self._recorder(name))
-        self.route("/state", self.state)
+        self.route("/info", self.state)
 
     def _recorder(self, name: str) -> Callable[[UPID | None, Any], None]:
         def record(sender: UPID | None, body: Any) -> None:
