@@ -119,6 +119,7 @@ from corral.protocol.messages import (
 )
 from corral.resources import Resources
 from corral.task_states import Reason, Source, TaskState, is_terminal
+from corral.v1.model import resources_json, unallocated_json
 from libprocess import UPID, Launched, LaunchOptions, Timer, handler, launch, route
 from libprocess.http import Stream, request_body
 from master import mesos_state
@@ -2103,7 +2104,7 @@ def _task_json(task: TaskRecord) -> dict[str, Any]:
         "agent_id": task.agent_id,
         "executor_id": task.executor_id or "",
         "state": task.state.value,
-        "resources": task.resources.unallocated().to_json(),
+        "resources": unallocated_json(task.resources),
     }
 
 
@@ -2126,7 +2127,7 @@ def _agent_json(agent: AgentRecord, used: Resources) -> dict[str, Any]:
         "active": agent.connected,
         "connected": agent.connected,
         "pending_removal": agent.pending_removal,
-        "resources": info.resources.to_json(),
-        "used_resources": used.unallocated().to_json(),
+        "resources": resources_json(info.resources),
+        "used_resources": unallocated_json(used),
         "attributes": [json_compatible(attribute.to_wire()) for attribute in info.attributes],
     }

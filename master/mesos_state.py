@@ -20,7 +20,7 @@ from typing import Any
 from corral.ids import AgentID, FrameworkID
 from corral.protocol import ExecutorInfo, Offer, json_compatible
 from corral.resources import Resources
-from corral.v1.model import resources_map
+from corral.v1.model import resources_map, unallocated_json
 from master.allocator import Quota
 from master.state import AgentRecord, FrameworkRecord, MasterState, TaskRecord, roles_of
 
@@ -64,7 +64,7 @@ def task_json(task: TaskRecord) -> dict[str, Any]:
         "slave_id": task.agent_id,
         "agent_id": task.agent_id,
         "state": task.state.value,
-        "resources": task.resources.unallocated().to_json(),
+        "resources": unallocated_json(task.resources),
         "role": min(roles) if roles else "*",
         "statuses": statuses,
     }
