@@ -1392,7 +1392,7 @@ class MasterProcess(ProtocolProcess):
                 hostname=agent.info.hostname,
                 resources=allocation.resources,
                 attributes=agent.info.attributes,
-                executor_ids=tuple(e for (f, e) in sorted(agent.executors) if f == framework_id),
+                executor_ids=tuple(sorted(e for (f, e) in agent.executors if f == framework_id)),
                 allocation_info=AllocationInfo(allocation.role),
             )
             record = OfferRecord(offer)
