@@ -1004,7 +1004,9 @@ class MasterProcess(ProtocolProcess):
             info = self.records.framework_info(key[0])
             if info is not None and not info.checkpoint:
                 self._call("recover_resources", key[0], agent.id, agent.executors.pop(key))
-        log.warning("agent_disconnected", agent_id=agent.id, pid=agent.pid, tasks_lost=lost)
+        # An agent that stops cleanly disconnects too: only lost tasks make it a warning.
+        report = log.warning if lost else log.info
+        report("agent_disconnected", agent_id=agent.id, pid=agent.pid, tasks_lost=lost)
 
     def _reregister_timeout(self) -> None:
         """Agents of the registry that did not re-register after the master's restart."""
