@@ -557,68 +557,65 @@ class MasterProcess(ProtocolProcess):
             return
         agent_id = info.id
         if self.registry.status(agent_id) is AgentStatus.GONE:
-            log.warning(
-                "agent_reregistration_refused",
-                agent=sender,
-                agent_id=agent_id,
-                reason="the agent was removed for good; start it with a fresh work directory",
+            self._refuse_reregistration(
+                sender,
+                agent_id,
+                "the agent was removed for good; start it with a fresh work directory",
             )
             return
         known = self.records.agents.get(agent_id)
         if known is not None:
             if known.info.hostname != info.hostname:
-                log.warning(
-                    "agent_reregistration_refused",
-                    agent=sender,
-                    agent_id=agent_id,
-                    reason=f"agent {agent_id} is registered on host {known.info.hostname}, "
+                self._refuse_reregistration(
+                    sender,
+                    agent_id,
+                    f"agent {agent_id} is registered on host {known.info.hostname}, "
                     f"not {info.hostname}",
                 )
                 return
             shutdown = self._reconcile_known(known, sender, message)
-            self.send_message(sender, self._reregistered(agent_id))
-            self._shutdown_frameworks(sender, shutdown)
-            log.info(
-                "agent_reregistered",
-                agent_id=agent_id,
-                pid=sender,
-                known=True,
-                tasks=len(message.tasks),
-            )
+            self._answer_reregistration(sender, agent_id, shutdown, message, known=True)
             return
         if sender in self._admitting:
             return  # a retry while its admission is being written: the answer follows
 
         def admitted() -> None:
             if agent_id in self.records.agents:  # admitted meanwhile under another pid
-                log.warning(
-                    "agent_reregistration_refused",
-                    agent=sender,
-                    agent_id=agent_id,
-                    reason="the agent id was admitted twice at once",
-                )
+                self._refuse_reregistration(sender, agent_id, "the agent id was admitted twice")
                 return
             if self.registry.status(agent_id) is AgentStatus.GONE:  # marked gone meanwhile
-                log.warning(
-                    "agent_reregistration_refused",
-                    agent=sender,
-                    agent_id=agent_id,
-                    reason="the agent was marked gone while its re-registration was written",
+                self._refuse_reregistration(
+                    sender,
+                    agent_id,
+                    "the agent was marked gone while its re-registration was written",
                 )
                 return
             shutdown = self._admit_with_tasks(info, str(sender), message)
             self.link(sender)
-            self.send_message(sender, self._reregistered(agent_id))
-            self._shutdown_frameworks(sender, shutdown)
-            log.info(
-                "agent_reregistered",
-                agent_id=agent_id,
-                pid=sender,
-                known=False,
-                tasks=len(message.tasks),
-            )
+            self._answer_reregistration(sender, agent_id, shutdown, message, known=False)
 
         self._admit(info, sender, admitted)
+
+    def _answer_reregistration(
+        self,
+        sender: UPID,
+        agent_id: AgentID,
+        shutdown: set[FrameworkID],
+        message: ReregisterAgent,
+        known: bool,
+    ) -> None:
+        self.send_message(sender, self._reregistered(agent_id))
+        self._shutdown_frameworks(sender, shutdown)
+        log.info(
+            "agent_reregistered",
+            agent_id=agent_id,
+            pid=sender,
+            known=known,
+            tasks=len(message.tasks),
+        )
+
+    def _refuse_reregistration(self, sender: UPID | None, agent_id: AgentID, reason: str) -> None:
+        log.warning("agent_reregistration_refused", agent=sender, agent_id=agent_id, reason=reason)
 
     def _admit(self, info: AgentInfo, pid: UPID, then: Callable[[], None]) -> None:
         """Record the agent in the registry, then run ``then`` (which answers it).
