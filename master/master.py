@@ -1789,22 +1789,9 @@ class MasterProcess(ProtocolProcess):
 
     @receives(StatusUpdateAcknowledgement)
     def acknowledge(self, sender: UPID | None, message: StatusUpdateAcknowledgement) -> None:
-        framework = self._framework_call(sender, message.framework_id, "acknowledge")
-        if framework is None:
-            return
-        agent = self.records.agents.get(message.agent_id)
-        if agent is None:
-            log.warning(
-                "acknowledgement_dropped",
-                framework_id=framework.id,
-                task_id=message.task_id,
-                agent_id=message.agent_id,
-                reason="unknown or unreachable agent",
-            )
-            return
         # Also for a task this master does not know (one that ended before a master restart):
         # the agent's stream is the judge, and only the acknowledgement stops its resends.
-        self.send_message(agent.pid, message)
+        self._to_agent(sender, message, message.agent_id, "acknowledgement")
 
     @receives(ReconcileTasks)
     def reconcile_tasks(self, sender: UPID | None, message: ReconcileTasks) -> None:
@@ -1858,32 +1845,28 @@ class MasterProcess(ProtocolProcess):
 
     @receives(FrameworkToExecutor)
     def framework_to_executor(self, sender: UPID | None, message: FrameworkToExecutor) -> None:
-        framework = self._framework_call(sender, message.framework_id, "framework_message")
-        if framework is None:
-            return
-        agent = self.records.agents.get(message.agent_id)
-        if agent is None:
-            log.info(
-                "framework_message_dropped",
-                framework_id=framework.id,
-                agent_id=message.agent_id,
-                reason="unknown or unreachable agent",
-            )
-            return
-        self.send_message(agent.pid, message)
+        self._to_agent(sender, message, message.agent_id, "framework_message")
 
     @receives(ShutdownExecutor)
     def shutdown_executor(self, sender: UPID | None, message: ShutdownExecutor) -> None:
-        framework = self._framework_call(sender, message.framework_id, "shutdown_executor")
-        agent = self.records.agents.get(message.agent_id) if message.agent_id else None
-        if framework is None or agent is None:
-            if framework is not None:
-                log.info(
-                    "shutdown_executor_dropped",
-                    framework_id=framework.id,
-                    agent_id=message.agent_id,
-                    reason="unknown agent",
-                )
+        self._to_agent(sender, message, message.agent_id, "shutdown_executor")
+
+    def _to_agent(
+        self, sender: UPID | None, message: Any, agent_id: AgentID | None, call: str
+    ) -> None:
+        """Pass a framework's call on to the agent it names, if the caller drives the
+        framework and the agent is registered here; else log why it was dropped."""
+        framework = self._framework_call(sender, message.framework_id, call)
+        if framework is None:
+            return
+        agent = self.records.agents.get(agent_id) if agent_id else None
+        if agent is None:
+            log.info(
+                f"{call}_dropped",
+                framework_id=framework.id,
+                agent_id=agent_id,
+                reason="unknown or unreachable agent",
+            )
             return
         self.send_message(agent.pid, message)
 
