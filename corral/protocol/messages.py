@@ -308,6 +308,17 @@ class UnregisterAgent(Message):
 
 
 @dataclass(frozen=True)
+class ShutdownAgent(Message):
+    """M -> A: the master refuses this agent for good (Mesos's ``ShutdownMessage``): it was
+    marked gone, or its id, pid or host do not match what the master admitted. ``message``
+    says why; the agent stops (and, like Mesos's, forgets its id, so that a restart on the
+    same work directory registers as a new agent)."""
+
+    NAME: ClassVar[str] = "corral.ShutdownAgent"
+    message: str
+
+
+@dataclass(frozen=True)
 class PingAgent(Message):
     """M -> A: health check; ``connected`` tells the agent whether the master counts it as
     registered (an agent that is not re-registers)."""
@@ -353,12 +364,14 @@ class ShutdownFramework(Message):
 
 @dataclass(frozen=True)
 class ShutdownExecutor(Message):
-    """S -> M -> A -> E."""
+    """S -> M -> A -> E. ``reason``, set by an agent that refuses an executor's
+    (re-)registration, tells the executor why it must stop."""
 
     NAME: ClassVar[str] = "corral.ShutdownExecutor"
     framework_id: FrameworkID
     executor_id: ExecutorID
     agent_id: AgentID | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -452,6 +465,7 @@ _ALL: tuple[type[Message], ...] = (
     AgentRegistered,
     AgentReregistered,
     UnregisterAgent,
+    ShutdownAgent,
     PingAgent,
     PongAgent,
     RunTask,
