@@ -38,7 +38,6 @@ from corral.protocol import (
     MasterInfo,
     Offer,
     Operation,
-    OperationType,
     ReconcileTask,
     TaskInfo,
     TaskStatus,
@@ -647,13 +646,7 @@ class SchedulerProcess(ProtocolProcess):
         partition_aware = self.framework.has_capability(FrameworkCapabilityType.PARTITION_AWARE)
         state = TaskState.TASK_DROPPED if partition_aware else TaskState.TASK_LOST
         for operation in operations:
-            if operation.type is OperationType.LAUNCH:
-                tasks = operation.launch.task_infos
-            elif operation.type is OperationType.LAUNCH_GROUP:
-                tasks = operation.launch_group.task_group.tasks
-            else:
-                continue
-            for task in tasks:
+            for task in operation.launched_tasks():
                 status = TaskStatus(
                     task.task_id,
                     state,

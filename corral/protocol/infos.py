@@ -452,6 +452,14 @@ class Operation(Wire):
             f"a {self.type.value} operation",
         )
 
+    def launched_tasks(self) -> tuple[TaskInfo, ...]:
+        """The tasks this operation launches (none for a reservation)."""
+        if self.launch is not None:
+            return self.launch.task_infos
+        if self.launch_group is not None:
+            return self.launch_group.task_group.tasks
+        return ()
+
     @classmethod
     def of_launch(cls, *task_infos: TaskInfo) -> Operation:
         return cls(OperationType.LAUNCH, launch=Launch(task_infos))
