@@ -123,7 +123,14 @@ from corral.v1.model import resources_json, unallocated_json
 from libprocess import UPID, Launched, LaunchOptions, Timer, handler, launch, route
 from libprocess.http import Stream, request_body
 from master import mesos_state
-from master.allocator import ALLOCATIONS, AllocatorClient, AllocatorOptions, AllocatorProcess
+from master.allocator import (
+    ALLOCATIONS,
+    ERROR,
+    AllocatorClient,
+    AllocatorOptions,
+    AllocatorProcess,
+    events,
+)
 from master.allocator.codec import decode_allocations
 from master.operator_api import OperatorApi
 from master.registry import AgentStatus, Registry, RegistryError
@@ -330,7 +337,10 @@ class MasterProcess(ProtocolProcess):
         records = self.records
         self._launched = metrics.counter("master/tasks_launched")
         self._refused = metrics.counter("master/tasks_refused")  # TASK_ERROR / TASK_DROPPED
+        # Events the allocator refused: each one a disagreement between it and the master.
+        self._allocator_errors = metrics.counter("master/allocator_errors")
         self._metrics = [
+            self._allocator_errors,
             self._launched,
             self._refused,
             metrics.gauge("master/agents_active", lambda: len(records.agents)),
@@ -486,7 +496,8 @@ class MasterProcess(ProtocolProcess):
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> None:
         assert self.allocator is not None, "the allocator is spawned in initialize"
-        self.allocator.call(method, *args, **kwargs)
+        args = tuple(tuple(a) if isinstance(a, list) else a for a in args)
+        self.allocator.post(events.EVENTS[method](*args, **kwargs))
 
     # -- agents ---------------------------------------------------------------------------
 
@@ -1366,6 +1377,18 @@ class MasterProcess(ProtocolProcess):
         if not self.records.frameworks_by_pid(framework.pid):
             self.unlink(framework.pid)
         log.info("framework_removed", framework_id=framework.id, reason=why, tasks=len(tasks))
+
+    @handler(ERROR)
+    def allocator_refused(self, sender: UPID | None, body: Any) -> None:
+        """The allocator refused an event: its view and the master's differ (a bug here)."""
+        if sender != self._allocator_pid:
+            log.warning("allocator_error_ignored", sender=sender, reason="not from our allocator")
+            return
+        self._allocator_errors.inc()
+        details = body if isinstance(body, dict) else {}
+        log.error(
+            "allocator_event_refused", refused=details.get("event"), error=details.get("error")
+        )
 
     # -- offers ---------------------------------------------------------------------------
 

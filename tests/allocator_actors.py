@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 
 from libprocess import Process, handler
-from master.allocator import ALLOCATIONS, AllocatorClient
+from master.allocator import ALLOCATIONS, ERROR, AllocatorClient, AllocatorEvent
 from master.allocator.codec import decode_allocations
 
 
@@ -21,13 +21,13 @@ class Subscriber(Process):
     def connect(self, allocator) -> None:
         self.client = AllocatorClient(self, allocator)
 
-    def call(self, method: str, *args, **kwargs) -> None:
-        self.client.call(method, *args, **kwargs)
+    def post(self, event: AllocatorEvent) -> None:
+        self.client.post(event)
 
     @handler(ALLOCATIONS)
     def _allocations(self, sender, body) -> None:
         self.allocations.put(decode_allocations(body))
 
-    @handler("allocator/error")
+    @handler(ERROR)
     def _error(self, sender, body) -> None:
         self.errors.put(body)

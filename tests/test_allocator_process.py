@@ -12,7 +12,14 @@ import pytest
 from corral.resources import Resources
 from libprocess import LaunchOptions, Runtime, launch
 from master import MasterOptions
-from master.allocator import AllocatorOptions, AllocatorProcess
+from master.allocator import AllocatorError, AllocatorOptions, AllocatorProcess
+from master.allocator.events import (
+    AddAgent,
+    AddFramework,
+    RecoverResources,
+    Revive,
+    event_from_wire,
+)
 from tests.allocator_actors import Subscriber
 from tests.test_master import AGENT_RESOURCES, Cluster
 
@@ -38,17 +45,17 @@ def wired(runtime, paused_clock):
     return runtime, subscriber, allocator
 
 
-def _call(runtime, subscriber, method, *args, **kwargs):
-    runtime.dispatch(subscriber, Subscriber.call, method, *args, **kwargs).result(5)
+def _post(runtime, subscriber, event):
+    runtime.dispatch(subscriber, Subscriber.post, event).result(5)
 
 
 def test_adding_a_framework_triggers_a_cycle_over_all_agents(wired):
     runtime, subscriber, _ = wired
-    _call(runtime, subscriber, "add_agent", "a1", AGENT)
-    _call(runtime, subscriber, "add_agent", "a2", AGENT)
+    _post(runtime, subscriber, AddAgent("a1", AGENT))
+    _post(runtime, subscriber, AddAgent("a2", AGENT))
     runtime.settle()
     assert subscriber.allocations.empty()  # no framework yet: nothing to offer
-    _call(runtime, subscriber, "add_framework", "f1", ["*"])
+    _post(runtime, subscriber, AddFramework("f1", ("*",)))
     runtime.settle()
     allocations = subscriber.allocations.get(timeout=5)
     assert {(a.framework_id, a.agent_id) for a in allocations} == {("f1", "a1"), ("f1", "a2")}
@@ -57,13 +64,13 @@ def test_adding_a_framework_triggers_a_cycle_over_all_agents(wired):
 
 def test_triggers_merge_into_one_queued_cycle(wired):
     runtime, subscriber, _ = wired
-    _call(runtime, subscriber, "add_framework", "f1", ["*"])
+    _post(runtime, subscriber, AddFramework("f1", ("*",)))
     runtime.settle()
     runs_before = runtime.metrics.snapshot()["allocator/mesos/allocation_runs"]
 
     def burst():
         for i in range(5):
-            subscriber.call("add_agent", f"a{i}", AGENT)
+            subscriber.post(AddAgent(f"a{i}", AGENT))
 
     runtime.dispatch(subscriber, burst).result(5)
     runtime.settle()
@@ -75,11 +82,11 @@ def test_triggers_merge_into_one_queued_cycle(wired):
 
 def test_recovered_resources_wait_for_the_periodic_cycle(wired):
     runtime, subscriber, _ = wired
-    _call(runtime, subscriber, "add_agent", "a1", AGENT)
-    _call(runtime, subscriber, "add_framework", "f1", ["*"])
+    _post(runtime, subscriber, AddAgent("a1", AGENT))
+    _post(runtime, subscriber, AddFramework("f1", ("*",)))
     runtime.settle()
     (offer,) = subscriber.allocations.get(timeout=5)
-    _call(runtime, subscriber, "recover_resources", "f1", "a1", offer.resources, 0)
+    _post(runtime, subscriber, RecoverResources("f1", "a1", offer.resources, 0))
     runtime.settle()
     assert _no_more(subscriber.allocations)  # declines do not trigger a cycle
     runtime.clock.advance(0.999)
@@ -93,11 +100,11 @@ def test_recovered_resources_wait_for_the_periodic_cycle(wired):
 
 def test_a_decline_filter_holds_until_it_expires(wired):
     runtime, subscriber, _ = wired
-    _call(runtime, subscriber, "add_agent", "a1", AGENT)
-    _call(runtime, subscriber, "add_framework", "f1", ["*"])
+    _post(runtime, subscriber, AddAgent("a1", AGENT))
+    _post(runtime, subscriber, AddFramework("f1", ("*",)))
     runtime.settle()
     (offer,) = subscriber.allocations.get(timeout=5)
-    _call(runtime, subscriber, "recover_resources", "f1", "a1", offer.resources, 5.0)
+    _post(runtime, subscriber, RecoverResources("f1", "a1", offer.resources, 5.0))
     for _ in range(4):
         runtime.clock.advance(1.0)
         runtime.settle()
@@ -114,12 +121,12 @@ def test_a_decline_filter_holds_until_it_expires(wired):
 
 def test_revive_triggers_a_cycle_and_clears_filters(wired):
     runtime, subscriber, _ = wired
-    _call(runtime, subscriber, "add_agent", "a1", AGENT)
-    _call(runtime, subscriber, "add_framework", "f1", ["*"])
+    _post(runtime, subscriber, AddAgent("a1", AGENT))
+    _post(runtime, subscriber, AddFramework("f1", ("*",)))
     runtime.settle()
     (offer,) = subscriber.allocations.get(timeout=5)
-    _call(runtime, subscriber, "recover_resources", "f1", "a1", offer.resources, 3600.0)
-    _call(runtime, subscriber, "revive", "f1")
+    _post(runtime, subscriber, RecoverResources("f1", "a1", offer.resources, 3600.0))
+    _post(runtime, subscriber, Revive("f1"))
     runtime.settle()
     assert subscriber.allocations.get(timeout=5)[0].agent_id == "a1"
 
@@ -127,8 +134,8 @@ def test_revive_triggers_a_cycle_and_clears_filters(wired):
 def test_pause_holds_cycles_until_resume(wired):
     runtime, subscriber, allocator = wired
     runtime.dispatch(allocator, AllocatorProcess.pause).result(5)
-    _call(runtime, subscriber, "add_agent", "a1", AGENT)
-    _call(runtime, subscriber, "add_framework", "f1", ["*"])
+    _post(runtime, subscriber, AddAgent("a1", AGENT))
+    _post(runtime, subscriber, AddFramework("f1", ("*",)))
     runtime.clock.advance(1.0)
     runtime.settle()
     assert _no_more(subscriber.allocations)
@@ -140,14 +147,18 @@ def test_pause_holds_cycles_until_resume(wired):
 
 def test_a_bad_event_is_refused_and_changes_nothing(wired):
     runtime, subscriber, allocator = wired
-    _call(runtime, subscriber, "add_agent", "a1", AGENT)
-    future = runtime.dispatch(allocator, AllocatorProcess.event, "add_agent", "a1", AGENT)
+    _post(runtime, subscriber, AddAgent("a1", AGENT))
+    future = runtime.dispatch(allocator, AllocatorProcess.event, AddAgent("a1", AGENT))
     with pytest.raises(Exception, match="already known"):
         future.result(5)
+    with pytest.raises(AllocatorError, match="no event 'drop_tables'"):
+        event_from_wire(["drop_tables"])
     future = runtime.dispatch(allocator, AllocatorProcess.event, "drop_tables")
-    with pytest.raises(Exception, match="no event 'drop_tables'"):
+    with pytest.raises(AllocatorError, match="not an allocator event: 'drop_tables'"):
         future.result(5)
-    _call(runtime, subscriber, "add_framework", "f1", ["*"])
+    _post(runtime, subscriber, AddAgent("a1", AGENT))  # through the client: told, not raised
+    assert "agent a1 is already known" in subscriber.errors.get(timeout=5)["error"]
+    _post(runtime, subscriber, AddFramework("f1", ("*",)))
     runtime.settle()
     (offer,) = subscriber.allocations.get(timeout=5)
     assert offer.resources.unallocated() == AGENT
@@ -166,17 +177,17 @@ def test_allocator_in_its_own_os_process(runtime):
         runtime.dispatch(subscriber, Subscriber.connect, child.pid).result(5)
         assert not subscriber.client.local
         reserved = Resources.parse("cpus:4;mem:4096;cpus(eng):2")
-        _call(runtime, subscriber, "add_agent", "a1", reserved)
-        _call(runtime, subscriber, "add_framework", "f1", ["eng"])
+        _post(runtime, subscriber, AddAgent("a1", reserved))
+        _post(runtime, subscriber, AddFramework("f1", ("eng",)))
         allocations = subscriber.allocations.get(timeout=10)
         assert len(allocations) == 1
         assert allocations[0].role == "eng"
         assert allocations[0].resources.unallocated() == reserved
         # A refused call is answered with a reason; the allocator goes on serving.
-        _call(runtime, subscriber, "add_framework", "f1", ["eng"])
+        _post(runtime, subscriber, AddFramework("f1", ("eng",)))
         error = subscriber.errors.get(timeout=10)
         assert "already known" in error["error"]
-        _call(runtime, subscriber, "add_agent", "a2", AGENT)
+        _post(runtime, subscriber, AddAgent("a2", AGENT))
         allocations = subscriber.allocations.get(timeout=10)
         assert [a.agent_id for a in allocations] == ["a2"]
     finally:

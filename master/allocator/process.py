@@ -19,6 +19,7 @@ import structlog
 
 from libprocess import UPID, Process, Timer, handler
 from master.allocator import codec
+from master.allocator.events import CYCLE_AGENT, CYCLE_ALL, AllocatorEvent, event_from_wire
 from master.allocator.hierarchical import HierarchicalAllocator
 from master.allocator.offer import AllocatorError
 from master.allocator.options import AllocatorOptions
@@ -26,31 +27,8 @@ from master.allocator.options import AllocatorOptions
 log = structlog.get_logger("master.allocator")
 
 ALLOCATIONS = "allocator/allocations"  # allocator -> subscriber: one cycle's allocations
-CALL = "allocator/call"  # subscriber -> allocator: [method, args, kwargs], encoded
-
-# Events that ask for a cycle: over all agents, or over the agent named by the first argument.
-_CYCLE_ALL = frozenset({"add_framework", "activate_framework", "revive", "update_framework"})
-_CYCLE_AGENT = frozenset({"add_agent", "update_agent", "activate_agent"})
-_EVENTS = frozenset(
-    {
-        "add_agent",
-        "remove_agent",
-        "update_agent",
-        "activate_agent",
-        "deactivate_agent",
-        "clear_agent_filters",
-        "add_framework",
-        "remove_framework",
-        "activate_framework",
-        "deactivate_framework",
-        "update_framework",
-        "suppress",
-        "revive",
-        "set_weight",
-        "set_quota",
-        "recover_resources",
-    }
-)
+CALL = "allocator/call"  # subscriber -> allocator: one event, as its to_wire() list
+ERROR = "allocator/error"  # allocator -> sender: an event it refused, and why
 
 
 class AllocatorProcess(Process):
@@ -118,27 +96,40 @@ class AllocatorProcess(Process):
     def resume(self) -> None:
         self.paused = False
 
-    def event(self, method: str, *args: Any, **kwargs: Any) -> None:
-        """Apply one event to the core and queue the cycle it asks for, if any."""
-        if method not in _EVENTS:
-            raise AllocatorError(f"the allocator has no event {method!r}")
-        if method == "recover_resources":
-            kwargs["now"] = self.runtime.clock.now()  # filters expire by this actor's clock
-        getattr(self.core, method)(*args, **kwargs)
-        if method in _CYCLE_ALL:
+    def event(self, event: AllocatorEvent) -> None:
+        """Apply one event to the core and queue the cycle it asks for, if any; an event the
+        core refuses raises ``AllocatorError`` and changes nothing."""
+        if not isinstance(event, AllocatorEvent):
+            raise AllocatorError(f"not an allocator event: {event!r}")
+        event.apply(self.core, self.runtime.clock.now())
+        if event.CYCLE == CYCLE_ALL:
             self.trigger()
-        elif method in _CYCLE_AGENT:
-            self.trigger([args[0]] if args else [kwargs["agent_id"]])
+        elif event.CYCLE == CYCLE_AGENT:
+            self.trigger([event.agent_id])  # type: ignore[attr-defined]
+
+    def take(self, event: AllocatorEvent, sender: UPID | None) -> None:
+        """``event`` from ``sender`` (an ``AllocatorClient``): a refusal is answered with
+        ``allocator/error`` — a refused event means the sender's view and the allocator's
+        differ, which the sender must hear about, not a log line here."""
+        try:
+            self.event(event)
+        except AllocatorError as error:
+            log.error(
+                "allocator_event_refused", sender=sender, refused=repr(event), error=str(error)
+            )
+            if sender is not None:
+                self.send(sender, ERROR, {"event": repr(event)[:300], "error": str(error)})
 
     @handler(CALL)
     def _call(self, sender: UPID | None, body: Any) -> None:
         try:
-            method, args, kwargs = body
-            self.event(method, *codec.decode(args), **codec.decode(kwargs))
-        except (AllocatorError, ValueError, TypeError, KeyError) as error:
-            log.warning("allocator_call_refused", sender=sender, error=str(error))
+            event = event_from_wire(body)
+        except AllocatorError as error:
+            log.error("allocator_event_refused", sender=sender, error=str(error))
             if sender is not None:
-                self.send(sender, "allocator/error", {"call": str(body)[:200], "error": str(error)})
+                self.send(sender, ERROR, {"event": str(body)[:300], "error": str(error)})
+            return
+        self.take(event, sender)
 
     # -- cycles ---------------------------------------------------------------------------
 
@@ -205,16 +196,10 @@ class AllocatorClient:
     def local(self) -> bool:
         return self.pid.address == self._owner.runtime.address
 
-    def call(self, method: str, *args: Any, **kwargs: Any) -> None:
-        """Send one event (a core method's name and arguments), ordered after every earlier
-        one from the owner. Fire and forget: a refused event is logged (and, across
-        processes, answered with ``allocator/error``)."""
+    def post(self, event: AllocatorEvent) -> None:
+        """Send one event, ordered after every earlier one from the owner. Fire and forget:
+        a refused event is answered to the owner with an ``allocator/error`` message."""
         if self.local:
-            runtime = self._owner.runtime
-            future = runtime.dispatch(self.pid, AllocatorProcess.event, method, *args, **kwargs)
-            future.on_failed(
-                lambda error: log.warning("allocator_call_refused", call=method, error=str(error))
-            )
+            self._owner.runtime.dispatch(self.pid, AllocatorProcess.take, event, self._owner.pid)
         else:
-            body = [method, codec.encode(list(args)), codec.encode(kwargs)]
-            self._owner.send(self.pid, CALL, body)
+            self._owner.send(self.pid, CALL, event.to_wire())
