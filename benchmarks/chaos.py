@@ -87,7 +87,7 @@ from corral.cli.cluster import LocalCluster, start_local_cluster, wait_for_agent
 from corral.cli.listings import StateUnavailable, fetch_state  # noqa: E402
 from corral.resources import Resources  # noqa: E402
 from corral.task_states import TaskState, is_terminal  # noqa: E402
-from master.master import MasterOptions  # noqa: E402
+from master import MasterOptions  # noqa: E402
 
 FRAMEWORK_PROGRAM = ROOT / "benchmarks" / "chaos_framework.py"
 AGENT = "cpus:4;mem:1024;disk:1024"

@@ -64,7 +64,7 @@ from benchmarks.sim.agents import AgentHost, AgentSpec
 from benchmarks.sim.frameworks import FrameworkFleet, FrameworkPlan
 from corral.cli.cluster import free_port
 from libprocess import Launched, LaunchOptions, launch
-from master.master import MasterOptions, MasterProcess
+from master import MasterOptions, MasterProcess
 
 RUN_KEY = "allocator/mesos/allocation_run_ms/p50"
 

@@ -41,7 +41,7 @@ from corral.resources import Resources
 from corral.scheduler import Scheduler, SchedulerDriver
 from corral.task_states import TaskState, is_terminal
 from corral.v1.recordio import Decoder
-from master.master import MasterOptions
+from master import MasterOptions
 
 TASK = Resources.parse("cpus:0.01;mem:1")
 AGENT = "cpus:64;mem:65536;disk:65536;ports:[31000-32000]"

@@ -1,19 +1,23 @@
 """The master's operator surface: Mesos's state endpoints and the v1 operator API (``/api/v1``).
 
-``OperatorApi`` lives inside the master process (its handlers run there, one event at a time)
-and reads the master's records directly. State endpoints (``/master/state``, ``/slaves``,
-``/frameworks``, ``/tasks``, ``/roles``, ``/flags``) are served from a ``StateSnapshot``
-(master/state_snapshot.py), so that polling never stalls the master. ``POST /api/v1``
-takes ``{"type": …}`` calls (JSON only) and answers in ``master.proto``'s Response shapes;
-SUBSCRIBE is a RecordIO stream of the master's events, fed by one small hook per event in
-the master (``task_added``, ``agent_removed``…), with a HEARTBEAT every 15 s.
+``OperatorApi`` lives inside the master process (its handlers run there, one event at a time).
+It is a view: it reads the master's read model (``MasterState``) and changes nothing but
+through the master's public commands (``OperatorHost`` below names what it uses), and it hears
+of changes as an ``Observer`` of the master's cores, for the SUBSCRIBE streams.
+
+State endpoints (``/master/state``, ``/slaves``, ``/frameworks``, ``/tasks``, ``/roles``,
+``/flags``) are served from a ``StateSnapshot`` (master/state_snapshot.py), so that polling
+never stalls the master. ``POST /api/v1`` takes ``{"type": …}`` calls (JSON only) and answers
+in ``master.proto``'s Response shapes; SUBSCRIBE is a RecordIO stream of the master's events
+(``task_added``, ``agent_removed``… as the observer hears them), with a HEARTBEAT every 15 s.
 
 Statuses, as Mesos's ``src/master/http.cpp`` (checked by corral/v1/http.py): 405 with
 ``Allow: POST`` for a method other than POST, 400 for a missing Content-Type, 415 for one
 other than JSON (protobuf is not spoken), 406 for an Accept that JSON cannot meet, 400 for a
 body that is not a known call or misses its fields, 501 for a call Mesos has that Corral does
 not implement (RESERVE_RESOURCES, maintenance writes, files…).
-Weights and quota are kept in memory (the registry does not persist them yet).
+Weights, quota and agent deactivations are written to the master's registry before the call
+is answered (503 if that fails, nothing changed), so they outlive a master restart.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
 
+import corral
 from corral.ids import AgentID, FrameworkID
-from corral.protocol import json_compatible
+from corral.protocol import MasterInfo, Offer, TaskStatus, json_compatible
 from corral.quantities import quantities_from_mapping
 from corral.resources import Resources
 from corral.task_states import TaskState
@@ -44,18 +49,18 @@ from corral.v1.http import (
     section,
     text,
 )
-from libprocess import Timer
+from corral.v1.model import resources_json, unallocated_json
+from libprocess import UPID, Runtime, Timer
 from libprocess.http import Stream, request_body
 from master import mesos_state
 from master.allocator import AllocatorError, Quota
 from master.allocator.offer import checked_role
 from master.allocator.quota import check_quota_role
-from master.state import AgentRecord, FrameworkRecord, TaskRecord
+from master.observer import Observer
+from master.options import MasterOptions
+from master.registry import RegistryError
+from master.state import AgentRecord, FrameworkRecord, MasterState, TaskRecord
 from master.state_snapshot import StateSnapshot
-
-if TYPE_CHECKING:
-    from corral.protocol import TaskStatus
-    from master.master import MasterProcess
 
 log = structlog.get_logger("master.operator_api")
 
@@ -129,15 +134,54 @@ def _scalars(value: Any, where: str) -> dict[str, float]:
     return out
 
 
-class OperatorApi:
+class OperatorHost(Protocol):
+    """What the operator surface needs of its master: a read model, commands, and the
+    process's own means (pid, runtime, routes, timers). ``MasterProcess`` is one."""
+
+    options: MasterOptions
+    work_dir: str
+    master_info: MasterInfo | None
+
+    @property
+    def pid(self) -> UPID: ...
+
+    @property
+    def runtime(self) -> Runtime: ...
+
+    @property
+    def state(self) -> MasterState: ...
+
+    @property
+    def ids_prefix(self) -> str: ...
+
+    def allocator_info(self) -> dict[str, Any]: ...
+
+    def route(self, path: str, handler: Callable, description: str = "") -> None: ...
+
+    def alias(self, public_path: str, path: str) -> None: ...
+
+    def delay(self, seconds: float, method: Callable, *args: Any) -> Timer: ...
+
+    def mark_agent_gone(self, agent_id: AgentID) -> tuple[int, str]: ...
+
+    def teardown_framework(self, framework_id: FrameworkID) -> bool: ...
+
+    def update_weights(self, weights: dict[str, float]) -> None: ...
+
+    def update_quotas(self, quotas: dict[str, Quota]) -> None: ...
+
+    def deactivate_agent(self, agent_id: AgentID) -> bool: ...
+
+    def reactivate_agent(self, agent_id: AgentID) -> bool: ...
+
+
+class OperatorApi(Observer):
     """Operator endpoints and v1 calls of one master; see the module docstring."""
 
-    def __init__(self, master: MasterProcess) -> None:
+    def __init__(self, master: OperatorHost) -> None:
         self.master = master
+        self.records = master.state
         self.registered = mesos_state.Registered()
-        self.weights: dict[str, float] = {}
-        self.quotas: dict[str, Quota] = {}
-        self.deactivated: set[AgentID] = set()  # agents an operator deactivated (no offers)
         self.completed_frameworks: deque[dict[str, Any]] = deque(maxlen=COMPLETED_FRAMEWORKS_KEPT)
         self.started = time.time()
         runtime = master.runtime
@@ -165,7 +209,9 @@ class OperatorApi:
             "GET_TASKS": lambda body, _: self.v1_tasks(),
             "GET_ROLES": lambda body, _: self.v1_roles(),
             "GET_WEIGHTS": lambda body, _: {
-                "weight_infos": [{"role": r, "weight": w} for r, w in sorted(self.weights.items())]
+                "weight_infos": [
+                    {"role": r, "weight": w} for r, w in sorted(self.records.weights.items())
+                ]
             },
             "GET_MASTER": lambda body, _: {
                 "master_info": json_compatible(master.master_info.to_wire()),
@@ -194,6 +240,133 @@ class OperatorApi:
             self._heartbeat.cancel()
             self._heartbeat = None
 
+    # -- the routes (installed on the master process) ---------------------------------------
+
+    def install(self, master: OperatorHost) -> None:
+        """Serve the state endpoints and the v1 operator API on ``master``'s process routes,
+        and at Mesos's absolute paths (``/state`` as well as ``/master/state``)."""
+        routes: list[tuple[str, Callable, str]] = [
+            ("/state", self.state_json, "agents, frameworks and tasks, Mesos's JSON (cached; "
+             "?jsonp=callback)"),
+            ("/info", self.info_json, "who the master is (pid, id, hostname, version): cheap at "
+             "any size"),
+            ("/state-summary", self.state_summary_json, "agents and frameworks without their "
+             "tasks (Mesos's JSON)"),
+            ("/slaves", self.slaves_json, "the registered agents (Mesos's JSON; ?jsonp=callback)"),
+            ("/frameworks", self.frameworks_json, "the frameworks (Mesos's JSON; "
+             "?jsonp=callback)"),
+            ("/tasks", self.tasks_response, "tasks, newest first (?limit=100&offset=0&"
+             "order=des|asc)"),
+            ("/roles", self.roles_json, "roles with their weights, quota, frameworks and "
+             "resources"),
+            ("/flags", self.flags_json, "the master's options, as Mesos's flags"),
+            ("/version", self.version_json, "the Mesos version whose APIs this master speaks, "
+             "and Corral's"),
+            ("/health", self.health, "200 while the master runs"),
+            ("/api/v1", self.handle, 'Mesos\'s v1 operator API: POST {"type": ...} (JSON)'),
+            ("/agents/gone", self.mark_agent_gone_http, 'POST {"agent_id": ...}: the agent is '
+             "gone for good (as Mesos's MARK_AGENT_GONE); its tasks end and it may not "
+             "re-register"),
+        ]  # fmt: skip
+        for path, handler, description in routes:
+            master.route(path, handler, description)
+        for path in _ALIASED:
+            master.alias(path, path)
+
+    def state_json(self, request: web.Request) -> web.Response:
+        return self.state_response(request, "state")
+
+    def info_json(self, request: web.Request) -> web.Response:
+        """What drivers and agents need to find the master's native endpoint; unlike
+        ``/master/state`` it costs nothing at 20,000 agents (corral/discovery.py)."""
+        return web.json_response(
+            {
+                "pid": str(self.master.pid),
+                "id": self.master.ids_prefix,
+                "hostname": self.master.options.hostname,
+                "version": corral.__version__,
+            }
+        )
+
+    def state_summary_json(self, request: web.Request) -> web.Response:
+        return self.state_response(
+            request,
+            "state-summary",
+            lambda state: {
+                "hostname": state["hostname"],
+                "cluster": state.get("cluster", ""),
+                "slaves": state["slaves"],
+                "frameworks": [
+                    {k: v for k, v in f.items() if k not in _TASK_LISTS}
+                    for f in state["frameworks"]
+                ],
+            },
+        )
+
+    def slaves_json(self, request: web.Request) -> web.Response:
+        return self.state_response(
+            request,
+            "slaves",
+            lambda state: {
+                "slaves": state["slaves"],
+                "recovered_slaves": state["recovered_agents"],
+            },
+        )
+
+    def frameworks_json(self, request: web.Request) -> web.Response:
+        return self.state_response(
+            request,
+            "frameworks",
+            lambda state: {
+                "frameworks": [
+                    mesos_state.framework_with_resource_maps(f) for f in state["frameworks"]
+                ],
+                "completed_frameworks": [
+                    mesos_state.framework_with_resource_maps(f)
+                    for f in state["completed_frameworks"]
+                ],
+                "unregistered_frameworks": state["unregistered_frameworks"],
+            },
+        )
+
+    def roles_json(self, request: web.Request) -> web.Response:
+        records = self.records
+        return self.state_response(
+            request,
+            "roles",
+            lambda _: {"roles": mesos_state.role_entries(records, records.weights, records.quotas)},
+        )
+
+    def flags_json(self, request: web.Request) -> web.Response:
+        return web.json_response({"flags": self.flags()})
+
+    def version_json(self, request: web.Request) -> web.Response:
+        return web.json_response(self.version_info())
+
+    def health(self, request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    def mark_agent_gone_http(self, request: web.Request) -> web.Response:
+        if request.method != "POST":
+            return web.Response(
+                status=405,
+                text=f"{request.method} is not served here: POST a JSON body "
+                '{"agent_id": "<id>"}\n',
+            )
+        try:
+            body = json.loads(request_body(request) or b"null")
+        except (ValueError, RecursionError) as error:
+            return web.Response(status=400, text=f"the body is not JSON ({error})\n")
+        agent_id = body.get("agent_id") if isinstance(body, dict) else None
+        if not isinstance(agent_id, str) or not agent_id:
+            return web.Response(
+                status=400,
+                text='the body must be a JSON object with a string "agent_id", got '
+                f"{json.dumps(body)[:200]}\n",
+            )
+        status, text = self.master.mark_agent_gone(AgentID(agent_id))
+        return web.Response(status=status, text=text + "\n")
+
     # -- what the endpoints show ----------------------------------------------------------
 
     def flags(self) -> dict[str, str]:
@@ -219,14 +392,12 @@ class OperatorApi:
         }
 
     def version_info(self) -> dict[str, Any]:
-        from master.master import VERSION
-
         return {
             "version": mesos_state.MESOS_VERSION,
             "build_date": BUILD_DATE,
             "build_time": 1704067200.0,
             "build_user": "corral",
-            "corral_version": VERSION,
+            "corral_version": corral.__version__,
         }
 
     def _agent_time(self, agent_id: AgentID) -> float:
@@ -239,13 +410,11 @@ class OperatorApi:
         """``/master/state``: Mesos's keys, plus Corral's own (``agents``, ``tasks``,
         ``unreachable_agents``, ``recovered_agents``) that ``corral`` reads."""
         master = self.master
-        records = master.records
-        state = master.describe()
-        from master.master import VERSION
-
+        records = self.records
+        state = self.describe()
         slaves = [
             mesos_state.agent_json(
-                records, agent, self._agent_time(agent.id), agent.id in self.deactivated
+                records, agent, self._agent_time(agent.id), agent.id in records.deactivated
             )
             for agent in records.agents.values()
         ]
@@ -253,7 +422,7 @@ class OperatorApi:
         state.update(
             {
                 "version": mesos_state.MESOS_VERSION,
-                "corral_version": VERSION,
+                "corral_version": corral.__version__,
                 "build_date": BUILD_DATE,
                 "build_user": "corral",
                 "start_time": self.started,
@@ -277,24 +446,74 @@ class OperatorApi:
         )
         return state
 
+    def describe(self) -> dict[str, Any]:
+        """Corral's own keys of ``/master/state`` (``agents``, ``tasks``,
+        ``unreachable_agents``, ``recovered_agents``, ``allocator``), which ``corral`` reads."""
+        master = self.master
+        state = self.records
+        frameworks = []
+        for framework in state.frameworks.values():
+            tasks = [state.tasks[(framework.id, t)] for t in state.tasks_of(framework.id)]
+            frameworks.append(
+                {
+                    "id": framework.id,
+                    "name": framework.info.name,
+                    "user": framework.info.user,
+                    "pid": framework.pid,
+                    "roles": list(framework.roles),
+                    "active": framework.active,
+                    "connected": framework.connected,
+                    "failover_timeout": framework.info.failover_timeout,
+                    "capabilities": [c.type.value for c in framework.info.capabilities],
+                    "tasks": [_task_json(task) for task in tasks],
+                    "completed_tasks": [_task_json(task) for task in framework.completed],
+                    "offers": [
+                        _offer_json(state.offers[offer_id].offer)
+                        for offer_id in sorted(framework.offers)
+                    ],
+                }
+            )
+        all_tasks = [_task_json(task) for task in state.tasks.values()]
+        for framework in state.frameworks.values():
+            all_tasks.extend(_task_json(task) for task in framework.completed)
+        return {
+            "id": master.ids_prefix,
+            "allocator": master.allocator_info(),
+            "pid": str(master.pid),
+            "hostname": master.options.hostname,
+            "version": corral.__version__,
+            "agents": [_agent_json(agent, state.used_on(agent)) for agent in state.agents.values()],
+            "unreachable_agents": [
+                {"id": agent_id, "hostname": info.hostname}
+                for agent_id, info in state.unreachable.items()
+            ],
+            "recovered_agents": [  # in the registry, not re-registered since the master started
+                {"id": agent_id, "hostname": info.hostname}
+                for agent_id, info in sorted(state.recovering.items())
+                if agent_id not in state.agents
+            ],
+            "frameworks": frameworks,
+            "tasks": all_tasks,
+        }
+
     def v1_agents(self) -> dict[str, Any]:
-        records = self.master.records
+        records = self.records
         return {
             "agents": [
                 mesos_state.v1_agent(
-                    records, agent, self._agent_time(agent.id), agent.id in self.deactivated
+                    records, agent, self._agent_time(agent.id), agent.id in records.deactivated
                 )
                 for agent in records.agents.values()
             ],
             "recovered_agents": [
                 json_compatible(info.to_wire())
-                for agent_id, info in sorted(self.master._recovering.items())
+                for agent_id, info in sorted(records.recovering.items())
                 if agent_id not in records.agents
             ],
         }
 
     def v1_frameworks(self) -> dict[str, Any]:
-        records = self.master.records
+        records = self.records
         return {
             "frameworks": [
                 mesos_state.v1_framework(records, f, self._framework_time(f.id))
@@ -304,10 +523,10 @@ class OperatorApi:
         }
 
     def v1_executors(self) -> dict[str, Any]:
-        return {"executors": mesos_state.v1_executors(self.master.records)}
+        return {"executors": mesos_state.v1_executors(self.records)}
 
     def v1_tasks(self) -> dict[str, Any]:
-        records = self.master.records
+        records = self.records
         active, unreachable = [], []
         for task in records.tasks.values():
             kept = unreachable if task.state is TaskState.TASK_UNREACHABLE else active
@@ -333,7 +552,8 @@ class OperatorApi:
 
     def v1_roles(self) -> dict[str, Any]:
         roles = []
-        for entry in mesos_state.role_entries(self.master.records, self.weights, self.quotas):
+        records = self.records
+        for entry in mesos_state.role_entries(records, records.weights, records.quotas):
             used = self._role_resources(entry["name"])
             roles.append(
                 {
@@ -348,14 +568,14 @@ class OperatorApi:
 
     def _role_resources(self, role: str) -> Resources:
         used = Resources()
-        for task in self.master.records.tasks.values():
+        for task in self.records.tasks.values():
             if role in (task.resources.allocation_roles() or {"*"}):
                 used = used + task.resources
         return used.unallocated()
 
     def v1_quota(self) -> dict[str, Any]:
         infos, configs = [], []
-        for role, quota in sorted(self.quotas.items()):
+        for role, quota in sorted(self.records.quotas.items()):
             guarantees = {name: {"value": v / 1000} for name, v in sorted(quota.guarantees.items())}
             limits = {name: {"value": v / 1000} for name, v in sorted(quota.limits.items())}
             infos.append(
@@ -475,11 +695,8 @@ class OperatorApi:
                     400, f"weight_infos: the weight of {role} must be > 0, got {weight}"
                 )
             parsed[role] = float(weight)
-        for role, weight in parsed.items():  # all valid: apply every one
-            self.weights[role] = weight
-            self.master._call("set_weight", role, weight)
+        _written(lambda: self.master.update_weights(parsed), "weights")  # all valid: apply all
         self.snapshot.invalidate()
-        log.info("weights_updated", weights=parsed)
         return web.Response(status=200)
 
     def _update_quota(self, body: dict[str, Any], _: web.Request) -> web.Response:
@@ -502,14 +719,8 @@ class OperatorApi:
             except (AllocatorError, ValueError) as error:
                 raise CallError(400, f"quota_configs: {error}") from None
             parsed[role] = quota
-        for role, quota in parsed.items():
-            if quota.is_default():
-                self.quotas.pop(role, None)
-            else:
-                self.quotas[role] = quota
-            self.master._call("set_quota", role, quota)
+        _written(lambda: self.master.update_quotas(parsed), "quota")
         self.snapshot.invalidate()
-        log.info("quota_updated", roles=sorted(parsed))
         return web.Response(status=200)
 
     def _mark_agent_gone(self, body: dict[str, Any], _: web.Request) -> web.Response:
@@ -532,27 +743,18 @@ class OperatorApi:
         agent_id = AgentID(
             id_value(section(body, "DEACTIVATE_AGENT"), "agent_id", "DEACTIVATE_AGENT")
         )
-        agent = self.master.records.agents.get(agent_id)
-        if agent is None:
+        if not _written(lambda: self.master.deactivate_agent(agent_id), "deactivation"):
             raise CallError(400, f"agent {agent_id} is not registered; list agents with GET_AGENTS")
-        if agent_id not in self.deactivated:
-            self.deactivated.add(agent_id)
-            self.master.deactivate_agent(agent)
-            self.snapshot.invalidate()
+        self.snapshot.invalidate()
         return web.Response(status=200)
 
     def _reactivate_agent(self, body: dict[str, Any], _: web.Request) -> web.Response:
         agent_id = AgentID(
             id_value(section(body, "REACTIVATE_AGENT"), "agent_id", "REACTIVATE_AGENT")
         )
-        agent = self.master.records.agents.get(agent_id)
-        if agent is None:
+        if not _written(lambda: self.master.reactivate_agent(agent_id), "reactivation"):
             raise CallError(400, f"agent {agent_id} is not registered; list agents with GET_AGENTS")
-        if agent_id in self.deactivated:
-            self.deactivated.discard(agent_id)
-            if agent.connected:
-                self.master._call("activate_agent", agent_id)
-            self.snapshot.invalidate()
+        self.snapshot.invalidate()
         return web.Response(status=200)
 
     # -- SUBSCRIBE ------------------------------------------------------------------------
@@ -618,10 +820,10 @@ class OperatorApi:
                 "type": "AGENT_ADDED",
                 "agent_added": {
                     "agent": mesos_state.v1_agent(
-                        self.master.records,
+                        self.records,
                         agent,
                         self._agent_time(agent.id),
-                        agent.id in self.deactivated,
+                        agent.id in self.records.deactivated,
                     )
                 },
             }
@@ -629,7 +831,6 @@ class OperatorApi:
 
     def agent_removed(self, agent_id: AgentID) -> None:
         self.registered.agents.pop(agent_id, None)
-        self.deactivated.discard(agent_id)
         self._publish(
             lambda: {"type": "AGENT_REMOVED", "agent_removed": {"agent_id": {"value": agent_id}}}
         )
@@ -639,7 +840,7 @@ class OperatorApi:
             lambda: {"type": "TASK_ADDED", "task_added": {"task": mesos_state.v1_task(task)}}
         )
 
-    def task_updated(self, task: TaskRecord, status: TaskStatus) -> None:
+    def task_updated(self, task: TaskRecord, status: TaskStatus, ended: bool) -> None:
         self._publish(
             lambda: {
                 "type": "TASK_UPDATED",
@@ -664,7 +865,7 @@ class OperatorApi:
                 "type": kind,
                 kind.lower(): {
                     "framework": mesos_state.v1_framework(
-                        self.master.records, framework, self._framework_time(framework.id)
+                        self.records, framework, self._framework_time(framework.id)
                     )
                 },
             }
@@ -673,7 +874,7 @@ class OperatorApi:
     def framework_removing(self, framework: FrameworkRecord) -> None:
         """Before the master forgets a framework: remember it as completed, and tell."""
         entry = mesos_state.framework_json(
-            self.master.records, framework, self._framework_time(framework.id)
+            self.records, framework, self._framework_time(framework.id)
         )
         now = time.time()
         killed = [  # its live tasks are killed with it, as Mesos records them
@@ -700,3 +901,64 @@ class OperatorApi:
                 "framework_removed": {"framework_info": json_compatible(framework.info.to_wire())},
             }
         )
+
+
+def _written(command: Callable[[], Any], what: str) -> Any:
+    """Run a command the master writes to its registry; 503 if it could not (nothing changed)."""
+    try:
+        return command()
+    except RegistryError as error:
+        raise CallError(503, f"the {what} could not be recorded: {error}; retry later") from None
+
+
+# Routes also served at Mesos's absolute paths (``/state`` as well as ``/master/state``).
+_ALIASED = (
+    "/state",
+    "/state-summary",
+    "/slaves",
+    "/frameworks",
+    "/tasks",
+    "/roles",
+    "/flags",
+    "/version",
+    "/health",
+    "/api/v1",
+)
+_TASK_LISTS = frozenset({"tasks", "completed_tasks", "unreachable_tasks", "offers", "executors"})
+
+
+def _task_json(task: TaskRecord) -> dict[str, Any]:
+    return {
+        "id": task.task_id,
+        "name": task.name,
+        "framework_id": task.framework_id,
+        "agent_id": task.agent_id,
+        "executor_id": task.executor_id or "",
+        "state": task.state.value,
+        "resources": unallocated_json(task.resources),
+    }
+
+
+def _offer_json(offer: Offer) -> dict[str, Any]:
+    return {
+        "id": offer.id,
+        "agent_id": offer.agent_id,
+        "resources": offer.resources.unallocated().to_json(),
+    }
+
+
+def _agent_json(agent: AgentRecord, used: Resources) -> dict[str, Any]:
+    info = agent.info
+    return {
+        "id": agent.id,
+        "hostname": info.hostname,
+        "port": info.port,
+        "pid": agent.pid,
+        "version": agent.version,
+        "active": agent.connected,
+        "connected": agent.connected,
+        "pending_removal": agent.pending_removal,
+        "resources": resources_json(info.resources),
+        "used_resources": unallocated_json(used),
+        "attributes": [json_compatible(attribute.to_wire()) for attribute in info.attributes],
+    }

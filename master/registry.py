@@ -1,11 +1,16 @@
-"""The registry: which agents the master has admitted, persisted in its work directory.
+"""The registry: which agents the master has admitted, and an operator's settings (role
+weights, quotas, deactivated agents), persisted in its work directory.
 
 The embedded default of Mesos's registrar, as a snapshot and a log:
 
-- ``<work_dir>/registry.json``: every agent as of the last compaction (``{"version": 1,
-  "agents": {id: {"info", "status"}}}``), replaced atomically (temporary file, fsync, rename);
-- ``<work_dir>/registry.log``: one JSON line per change since then (``{"agents": {...}}``, the
-  entries that change), appended and fsynced before the master answers the agents concerned.
+- ``<work_dir>/registry.json``: everything as of the last compaction (``{"version": 1,
+  "agents": {id: {"info", "status"}}, "weights": {role: weight}, "quotas": {role:
+  {"guarantees", "limits"}}, "deactivated": [id, ...]}``), replaced atomically (temporary
+  file, fsync, rename);
+- ``<work_dir>/registry.log``: one JSON line per change since then (``{"agents": {...}}``,
+  ``{"weights": {...}}``, ``{"quotas": {role: {...} | null}}``, ``{"deactivated": {id:
+  bool}}``: the entries that change), appended and fsynced before the master answers whoever
+  asked for the change.
 
 A change costs the size of the change, not of the registry: at 20,000 agents, rewriting the
 whole file for every batch of registrations took most of a second each. When the log holds as
@@ -22,7 +27,7 @@ import enum
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +35,7 @@ import structlog
 
 from corral.ids import AgentID
 from corral.protocol import AgentInfo, ProtocolError, json_compatible
+from master.allocator.quota import Quota
 
 log = structlog.get_logger("master.registry")
 
@@ -37,6 +43,7 @@ FILE_NAME = "registry.json"
 LOG_NAME = "registry.log"
 MIN_COMPACTION = 1024  # log entries before a compaction is considered
 _VERSION = 1
+_SECTIONS = frozenset({"agents", "weights", "quotas", "deactivated"})
 
 
 class AgentStatus(enum.Enum):
@@ -55,8 +62,54 @@ class Entry:
     status: AgentStatus
 
 
+@dataclass
+class Settings:
+    """An operator's settings: they outlive a master restart, as the agents do."""
+
+    weights: dict[str, float]
+    quotas: dict[str, Quota]
+    deactivated: set[AgentID]
+
+    @classmethod
+    def empty(cls) -> Settings:
+        return cls({}, {}, set())
+
+    def take(self, changes: Mapping[str, Any]) -> int:
+        """Apply a log line's (or the snapshot's) settings; returns how many entries."""
+        weights = changes.get("weights", {})
+        quotas = changes.get("quotas", {})
+        deactivated = changes.get("deactivated", {})
+        if isinstance(deactivated, list):  # the snapshot lists them
+            deactivated = dict.fromkeys(deactivated, True)
+        for role, weight in weights.items():
+            self.weights[role] = float(weight)
+        for role, quota in quotas.items():
+            if quota is None:
+                self.quotas.pop(role, None)
+            else:
+                self.quotas[role] = Quota(dict(quota["guarantees"]), dict(quota["limits"]))
+        for agent_id, flag in deactivated.items():
+            if flag:
+                self.deactivated.add(AgentID(agent_id))
+            else:
+                self.deactivated.discard(AgentID(agent_id))
+        return len(weights) + len(quotas) + len(deactivated)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "weights": dict(sorted(self.weights.items())),
+            "quotas": {role: _quota_json(quota) for role, quota in sorted(self.quotas.items())},
+            "deactivated": sorted(self.deactivated),
+        }
+
+
+def _quota_json(quota: Quota) -> dict[str, Any]:
+    return {"guarantees": dict(quota.guarantees), "limits": dict(quota.limits)}
+
+
 class Registry:
-    """Admitted agents by id; every change is on disk when the method returns."""
+    """Admitted agents by id, and the settings; every change is on disk when the method
+    returns."""
 
     def __init__(self, work_dir: str) -> None:
         self.path = os.path.join(work_dir, FILE_NAME)
@@ -64,16 +117,20 @@ class Registry:
         self._work_dir = work_dir
         self._agents: dict[AgentID, Entry] = {}
         self._wire: dict[AgentID, dict[str, Any]] = {}  # each entry's JSON, made once
+        self.settings = Settings.empty()  # read it; change it with the set_ methods
         self._logged = 0  # entries in the log since the snapshot
+        self.writes = 0  # appends to the log since this registry was made
 
     def recover(self) -> None:
         """Read what an earlier run left (nothing: an empty registry)."""
         agents: dict[AgentID, Entry] = {}
         wire: dict[AgentID, dict[str, Any]] = {}
+        settings = Settings.empty()
         try:
             with open(self.path, encoding="utf-8") as file:
                 data = json.load(file)
             self._take(data["agents"], agents, wire, self.path)
+            self._take_settings(data, settings, self.path)
         except FileNotFoundError:
             pass
         except (OSError, ValueError, KeyError, TypeError) as error:
@@ -94,16 +151,30 @@ class Registry:
             log.warning("registry_torn_line_dropped", path=self.log_path, length=len(torn))
         for index, line in enumerate(complete.split("\n") if complete else ()):
             try:
-                changes = json.loads(line)["agents"]
-            except (ValueError, KeyError, TypeError) as error:
+                changes = json.loads(line)
+                if not isinstance(changes, dict) or not changes.keys() & _SECTIONS:
+                    raise ValueError(f"a line names one of {', '.join(sorted(_SECTIONS))}")
+            except ValueError as error:
                 raise RegistryError(
                     f"the registry log {self.log_path} is corrupt at line {index + 1} "
                     f"({error}); fix or move it away (moving it away forgets the changes since "
                     "the last compaction)"
                 ) from None
-            self._take(changes, agents, wire, f"{self.log_path}:{index + 1}")
-            logged += len(changes)
+            where = f"{self.log_path}:{index + 1}"
+            agent_changes = changes.get("agents", {})
+            self._take(agent_changes, agents, wire, where)
+            logged += len(agent_changes) + self._take_settings(changes, settings, where)
         self._agents, self._wire, self._logged = agents, wire, logged
+        self.settings = settings
+
+    @staticmethod
+    def _take_settings(changes: dict[str, Any], settings: Settings, where: str) -> int:
+        try:
+            return settings.take(changes)
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise RegistryError(
+                f"the registry {where} has settings not in the expected format ({error!r})"
+            ) from None
 
     @staticmethod
     def _take(
@@ -157,6 +228,31 @@ class Registry:
         }
         self._change(entries)
 
+    def set_weights(self, weights: Mapping[str, float]) -> None:
+        """Record role weights (others keep theirs), in one write."""
+        self._log({"weights": {role: float(weight) for role, weight in weights.items()}})
+
+    def set_quotas(self, quotas: Mapping[str, Quota]) -> None:
+        """Record role quotas, in one write; a default (empty) quota removes the role's."""
+        self._log(
+            {
+                "quotas": {
+                    role: None if quota.is_default() else _quota_json(quota)
+                    for role, quota in quotas.items()
+                }
+            }
+        )
+
+    def set_deactivated(self, agent_id: AgentID, deactivated: bool) -> None:
+        """Record that an operator deactivated (or reactivated) an agent."""
+        self._log({"deactivated": {agent_id: deactivated}})
+
+    def _log(self, changes: dict[str, Any]) -> None:
+        """Write settings changes, then apply them; on a failed write nothing is changed."""
+        self._append_line(changes)
+        self._logged += self.settings.take(changes)
+        self._maybe_compact()
+
     def _change(self, entries: dict[AgentID, Entry]) -> None:
         """Log ``entries``, then apply them; on a failed write nothing is changed."""
         if not entries:
@@ -168,13 +264,20 @@ class Registry:
             }
             for agent_id, entry in entries.items()
         }
-        try:
-            self._append(json.dumps({"agents": wire}, sort_keys=True))
-        except OSError as error:
-            raise RegistryError(f"cannot write the registry log {self.log_path}: {error}") from None
+        self._append_line({"agents": wire})
         self._agents.update(entries)
         self._wire.update(wire)
         self._logged += len(entries)
+        self._maybe_compact()
+
+    def _append_line(self, changes: dict[str, Any]) -> None:
+        try:
+            self._append(json.dumps(changes, sort_keys=True))
+        except OSError as error:
+            raise RegistryError(f"cannot write the registry log {self.log_path}: {error}") from None
+        self.writes += 1
+
+    def _maybe_compact(self) -> None:
         if self._logged >= max(MIN_COMPACTION, len(self._agents)):
             try:
                 self._compact()
@@ -192,7 +295,8 @@ class Registry:
 
     def _compact(self) -> None:
         """Write the whole registry as the snapshot, then start an empty log."""
-        self._replace(self.path, json.dumps({"version": _VERSION, "agents": self._wire}))
+        snapshot = {"version": _VERSION, "agents": self._wire, **self.settings.to_json()}
+        self._replace(self.path, json.dumps(snapshot))
         self._replace(self.log_path, "")
         log.info("registry_compacted", agents=len(self._agents), entries=self._logged)
         self._logged = 0

@@ -28,20 +28,19 @@ Decided where Mesos leaves room, or where Corral does less:
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
 
 from corral.ids import FrameworkID
+from corral.protocol import MasterInfo
 from corral.v1.http import JSON, CallError, check_accept, check_request
-from libprocess import Stream
+from libprocess import UPID, Runtime, Stream
 from libprocess.http import request_body
 from master.scheduler_api_bridge import SchedulerBridge
 from master.scheduler_api_calls import API, CALL, SchedulerCall, parse_call
-
-if TYPE_CHECKING:
-    from master.master import MasterProcess
+from master.state import MasterState
 
 log = structlog.get_logger("master.scheduler_api")
 
@@ -49,10 +48,28 @@ HEARTBEAT_INTERVAL = 15.0  # seconds between HEARTBEAT events, Mesos's default
 STREAM_ID_HEADER = "Mesos-Stream-Id"
 
 
+class SchedulerHost(Protocol):
+    """What the endpoint needs of its master (``MasterProcess`` is one): its pid and runtime
+    (bridges are spawned there and speak to it as drivers do), whether it is ready, and its
+    read model."""
+
+    master_info: MasterInfo | None
+    allocator: Any
+
+    @property
+    def pid(self) -> UPID: ...
+
+    @property
+    def runtime(self) -> Runtime: ...
+
+    @property
+    def state(self) -> MasterState: ...
+
+
 class SchedulerApi:
     """The endpoint's state: the live subscriptions. Used only inside the master process."""
 
-    def __init__(self, master: MasterProcess, heartbeat_interval: float = HEARTBEAT_INTERVAL):
+    def __init__(self, master: SchedulerHost, heartbeat_interval: float = HEARTBEAT_INTERVAL):
         if heartbeat_interval <= 0:
             raise ValueError(f"heartbeat_interval must be positive, got {heartbeat_interval}")
         self.master = master
@@ -133,7 +150,7 @@ class SchedulerApi:
     def _call(self, request: web.BaseRequest, call: SchedulerCall) -> web.Response:
         framework_id = call.framework_id
         assert framework_id is not None  # parse_call requires it for every call but SUBSCRIBE
-        framework = self.master.records.frameworks.get(framework_id)
+        framework = self.master.state.frameworks.get(framework_id)
         if framework is None:
             raise CallError(
                 400,

@@ -6,6 +6,9 @@ agent; an offer under both); the actor decides what to send. Tasks are indexed b
 re-registers after a master failover reports tasks of frameworks that have not come back.
 Those frameworks are kept in ``recovered_frameworks`` (their ``FrameworkInfo`` as the agent
 reported it) until they re-register or are removed.
+
+It is also the read model the HTTP surfaces (master/operator_api.py, master/mesos_state.py)
+and the metrics read: they read it, and change it only through the master's commands.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from corral.ids import AgentID, ExecutorID, FrameworkID, OfferID, TaskID
 from corral.protocol import AgentInfo, FrameworkInfo, Offer, Task, TaskStatus
 from corral.resources import Resources
 from corral.task_states import TaskState, is_terminal
-from libprocess import Timer
+from master.allocator.quota import Quota
 
 TaskKey = tuple[FrameworkID, TaskID]
 COMPLETED_TASKS_KEPT = 1000  # terminal tasks remembered per framework (state, reconcile)
@@ -55,7 +58,6 @@ class FrameworkRecord:
     roles: tuple[str, ...]
     active: bool = True
     connected: bool = True
-    failover_timer: Timer | None = None
     offers: set[OfferID] = field(default_factory=set)
     completed: deque[TaskRecord] = field(default_factory=lambda: deque(maxlen=COMPLETED_TASKS_KEPT))
 
@@ -89,7 +91,6 @@ class TaskRecord:
 @dataclass(slots=True)
 class OfferRecord:
     offer: Offer
-    timer: Timer | None = None  # the offer timeout, when the master has one
 
     @property
     def id(self) -> OfferID:
@@ -124,6 +125,13 @@ class MasterState:
         self.tasks: dict[TaskKey, TaskRecord] = {}
         self.framework_tasks: dict[FrameworkID, set[TaskID]] = {}
         self._agents_by_pid: dict[str, AgentID] = {}
+        # Agents the registry lists as admitted that have not re-registered since the master
+        # started (their tasks may yet be reported: reconciliation waits for them).
+        self.recovering: dict[AgentID, AgentInfo] = {}
+        # An operator's settings, kept in the registry too (they outlive a master restart).
+        self.weights: dict[str, float] = {}
+        self.quotas: dict[str, Quota] = {}
+        self.deactivated: set[AgentID] = set()  # agents an operator deactivated (no offers)
 
     # -- agents -----------------------------------------------------------------------
 
@@ -226,8 +234,6 @@ class MasterState:
         record = self.offers.pop(offer_id, None)
         if record is None:
             return None
-        if record.timer is not None:
-            record.timer.cancel()
         offer = record.offer
         framework = self.frameworks.get(offer.framework_id)
         if framework is not None:
@@ -298,6 +304,14 @@ class MasterState:
         if framework is not None:
             framework.completed.append(task)
         return True
+
+    def is_transitioning(self, agent_id: AgentID | None) -> bool:
+        """Whether a task unknown to the master may yet be reported by an agent: its agent (or,
+        when none is named, any agent) is in the registry and has not re-registered since the
+        master started. Mesos answers nothing then, rather than a wrong TASK_LOST."""
+        if agent_id is None:
+            return any(a not in self.agents for a in self.recovering)
+        return agent_id in self.recovering and agent_id not in self.agents
 
     def tasks_on(self, agent: AgentRecord) -> list[TaskRecord]:
         return [self.tasks[key] for key in sorted(agent.tasks)]

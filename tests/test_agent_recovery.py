@@ -24,7 +24,7 @@ from corral.protocol import CommandInfo, ExecutorInfo, Offer, TaskInfo, TaskStat
 from corral.resources import Resources
 from corral.scheduler import SchedulerDriver
 from corral.task_states import Reason, TaskState
-from master.master import MasterOptions
+from master import MasterOptions
 from tests.failure_scheduler import TASK, Recorder, command_task, framework_info
 
 WAIT = 20.0  # wall-clock safety net

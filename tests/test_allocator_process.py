@@ -206,7 +206,7 @@ def test_a_master_can_run_its_allocator_in_an_os_process_of_its_own(tmp_path):
         assert allocator["own_process"] and allocator["pid"] != str(cluster.master.pid)
         with urllib.request.urlopen(f"http://{allocator['http']}/metrics/snapshot") as answer:
             assert json.loads(answer.read())["allocator/mesos/allocation_runs"] >= 1
-        child = cluster.master._allocator_child
+        child = cluster.master.allocator_child
         assert child is not None and psutil.pid_exists(child.os_pid)
         runtime.terminate(cluster.master)
         runtime.wait(cluster.master).result(10)

@@ -45,6 +45,7 @@ from corral.protocol.messages import (
     DeclineOffers,
     ExecutorToFramework,
     ExitedExecutor,
+    FrameworkError,
     FrameworkRegistered,
     FrameworkToExecutor,
     KillTask,
@@ -508,11 +509,15 @@ def test_the_master_refuses_wrong_calls_with_a_reason_and_keeps_its_state(bench)
         assert bench.describe() == before
 
     check()
-    # Nothing wrong reached the agent or framework a; b was told only about its own tasks.
+    # Nothing wrong reached the agent or framework a; b was told about its own tasks, and
+    # why each call about a framework it does not drive was refused.
     assert [m for m in bench.agent.drain() if not isinstance(m, PingAgent)] == []
     assert bench.driver_a.drain() == []
-    for update in bench.driver_b.drain():
-        assert isinstance(update, StatusUpdate) and update.status.uuid is None
+    for answer in bench.driver_b.drain():
+        if isinstance(answer, FrameworkError):
+            assert " refused: framework " in answer.message
+        else:
+            assert isinstance(answer, StatusUpdate) and answer.status.uuid is None
     bench.assert_still_serving()
 
 

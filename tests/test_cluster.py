@@ -36,7 +36,7 @@ from corral.protocol import (
 from corral.resources import Resources
 from corral.scheduler import Scheduler, SchedulerDriver
 from corral.task_states import Reason, TaskState, is_terminal
-from master.master import MasterOptions
+from master import MasterOptions
 
 WAIT = 20.0  # wall-clock safety net for anything the cluster does
 AGENT = "cpus:4;mem:1024;disk:1024;ports:[31000-31010]"

@@ -31,7 +31,7 @@ from corral.protocol import (
 from corral.resources import Resources
 from corral.scheduler import SchedulerDriver
 from corral.task_states import Reason, TaskState
-from master.master import MasterOptions
+from master import MasterOptions
 from tests.test_cluster import WAIT, Recorder
 
 BUSYBOX = Path("/bin/busybox")

@@ -38,7 +38,7 @@ from corral.resources import Resources
 from corral.scheduler import SchedulerDriver, Status
 from corral.task_states import Reason, Source, TaskState
 from libprocess import Launched
-from master.master import MasterOptions
+from master import MasterOptions
 from tests.failure_scheduler import READY, TASK, Recorder, command_task, framework_info
 
 WAIT = 15.0  # wall-clock safety net for anything the cluster does

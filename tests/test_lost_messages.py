@@ -13,7 +13,7 @@ from corral.ids import TaskID
 from corral.protocol.messages import AcceptOffers, StatusUpdate, StatusUpdateAcknowledgement
 from corral.scheduler import SchedulerDriver
 from corral.task_states import Reason, TaskState
-from master.master import MasterOptions
+from master import MasterOptions
 from tests.failure_scheduler import TASK, Recorder, command_task, framework_info
 
 WAIT = 20.0

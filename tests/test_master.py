@@ -35,6 +35,7 @@ from corral.protocol.messages import (
     AgentReregistered,
     DeclineOffers,
     ExecutorToFramework,
+    FrameworkError,
     FrameworkRegistered,
     FrameworkReregistered,
     FrameworkToExecutor,
@@ -49,6 +50,7 @@ from corral.protocol.messages import (
     ReviveOffers,
     RunTask,
     RunTaskGroup,
+    ShutdownAgent,
     ShutdownFramework,
     StatusUpdate,
     StatusUpdateAcknowledgement,
@@ -61,9 +63,9 @@ from corral.task_states import Reason, Source, TaskState
 from libprocess import Runtime
 from master import MasterOptions, MasterProcess
 from master import registry as registry_module
+from master.accept import fit, validate_offers
 from master.registry import FILE_NAME, AgentStatus, Registry, RegistryError
 from master.state import OfferRecord
-from master.validation import fit, validate_offers
 from tests.master_actors import FakeAgent, FakeScheduler
 
 AGENT_RESOURCES = Resources.parse("cpus:4;mem:1024")
@@ -451,14 +453,20 @@ def test_bad_requests_change_nothing_and_the_master_keeps_serving(cluster):
     cluster.runtime.send(cluster.master.pid, RegisterAgent.NAME, {"agent": 5}, cluster.agent.pid)
     cluster.settle()
     assert cluster.runtime.metrics.snapshot()["corral/messages_invalid"] == 1
-    # A call about a framework that does not exist is refused and logged.
+    # A call about a framework that does not exist is refused, and its sender told why.
     cluster.say(cluster.scheduler, ReviveOffers(FrameworkID("nope")))
     ack = StatusUpdateAcknowledgement(AgentID("x"), FrameworkID("y"), TaskID("z"), b"0" * 16)
     cluster.say(cluster.scheduler, ack)
-    # An agent with an id must re-register, not register.
+    # An agent with an id must re-register, not register: it is told to stop, and why.
     cluster.say(cluster.agent, RegisterAgent(AgentInfo("h", id=AgentID("a1")), "test"))
     cluster.settle()
-    assert cluster.agent.drain() == []
+    (refused,) = cluster.agent.drain()
+    assert refused == ShutdownAgent("RegisterAgent carries id a1; an agent with an id re-registers")
+    errors = [m.message for m in cluster.scheduler.drain() if isinstance(m, FrameworkError)]
+    assert errors == [
+        "revive refused: framework nope is not registered with this master; register first",
+        "acknowledgement refused: framework y is not registered with this master; register first",
+    ]
     assert cluster.describe()["agents"] == []
     cluster.register_agent()
     cluster.register_framework()
@@ -531,7 +539,7 @@ def test_a_restarted_master_takes_back_agents_and_tasks_that_reregister(ready):
     old = cluster.master
     cluster.runtime.terminate(old)
     cluster.runtime.wait(old).result(5)
-    cluster.runtime.wait(old._allocator_pid).result(5)
+    cluster.runtime.wait(old.allocator.pid).result(5)
 
     new = cluster.master = MasterProcess(cluster.work_dir, OPTIONS)
     cluster.runtime.spawn(new)

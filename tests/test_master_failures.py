@@ -53,7 +53,7 @@ from corral.resources import Resources
 from corral.task_states import Reason, Source, TaskState
 from libprocess import Runtime
 from master import MasterOptions, MasterProcess
-from master.master import parse_rate_limit
+from master.options import parse_rate_limit
 from tests.master_actors import FakeAgent, FakeScheduler
 from tests.test_master import AGENT_RESOURCES, OPTIONS, TASK_RESOURCES, Cluster, on_disk
 
@@ -125,7 +125,7 @@ def restart_master(cluster: Cluster, options: MasterOptions) -> MasterProcess:
     old = cluster.master
     cluster.runtime.terminate(old)
     cluster.runtime.wait(old).result(5)
-    cluster.runtime.wait(old._allocator_pid).result(5)
+    cluster.runtime.wait(old.allocator.pid).result(5)
     new = cluster.master = MasterProcess(cluster.work_dir, options)
     cluster.runtime.spawn(new)
     cluster.settle()

@@ -331,7 +331,7 @@ def test_state_of_2000_agents_is_fast_and_polling_costs_one_build(
     def add_agents() -> None:
         for index in range(2000):
             info = AgentInfo(hostname=f"h{index}", resources=AGENT, id=AgentID(f"fake-S{index}"))
-            master.records.add_agent(AgentRecord(info, f"agent@10.0.{index // 250}.{index}:5051"))
+            master.state.add_agent(AgentRecord(info, f"agent@10.0.{index // 250}.{index}:5051"))
 
     cluster.runtime.dispatch(master, add_agents).result(5)
     started = time.perf_counter()

@@ -41,9 +41,8 @@ from corral.scheduler import Scheduler, SchedulerDriver
 from corral.task_states import Source, TaskState
 from corral.v1.http import CallError, accepts
 from corral.v1.recordio import Decoder
-from libprocess import Runtime, route
+from libprocess import Runtime
 from master import MasterOptions, MasterProcess
-from master.scheduler_api import SchedulerApi
 from master.scheduler_api_calls import parse_call
 from tests.master_actors import FakeAgent
 
@@ -52,22 +51,11 @@ QUIET = 0.3  # wall-clock pause to let events that should not come have a chance
 PATH = "/api/v1/scheduler"
 HEARTBEAT = 5.0  # runtime-clock seconds between heartbeats in these tests
 AGENT_RESOURCES = Resources.parse("cpus:4;mem:1024")
-OPTIONS = MasterOptions(hostname="test-master", allocation_interval=1.0)
+OPTIONS = MasterOptions(
+    hostname="test-master", allocation_interval=1.0, http_heartbeat_interval=HEARTBEAT
+)
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 FRAMEWORK_INFO = {"user": "tester", "name": "http-framework", "failover_timeout": 60.0}
-
-
-class ApiMaster(MasterProcess):
-    """The master with the scheduler API mounted as master.py mounts it (a short heartbeat)."""
-
-    def initialize(self) -> None:
-        super().initialize()
-        self.scheduler_api = SchedulerApi(self, heartbeat_interval=HEARTBEAT)
-        self.alias(PATH, PATH)
-
-    @route(PATH)
-    def _scheduler_api(self, request):
-        return self.scheduler_api.handle(request)
 
 
 # -- the HTTP client --------------------------------------------------------------------------
@@ -174,7 +162,7 @@ class Cluster:
     def __init__(self, runtime: Runtime, clock: Any, work_dir: str) -> None:
         self.runtime = runtime
         self.clock = clock
-        self.master = ApiMaster(work_dir, OPTIONS)
+        self.master = MasterProcess(work_dir, OPTIONS)
         runtime.spawn(self.master)
         self.address = runtime.http_address
         self.agents: list[FakeAgent] = []

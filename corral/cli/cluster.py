@@ -17,7 +17,7 @@ from agent.agent import AgentProcess
 from agent.leftovers import kill_leftover_containers
 from agent.options import AgentOptions
 from libprocess import Launched, LaunchOptions, launch, serve
-from master.master import MasterOptions, MasterProcess
+from master import MasterOptions, MasterProcess
 
 log = structlog.get_logger("corral.cli.cluster")
 

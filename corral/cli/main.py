@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.subcommand == "master":
         from corral.cli.cluster import run_master
-        from master.master import MasterOptions, parse_rate_limit
+        from master.options import MasterOptions, parse_rate_limit
 
         try:
             rate = args.agent_removal_rate_limit

@@ -25,7 +25,7 @@ import pytest
 import requests
 
 from corral.cli.cluster import LocalCluster, start_local_cluster, wait_for_agents
-from master.master import MasterOptions
+from master import MasterOptions
 from tests.compat.avmesos_framework import AvmesosFramework, Calls
 
 WAIT = 20.0  # wall-clock safety net for anything the cluster does

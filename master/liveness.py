@@ -1,0 +1,156 @@
+"""Whether agents are still there: pings, the removal rate limit, and the re-registration
+deadline after a master restart.
+
+A sans-IO core, as Mesos's master judges agents:
+
+- Every ``agent_ping_timeout`` each registered agent is pinged (``PingAgent``, saying whether
+  the master counts it as connected); a pong resets its count. After
+  ``max_agent_ping_timeouts`` pings in a row without a pong, the agent is unreachable.
+- Unreachable agents are removed at most ``agent_removal_rate_limit`` per second (None: no
+  limit); the first at once, later ones spaced. Waiting ones stay registered, marked
+  ``pending_removal``; a pong or a re-registration meanwhile cancels their removal.
+- After a master restart, the registry's admitted agents must re-register within
+  ``agent_reregister_timeout``; those that do not are marked unreachable then.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import structlog
+
+from corral.ids import AgentID
+from corral.protocol.messages import PingAgent
+from master.agents import AgentLifecycle, Removal
+from master.outbox import Outbox
+from master.registry import AgentStatus, Registry, RegistryError
+from master.state import AgentRecord, MasterState
+
+log = structlog.get_logger("master")
+
+PING_ROUND = "ping round"  # the key of the ping timer
+REMOVAL = "removal"  # the key of the timer that waits for the removal rate limit
+
+
+class AgentLiveness:
+    """Pings, unreachability and its rate limit; see the module docstring."""
+
+    def __init__(
+        self,
+        state: MasterState,
+        out: Outbox,
+        agents: AgentLifecycle,
+        registry: Registry,
+        agent_ping_timeout: float,
+        max_agent_ping_timeouts: int,
+        removal_rate_limit: float | None,
+        reregister_timeout: float,
+    ) -> None:
+        self.state = state
+        self.out = out
+        self.agents = agents
+        self.registry = registry
+        self.agent_ping_timeout = agent_ping_timeout
+        self.max_agent_ping_timeouts = max_agent_ping_timeouts
+        self.removal_rate_limit = removal_rate_limit
+        self.reregister_timeout = reregister_timeout
+        # Unreachable agents waiting for the removal rate limit, oldest first (an id whose
+        # agent is no longer pending_removal is skipped when reached).
+        self._removals: deque[AgentID] = deque()
+        self._next_removal_at = float("-inf")  # runtime-clock time the next removal may run
+        self._removal_armed = False  # the REMOVAL timer is set
+
+    def start(self, now: float) -> None:
+        """The master started: arm the ping rounds and, if agents are to re-register, their
+        deadline."""
+        self.out.schedule(PING_ROUND, self.agent_ping_timeout, self.ping_round)
+        if self.state.recovering:
+            self.out.schedule("reregister", self.reregister_timeout, self.reregister_expired)
+
+    def ping_round(self, now: float) -> None:
+        """Count unanswered pings, queue the unreachable for removal, then ping again."""
+        for agent in list(self.state.agents.values()):
+            if agent.awaiting_pong and not agent.pending_removal:
+                agent.missed_pings += 1
+                if agent.missed_pings >= self.max_agent_ping_timeouts:
+                    log.warning(
+                        "agent_unreachable",
+                        agent_id=agent.id,
+                        pid=agent.pid,
+                        missed_pings=agent.missed_pings,
+                    )
+                    self._queue_removal(agent, now)
+                    if agent.id not in self.state.agents:
+                        continue
+            agent.awaiting_pong = True
+            self.out.send(agent.pid, PingAgent(connected=agent.connected))
+        self.out.schedule(PING_ROUND, self.agent_ping_timeout, self.ping_round)
+
+    def pong(self, agent: AgentRecord) -> None:
+        agent.awaiting_pong = False
+        agent.missed_pings = 0
+        if agent.pending_removal:
+            agent.pending_removal = False  # skipped when the removal queue reaches it
+            log.info("agent_removal_cancelled", agent_id=agent.id, reason="it answered a ping")
+
+    def _queue_removal(self, agent: AgentRecord, now: float) -> None:
+        """Remove an unreachable agent now, or when the removal rate limit allows it."""
+        if self.removal_rate_limit is None:
+            self.agents.remove(agent, Removal.UNREACHABLE)
+            return
+        agent.pending_removal = True
+        self._removals.append(agent.id)
+        self._run_removals(now)
+
+    def _run_removals(self, now: float) -> None:
+        rate = self.removal_rate_limit
+        assert rate is not None, "removals only queue under a rate limit"
+        while self._removals:
+            agent = self.state.agents.get(self._removals[0])
+            if agent is None or not agent.pending_removal:
+                self._removals.popleft()  # came back, re-registered or removed meanwhile
+                continue
+            if now < self._next_removal_at - 1e-9:
+                if not self._removal_armed:
+                    self._removal_armed = True
+                    self.out.schedule(REMOVAL, self._next_removal_at - now, self._removal_allowed)
+                log.info(
+                    "agent_removal_pending",
+                    agent_id=agent.id,
+                    queued=len(self._removals),
+                    in_seconds=round(self._next_removal_at - now, 3),
+                )
+                return
+            self._removals.popleft()
+            agent.pending_removal = False
+            self._next_removal_at = now + 1.0 / rate
+            self.agents.remove(agent, Removal.UNREACHABLE)
+
+    def _removal_allowed(self, now: float) -> None:
+        self._removal_armed = False
+        self._run_removals(now)
+
+    def reregister_expired(self, now: float) -> None:
+        """Agents of the registry that did not re-register after the master's restart."""
+        state = self.state
+        missing, state.recovering = state.recovering, {}
+        missing = {
+            agent_id: info
+            for agent_id, info in missing.items()
+            if agent_id not in state.agents
+            and self.registry.status(agent_id) is AgentStatus.ADMITTED
+        }
+        if not missing:
+            return
+        try:
+            self.registry.mark_all(missing, AgentStatus.UNREACHABLE)
+        except RegistryError as error:
+            log.error("registry_update_failed", agents=sorted(missing), error=str(error))
+        for info in missing.values():
+            state.add_unreachable(info)
+        log.warning(
+            "agents_not_reregistered",
+            agents=sorted(missing),
+            timeout=self.reregister_timeout,
+            reason="marked unreachable",
+        )
