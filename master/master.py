@@ -10,7 +10,8 @@ docs/flows.md; the map of the parts is docs/architecture.md.
 The actor also owns the allocator (in this runtime, or with ``allocator_process`` in an OS
 process of its own: ``AllocatorClient`` hides which), the HTTP surfaces (master/
 operator_api.py: Mesos's state endpoints and the v1 operator API; master/scheduler_api.py:
-the v1 scheduler API), and the metrics (master/metrics.py).
+the v1 scheduler API; master/state_views.py: Mesos's state endpoints), and the metrics
+(master/metrics.py).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ from master.options import MasterOptions
 from master.registry import Registry
 from master.scheduler_api import SchedulerApi
 from master.state import MasterState
+from master.state_views import StateViews
 
 log = structlog.get_logger("master")
 
@@ -155,7 +157,7 @@ class MasterProcess(ProtocolProcess):
 
     def describe(self) -> dict[str, Any]:
         """The JSON of ``/master/state`` as built now (tests compare it before and after)."""
-        return self.operator.build_state()
+        return self.views.build_state()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -174,7 +176,9 @@ class MasterProcess(ProtocolProcess):
         self.core.frameworks.master_info = self.master_info
         self.metrics = MasterMetrics(self.runtime.metrics, self.core.state, self.runtime.clock.now)
         self.core.observers.add(self.metrics)
-        self.operator = OperatorApi(self)
+        self.views = StateViews(self)
+        self.core.observers.add(self.views)  # first: the operator's events read its times
+        self.operator = OperatorApi(self, self.views)
         self.core.observers.add(self.operator)
         self.scheduler_api = SchedulerApi(self, self.options.http_heartbeat_interval)
         self.route(
@@ -183,6 +187,7 @@ class MasterProcess(ProtocolProcess):
             "Mesos's v1 scheduler API: POST calls, SUBSCRIBE streams (JSON)",
         )
         self.alias("/api/v1/scheduler", "/api/v1/scheduler")
+        self.views.install(self)
         self.operator.install(self)
         self.core.start(now)
         self.apply()

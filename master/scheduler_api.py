@@ -28,19 +28,17 @@ Decided where Mesos leaves room, or where Corral does less:
 from __future__ import annotations
 
 import uuid
-from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
 
 from corral.ids import FrameworkID
-from corral.protocol import MasterInfo
 from corral.v1.http import JSON, CallError, check_accept, check_request
-from libprocess import UPID, Runtime, Stream
+from libprocess import Stream
 from libprocess.http import request_body
 from master.scheduler_api_bridge import SchedulerBridge
 from master.scheduler_api_calls import API, CALL, SchedulerCall, parse_call
-from master.state import MasterState
+from master.surface import MasterSurface
 
 log = structlog.get_logger("master.scheduler_api")
 
@@ -48,28 +46,10 @@ HEARTBEAT_INTERVAL = 15.0  # seconds between HEARTBEAT events, Mesos's default
 STREAM_ID_HEADER = "Mesos-Stream-Id"
 
 
-class SchedulerHost(Protocol):
-    """What the endpoint needs of its master (``MasterProcess`` is one): its pid and runtime
-    (bridges are spawned there and speak to it as drivers do), whether it is ready, and its
-    read model."""
-
-    master_info: MasterInfo | None
-    allocator: Any
-
-    @property
-    def pid(self) -> UPID: ...
-
-    @property
-    def runtime(self) -> Runtime: ...
-
-    @property
-    def state(self) -> MasterState: ...
-
-
 class SchedulerApi:
     """The endpoint's state: the live subscriptions. Used only inside the master process."""
 
-    def __init__(self, master: SchedulerHost, heartbeat_interval: float = HEARTBEAT_INTERVAL):
+    def __init__(self, master: MasterSurface, heartbeat_interval: float = HEARTBEAT_INTERVAL):
         if heartbeat_interval <= 0:
             raise ValueError(f"heartbeat_interval must be positive, got {heartbeat_interval}")
         self.master = master

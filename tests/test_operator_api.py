@@ -306,7 +306,7 @@ def test_metrics_snapshot_has_mesos_names(running):
 
 def builds(cluster: Cluster) -> int:
     master = cluster.master
-    return cluster.runtime.dispatch(master, lambda: master.operator.snapshot.builds).result(5)
+    return cluster.runtime.dispatch(master, lambda: master.views.snapshot.builds).result(5)
 
 
 def test_state_is_built_once_per_interval(web_runtime, paused_clock, tmp_path):
@@ -343,7 +343,7 @@ def test_state_of_2000_agents_is_fast_and_polling_costs_one_build(
         request(address(cluster), "/master/state")
     polled = (time.perf_counter() - started) / 20
     build = cluster.runtime.dispatch(
-        master, lambda: master.operator.snapshot.last_build_seconds
+        master, lambda: master.views.snapshot.last_build_seconds
     ).result(5)
     print(f"2000 agents: first request {first:.3f} s (build {build:.3f} s), cached {polled:.4f} s")
     assert builds(cluster) == 1
@@ -361,7 +361,7 @@ def test_without_a_floor_builds_take_at_most_their_share_of_the_masters_time(
         return {"slaves": []}
 
     def slow_down() -> None:
-        master.operator.snapshot._build = slow_build
+        master.views.snapshot._build = slow_build
 
     cluster.runtime.dispatch(master, slow_down).result(5)
     started = time.monotonic()
@@ -577,7 +577,7 @@ def test_subscribe_streams_the_masters_events(web_runtime, paused_clock, tmp_pat
 
 def subscribers(cluster: Cluster) -> int:
     master = cluster.master
-    return cluster.runtime.dispatch(master, lambda: len(master.operator._subscribers)).result(5)
+    return cluster.runtime.dispatch(master, lambda: master.operator.subscribers).result(5)
 
 
 def test_a_subscriber_that_leaves_is_forgotten(web_runtime, paused_clock, tmp_path):
