@@ -64,6 +64,7 @@ from libprocess import Runtime
 from master import MasterOptions, MasterProcess
 from master import registry as registry_module
 from master.accept import fit, validate_offers
+from master.allocator.quota import Quota
 from master.registry import FILE_NAME, AgentStatus, Registry, RegistryError
 from master.state import OfferRecord
 from tests.master_actors import FakeAgent, FakeScheduler
@@ -626,9 +627,7 @@ def test_a_burst_of_registrations_is_written_to_the_registry_in_one_batch(cluste
     agents = [FakeAgent() for _ in range(20)]
     for agent in agents:
         runtime.spawn(agent)
-    writes = []
-    append = master.registry._append
-    master.registry._append = lambda line: (writes.append(1), append(line))[1]
+    writes = master.registry.writes
     bodies = [
         RegisterAgent(AgentInfo(f"host-{i}", resources=AGENT_RESOURCES), "test").to_wire()
         for i in range(20)
@@ -641,7 +640,7 @@ def test_a_burst_of_registrations_is_written_to_the_registry_in_one_batch(cluste
     runtime.dispatch(cluster.agent, burst).result(5)
     ids = {agent.next(AgentRegistered).agent_id for agent in agents}
     assert len(ids) == 20
-    assert len(writes) == 1
+    assert master.registry.writes - writes == 1
     assert set(on_disk(cluster.work_dir)) == ids
 
 
@@ -716,6 +715,26 @@ def test_the_registry_log_is_compacted_and_a_torn_last_line_dropped(tmp_path, mo
     assert again.status(AgentID("a0")) is AgentStatus.GONE
     (tmp_path / "registry.log").write_text("not json\n{}\n")  # a whole line that is bad
     with pytest.raises(RegistryError, match="corrupt at line 1"):
+        Registry(str(tmp_path)).recover()
+
+
+def test_the_registry_keeps_an_operators_settings_through_compaction(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry_module, "MIN_COMPACTION", 4)
+    registry = Registry(str(tmp_path))
+    registry.set_weights({"eng": 2.0, "ops": 0.5})
+    registry.set_quotas({"eng": Quota({"cpus": 1000}, {"cpus": 4000})})
+    registry.set_deactivated(AgentID("a1"), True)  # five entries: compacted
+    assert json.loads((tmp_path / FILE_NAME).read_text())["weights"] == {"eng": 2.0, "ops": 0.5}
+    registry.set_quotas({"eng": Quota()})  # the default quota removes it
+    registry.set_deactivated(AgentID("a2"), True)
+    registry.set_deactivated(AgentID("a1"), False)
+    again = Registry(str(tmp_path))
+    again.recover()
+    settings = again.settings
+    assert settings.weights == {"eng": 2.0, "ops": 0.5}
+    assert settings.quotas == {} and settings.deactivated == {AgentID("a2")}
+    (tmp_path / "registry.log").write_text('{"quotas": {"eng": {"limits": 5}}}\n')
+    with pytest.raises(RegistryError, match="settings not in the expected format"):
         Registry(str(tmp_path)).recover()
 
 

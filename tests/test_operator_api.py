@@ -16,11 +16,15 @@ from typing import Any
 import pytest
 
 from corral.ids import AgentID
-from corral.protocol import AgentInfo
+from corral.protocol import AgentInfo, FrameworkInfo
 from corral.protocol.messages import (
     AgentRegistered,
+    AgentReregistered,
     FrameworkError,
+    FrameworkRegistered,
     RegisterAgent,
+    RegisterFramework,
+    ReregisterAgent,
     RescindOffer,
     RunTask,
     ShutdownFramework,
@@ -29,6 +33,7 @@ from corral.resources import Resources
 from corral.task_states import TaskState
 from corral.v1.recordio import Decoder
 from libprocess import Runtime
+from master import MasterProcess
 from master.state import AgentRecord
 from tests.master_actors import FakeAgent
 from tests.test_master import OPTIONS, Cluster
@@ -490,6 +495,47 @@ def test_deactivated_agents_get_no_offers_until_reactivated(web_runtime, paused_
     assert cluster.offers_pending()
     unknown = {"agent_id": {"value": "nobody"}}
     assert call(at, {"type": "DEACTIVATE_AGENT", "deactivate_agent": unknown})[0] == 400
+
+
+def test_weights_quota_and_deactivation_outlive_a_master_restart(
+    web_runtime, paused_clock, tmp_path
+):
+    cluster = make_cluster(web_runtime, paused_clock, tmp_path)
+    at = address(cluster)
+    register_agent(cluster)
+    weights = {"type": "UPDATE_WEIGHTS", "update_weights": {"weight_infos": [
+        {"role": "eng", "weight": 3.0}]}}  # fmt: skip
+    assert call(at, weights) == (200, None)
+    quota = {"type": "UPDATE_QUOTA", "update_quota": {"quota_configs": [
+        {"role": "eng", "guarantees": {"cpus": {"value": 1}}}]}}  # fmt: skip
+    assert call(at, quota) == (200, None)
+    agent = {"agent_id": {"value": cluster.agent_id}}
+    assert call(at, {"type": "DEACTIVATE_AGENT", "deactivate_agent": agent}) == (200, None)
+
+    old = cluster.master
+    web_runtime.terminate(old)
+    web_runtime.wait(old).result(5)
+    web_runtime.wait(old.allocator.pid).result(5)
+    cluster.master = MasterProcess(cluster.work_dir, FRESH)
+    web_runtime.spawn(cluster.master)
+    cluster.settle()
+    assert call(at, {"type": "GET_WEIGHTS"})[1]["get_weights"]["weight_infos"] == [
+        {"role": "eng", "weight": 3.0}
+    ]
+    (config,) = call(at, {"type": "GET_QUOTA"})[1]["get_quota"]["status"]["configs"]
+    assert config["role"] == "eng" and config["guarantees"] == {"cpus": {"value": 1.0}}
+    info = AgentInfo("host-a", resources=AGENT, id=cluster.agent_id)
+    cluster.say(cluster.agent, ReregisterAgent(info, "test"))
+    assert cluster.agent.next(AgentReregistered).agent_id == cluster.agent_id
+    (listed,) = call(at, {"type": "GET_AGENTS"})[1]["get_agents"]["agents"]
+    assert (listed["active"], listed["deactivated"]) == (False, True)
+    cluster.say(cluster.scheduler, RegisterFramework(FrameworkInfo(user="u", name="after")))
+    cluster.scheduler.next(FrameworkRegistered)
+    cluster.tick(3.0)
+    assert cluster.offers_pending() == []  # still deactivated: no offers from it
+    assert call(at, {"type": "REACTIVATE_AGENT", "reactivate_agent": agent}) == (200, None)
+    cluster.tick(1.0)
+    assert cluster.offers_pending()
 
 
 @pytest.mark.parametrize(
