@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -334,6 +334,28 @@ class Resources:
             if isinstance(value, int):
                 totals[name] = totals.get(name, 0) + value
         return totals
+
+    def shrink_to_quantities(self, targets: Mapping[str, int]) -> Resources:
+        """Unreserved scalars cut down to ``targets`` (thousandths); names absent from
+        ``targets`` are dropped. Meant for resources holding at most one scalar per name
+        (unreserved, unallocated), where the cut is deterministic (quota's guarantees)."""
+        kept = {}
+        for key, value in self._items.items():
+            target = targets.get(key[0], 0)
+            if target > 0:
+                kept[key] = min(value, target)
+        return Resources._of(kept)
+
+    def shrink_to_limits(self, limits: Mapping[str, int]) -> Resources:
+        """As ``shrink_to_quantities``, but names absent from ``limits`` are unlimited."""
+        kept = {}
+        for key, value in self._items.items():
+            limit = limits.get(key[0])
+            if limit is None:
+                kept[key] = value
+            elif limit > 0:
+                kept[key] = min(value, limit)
+        return Resources._of(kept)
 
     # -- arithmetic ---------------------------------------------------------------------
 

@@ -34,8 +34,6 @@ from master.allocator.quota import (
     Quota,
     check_quota_role,
     limits_minus,
-    shrink_to_limits,
-    shrink_to_quantities,
 )
 from master.allocator.reference import _refuse_seconds
 from master.allocator.sorter import DRFSorter
@@ -492,7 +490,7 @@ class HierarchicalAllocator:
                     if agent.gpus and not framework.gpu and self.options.filter_gpu_resources:
                         continue
                     quota_resources = available.unreserved().scalars_only()
-                    guaranteed = shrink_to_quantities(quota_resources, unsatisfied)
+                    guaranteed = quota_resources.shrink_to_quantities(unsatisfied)
                     if not guaranteed:
                         continue
                     to_offer = guaranteed + available.filter(
@@ -502,16 +500,15 @@ class HierarchicalAllocator:
                     )
                     additional = quota_resources - guaranteed
                     if quota.limits:
-                        additional = shrink_to_limits(
-                            additional,
+                        additional = additional.shrink_to_limits(
                             limits_minus(
                                 quota.limits,
                                 q.add(budget.consumed[role], guaranteed.quantities()),
                             ),
                         )
                     if budget.required and additional:
-                        additional = shrink_to_quantities(
-                            additional, q.subtract(budget.headroom, budget.required)
+                        additional = additional.shrink_to_quantities(
+                            q.subtract(budget.headroom, budget.required)
                         )
                     to_offer = to_offer + additional
                     if not self._allocatable(to_offer.quantities(), role, framework):
@@ -586,12 +583,12 @@ class HierarchicalAllocator:
                         to_offer = available.filter(lambda r: r.is_reserved() or r.type != "SCALAR")
                         additional = available.unreserved().scalars_only()
                         if quota.limits:
-                            additional = shrink_to_limits(
-                                additional, limits_minus(quota.limits, budget.consumed[top])
+                            additional = additional.shrink_to_limits(
+                                limits_minus(quota.limits, budget.consumed[top])
                             )
                         if budget.required and additional:
-                            additional = shrink_to_quantities(
-                                additional, q.subtract(budget.headroom, budget.required)
+                            additional = additional.shrink_to_quantities(
+                                q.subtract(budget.headroom, budget.required)
                             )
                         to_offer = to_offer + additional
                         additional_q = additional.quantities()

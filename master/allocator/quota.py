@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from corral.quantities import Quantities
-from corral.resources import Resources
 from master.allocator.offer import AllocatorError
 
 
@@ -45,32 +44,6 @@ def check_quota_role(role: str) -> None:
             if role != "*"
             else "quota cannot be set on the default role '*'; give the frameworks a role"
         )
-
-
-def shrink_to_quantities(resources: Resources, targets: Mapping[str, int]) -> Resources:
-    """Cut unreserved scalars down to ``targets``; names absent from ``targets`` are dropped.
-
-    ``resources`` holds at most one scalar per name (unreserved, unallocated), so the cut is
-    deterministic.
-    """
-    kept = {}
-    for key, value in resources._items.items():
-        target = targets.get(key[0], 0)
-        if target > 0:
-            kept[key] = min(value, target)
-    return Resources._of(kept)
-
-
-def shrink_to_limits(resources: Resources, limits: Mapping[str, int]) -> Resources:
-    """Cut unreserved scalars down to ``limits``; names absent from ``limits`` are unlimited."""
-    kept = {}
-    for key, value in resources._items.items():
-        limit = limits.get(key[0])
-        if limit is None:
-            kept[key] = value
-        elif limit > 0:
-            kept[key] = min(value, limit)
-    return Resources._of(kept)
 
 
 def limits_minus(limits: Mapping[str, int], consumed: Mapping[str, int]) -> Quantities:

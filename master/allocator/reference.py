@@ -23,8 +23,6 @@ from master.allocator.quota import (
     Quota,
     check_quota_role,
     limits_minus,
-    shrink_to_limits,
-    shrink_to_quantities,
 )
 
 
@@ -278,7 +276,7 @@ class ReferenceAllocator:
                     if not self._capable(framework, agent):
                         continue
                     quota_resources = available.unreserved().scalars_only()
-                    guaranteed = shrink_to_quantities(quota_resources, unsatisfied)
+                    guaranteed = quota_resources.shrink_to_quantities(unsatisfied)
                     if not guaranteed:
                         continue
                     to_offer = guaranteed + available.filter(
@@ -288,15 +286,14 @@ class ReferenceAllocator:
                     )
                     additional = quota_resources - guaranteed
                     if quota.limits:
-                        additional = shrink_to_limits(
-                            additional,
+                        additional = additional.shrink_to_limits(
                             limits_minus(
                                 quota.limits, q.add(consumed[role], guaranteed.quantities())
                             ),
                         )
                     if required and additional:
-                        additional = shrink_to_quantities(
-                            additional, q.subtract(available_headroom, required)
+                        additional = additional.shrink_to_quantities(
+                            q.subtract(available_headroom, required)
                         )
                     to_offer = to_offer + additional
                     if not self._allocatable(to_offer, role, framework) or self._filtered(
@@ -332,12 +329,12 @@ class ReferenceAllocator:
                     to_offer = available.filter(lambda r: r.is_reserved() or r.type != "SCALAR")
                     additional = available.unreserved().scalars_only()
                     if quota.limits:
-                        additional = shrink_to_limits(
-                            additional, limits_minus(quota.limits, consumed[top])
+                        additional = additional.shrink_to_limits(
+                            limits_minus(quota.limits, consumed[top])
                         )
                     if required and additional:
-                        additional = shrink_to_quantities(
-                            additional, q.subtract(available_headroom, required)
+                        additional = additional.shrink_to_quantities(
+                            q.subtract(available_headroom, required)
                         )
                     to_offer = to_offer + additional
                     if not self._allocatable(to_offer, role, framework) or self._filtered(
