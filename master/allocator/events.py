@@ -96,6 +96,17 @@ class DeactivateAgent(AllocatorEvent):
         core.deactivate_agent(self.agent_id)
 
 
+@dataclass(frozen=True, slots=True)
+class ClearAgentFilters(AllocatorEvent):
+    """Every framework's decline filters on the agent go (as for an agent added anew)."""
+
+    NAME: ClassVar[str] = "clear_agent_filters"
+    agent_id: str
+
+    def apply(self, core: HierarchicalAllocator, now: float) -> None:
+        core.clear_agent_filters(self.agent_id)
+
+
 # -- frameworks ---------------------------------------------------------------------------
 
 
@@ -227,6 +238,7 @@ EVENTS: dict[str, type[AllocatorEvent]] = {
         UpdateAgent,
         ActivateAgent,
         DeactivateAgent,
+        ClearAgentFilters,
         AddFramework,
         UpdateFramework,
         RemoveFramework,
