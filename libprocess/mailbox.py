@@ -10,17 +10,14 @@ from typing import TYPE_CHECKING
 import structlog
 
 from libprocess.future import Promise
-from libprocess.process import Process, ProcessState
+from libprocess.host import ProcessState, ProcessTerminated
+from libprocess.process import Process
 from libprocess.upid import UPID
 
 if TYPE_CHECKING:
     from libprocess.runtime import Runtime
 
 log = structlog.get_logger("libprocess.runtime")
-
-
-class ProcessTerminated(Exception):
-    """The target process ended before it could serve the request."""
 
 
 class _Initialize:

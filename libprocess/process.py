@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import inspect
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from libprocess.async_work import AsyncWork
 from libprocess.future import Future, Promise
+from libprocess.host import ProcessState
 from libprocess.upid import UPID, InvalidUPID
 
 if TYPE_CHECKING:
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from libprocess.runtime import Runtime
 
 MessageHandler = Callable[[UPID | None, Any], Any]
+T = TypeVar("T")
 
 
 def handler(name: str) -> Callable[[Callable], Callable]:
@@ -51,12 +54,6 @@ def route(path: str, description: str = "") -> Callable[[Callable], Callable]:
         return method
 
     return mark
-
-
-class ProcessState:
-    CREATED = "created"
-    RUNNING = "running"
-    TERMINATED = "terminated"
 
 
 class Process:
@@ -95,6 +92,7 @@ class Process:
         self._scheduled = False
         self._done: Promise[None] | None = None  # set at spawn; ready once terminated
         self._links_out: set[UPID] = set()  # pids this process linked to
+        self._async_work: set[AsyncWork[Any]] = set()  # run_async work not finished yet
         self._handlers: dict[str, MessageHandler] = {
             name: getattr(self, attr) for name, attr in self._class_handlers.items()
         }
@@ -181,12 +179,12 @@ class Process:
         Meant to be called inside the process; from another thread it is handed to the loop.
         """
         runtime = self.runtime
-        runtime._call(runtime._link, self, UPID(pid))
+        runtime.call_on_loop(runtime._link, self, UPID(pid))
 
     def unlink(self, pid: UPID | str) -> None:
         """Stop watching ``pid``: no ``exited`` for it unless linked again."""
         runtime = self.runtime
-        runtime._call(runtime._unlink, self, UPID(pid))
+        runtime.call_on_loop(runtime._unlink, self, UPID(pid))
 
     def delay(self, seconds: float, method: Callable | str, *args: Any, **kwargs: Any) -> Timer:
         """Run ``method(*args)`` inside this process after ``seconds`` of runtime clock time."""
@@ -202,6 +200,36 @@ class Process:
         """
         runtime = self.runtime
         return lambda *args, **kwargs: runtime.dispatch(self, fn, *args, **kwargs)
+
+    def run_async(self, awaitable: Awaitable[T]) -> Future[T]:
+        """Run ``awaitable`` on the runtime's loop as work owned by this process.
+
+        For what a handler must not wait for (a subprocess, a file, a socket, a thread). The
+        returned future completes *inside this process*, as one of its events, so callbacks
+        registered on it (``on_ready``, ``on_failed``, ``on_any``, ``then``) run like a
+        handler: on the loop thread, one at a time with the process's other events.
+
+        - If this process terminates first, the work is cancelled and the future fails with
+          ``ProcessTerminated``, during the process's last event (before ``finalize``).
+        - A failure that arrives with no callback registered and nobody awaiting is logged as
+          an error, ``async_work_failed``, naming the process and the work; never dropped.
+          (A cancellation at termination that nobody listens for is logged at info,
+          ``async_work_cancelled``.) Futures made from it by ``then`` follow the same rule.
+        - A callback that raises is reported as a failed handler of this process
+          (``handler_failed``, counted in ``libprocess/handler_errors``); the process keeps
+          serving.
+        - ``discard()`` on the future cancels the work; the future is then discarded, unless
+          the work had already finished.
+
+        ``awaitable`` is a coroutine, or a future of the runtime's loop (an asyncio future or
+        task, a libprocess Future). Call ``run_async`` inside the process. From another
+        thread the start is handed to the loop and the future returned at once; it still
+        completes inside the process, but a callback registered on that thread after it
+        completed runs at once, on that thread, as with any completed future.
+        """
+        work = AsyncWork(self, self._async_work, awaitable)
+        self.runtime.call_on_loop(work.start, awaitable)
+        return work.future
 
     def terminate(self) -> None:
         """End this process after the current event; pending events are not served."""

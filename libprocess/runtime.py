@@ -216,7 +216,7 @@ class Runtime:
             task = self._loop.create_task(self._close())
             task.add_done_callback(self._requested_stop_done)
 
-        self._call(begin)
+        self.call_on_loop(begin)
 
     def _requested_stop_done(self, task: asyncio.Task) -> None:
         error = None if task.cancelled() else task.exception()
@@ -332,7 +332,14 @@ class Runtime:
 
     _on_loop = on_loop
 
-    def _call(self, fn: Callable, *args: Any) -> None:
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The asyncio loop serving this runtime's processes (once started)."""
+        if self._loop is None:
+            raise RuntimeError("the runtime has no loop until it is started")
+        return self._loop
+
+    def call_on_loop(self, fn: Callable, *args: Any) -> None:
         """Run ``fn(*args)`` on the loop thread: now if already there, else soon."""
         if threading.get_ident() == self._thread_id:
             fn(*args)
@@ -381,7 +388,7 @@ class Runtime:
         process._pid = pid
         process._runtime = self
         process._done = Promise()
-        self._call(self._register, process)
+        self.call_on_loop(self._register, process)
         return process._pid
 
     def _generate_id(self, process: Process) -> str:
@@ -411,7 +418,7 @@ class Runtime:
         process = self._resolve(target)
         if process is None or process._state == ProcessState.TERMINATED:
             return False
-        self._call(self._enqueue_terminate, process, inject)
+        self.call_on_loop(self._enqueue_terminate, process, inject)
         return True
 
     def _enqueue_terminate(self, process: Process, inject: bool) -> None:
@@ -464,6 +471,8 @@ class Runtime:
                 dropped += 1
             elif isinstance(event, Dispatch):
                 event.abandon(process)
+        for work in list(process._async_work):
+            work.abandon()
         try:
             process.finalize()
         except Exception:
@@ -527,11 +536,8 @@ class Runtime:
                         process.unhandled(sender, name, body)
                     else:
                         handler(sender, body)
-                except Exception:
-                    self._complaints["handler_errors"].inc()
-                    log.exception(
-                        "handler_failed", process=process._pid, message=name, sender=sender
-                    )
+                except Exception as error:
+                    self.handler_failed(process, error, message=name, sender=sender)
             else:
                 event.serve(self, process)
                 if process._state == ProcessState.TERMINATED:
@@ -558,13 +564,13 @@ class Runtime:
             return  # a test's deliberate drop (libprocess.faults), decided at send time
         if threading.get_ident() != self._thread_id:
             if to.address == self.address:
-                self._call(self._deliver_local, to, name, body, sender)
+                self.call_on_loop(self._deliver_local, to, name, body, sender)
             else:
                 # Encoded here, so that a bad body raises in the caller, not on the loop.
                 data = wire.encode_message(
                     to.id, sender or "", name, body, self.transport_config.max_message_bytes
                 )
-                self._call(lambda: self._transport.send_encoded(to.address, data))
+                self.call_on_loop(lambda: self._transport.send_encoded(to.address, data))
             return
         if to.address == self.address:
             process = self._processes.get(to.id)
@@ -599,7 +605,7 @@ class Runtime:
         if process._state == ProcessState.TERMINATED:
             return Future.failed(ProcessTerminated(f"{process._pid} has terminated"))
         promise: Promise[Any] = Promise()
-        self._call(self._enqueue_dispatch, process, Dispatch(method, args, kwargs, promise))
+        self.call_on_loop(self._enqueue_dispatch, process, Dispatch(method, args, kwargs, promise))
         return promise.future
 
     def _enqueue_dispatch(self, process: Process, dispatch: Dispatch) -> None:
@@ -666,6 +672,13 @@ class Runtime:
 
     def _unknown_message_name(self, process: Process, sender: UPID | None, name: str) -> None:
         self._complain("messages_unknown_name", process=process._pid, message=name, sender=sender)
+
+    def handler_failed(self, process: Process, error: Exception, **context: Any) -> None:
+        """A bug inside ``process`` (a handler or a callback of its async work raised):
+        counted in ``libprocess/handler_errors`` and logged with its traceback; the process
+        keeps serving."""
+        self._complaints["handler_errors"].inc()
+        log.error("handler_failed", process=process.pid, exc_info=error, **context)
 
     def _complain(self, kind: str, count: int = 1, **details: Any) -> None:
         """Count bad input (or loss) and log it, loudly at first, then sparsely."""
