@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import structlog
 
 from libprocess.future import Future, FutureError, Promise
-from libprocess.host import ProcessTerminated
+from libprocess.host import ProcessState, ProcessTerminated
 
 if TYPE_CHECKING:
-    from libprocess.process import Process
+    from libprocess.host import Hosted
 
 T = TypeVar("T")
 
@@ -38,7 +38,7 @@ class AsyncWork(Generic[T]):
 
     __slots__ = ("_ended_by", "_owned", "_process", "_promise", "_task", "what")
 
-    def __init__(self, process: Process, owned: set[AsyncWork[Any]], awaitable: Awaitable[T]):
+    def __init__(self, process: Hosted, owned: set[AsyncWork[Any]], awaitable: Awaitable[T]):
         if not inspect.isawaitable(awaitable):
             called = inspect.iscoroutinefunction(awaitable)
             hint = "; call the coroutine function to get one" if called else ""
@@ -66,7 +66,7 @@ class AsyncWork(Generic[T]):
     def start(self, awaitable: Awaitable[T]) -> None:
         """Create the task (on the loop thread), unless the process has already ended."""
         process = self._process
-        if process.state == "terminated":
+        if process.state == ProcessState.TERMINATED:
             if inspect.iscoroutine(awaitable):
                 awaitable.close()  # it will never run: no "never awaited" warning for it
             self._end(

@@ -329,7 +329,7 @@ class Future(Generic[T]):
                 return
             promise.resolve(result)
 
-        timer = current.runtime_for_timers().timers.schedule(seconds, on_timeout)
+        timer = current.timers().schedule(seconds, on_timeout)
 
         def on_complete(source: Future[T]) -> None:
             timer.cancel()

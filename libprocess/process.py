@@ -11,18 +11,21 @@ continuation comes back in through ``defer``.
 from __future__ import annotations
 
 import inspect
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from libprocess.async_work import AsyncWork
-from libprocess.future import Future, Promise
 from libprocess.host import ProcessState
+from libprocess.mailbox import Mailbox
 from libprocess.upid import UPID, InvalidUPID
 
 if TYPE_CHECKING:
     from libprocess.clock import Timer
-    from libprocess.runtime import Runtime
+    from libprocess.future import Future
+    from libprocess.host import Host
+
+__all__ = ["Process", "ProcessState", "handler", "route"]
 
 MessageHandler = Callable[[UPID | None, Any], Any]
 T = TypeVar("T")
@@ -57,7 +60,12 @@ def route(path: str, description: str = "") -> Callable[[Callable], Callable]:
 
 
 class Process:
-    """Base class of actors. Override the hooks; call the rest."""
+    """Base class of actors. Override the hooks; call the rest.
+
+    ``mailbox`` is the runtime's record of the process (its queued events, pid, state,
+    links and async work): the process reads its identity from it, only the runtime
+    changes it.
+    """
 
     _class_handlers: dict[str, str] = {}
     _class_routes: dict[str, tuple[str, str]] = {}
@@ -81,21 +89,9 @@ class Process:
     def __init__(self, id: str | None = None) -> None:
         if id is not None:
             _check_id(id)
-        self._requested_id = id
-        self._pid: UPID | None = None
-        self._runtime: Runtime | None = None
-        self._state = ProcessState.CREATED
-        # Events waiting to be served: (sender, name, body) tuples for messages, Event objects
-        # for everything else. Only the runtime's loop thread touches it.
-        self._mailbox: deque[Any] = deque()
-        # True while this process is in the runtime's run queue or being served.
-        self._scheduled = False
-        self._done: Promise[None] | None = None  # set at spawn; ready once terminated
-        self._links_out: set[UPID] = set()  # pids this process linked to
-        self._async_work: set[AsyncWork[Any]] = set()  # run_async work not finished yet
-        self._handlers: dict[str, MessageHandler] = {
-            name: getattr(self, attr) for name, attr in self._class_handlers.items()
-        }
+        self.mailbox = Mailbox(
+            id, {name: getattr(self, attr) for name, attr in self._class_handlers.items()}
+        )
         self._routes: dict[str, tuple[Callable, str]] = {
             path: (getattr(self, attr), description)
             for path, (attr, description) in self._class_routes.items()
@@ -105,22 +101,32 @@ class Process:
 
     @property
     def pid(self) -> UPID:
-        if self._pid is None:
+        pid = self.mailbox.pid
+        if pid is None:
             raise RuntimeError(f"{type(self).__name__} has no pid until it is spawned")
-        return self._pid
+        return pid
 
     @property
-    def runtime(self) -> Runtime:
-        if self._runtime is None:
+    def runtime(self) -> Host:
+        """The runtime hosting this process (a ``libprocess.Runtime``)."""
+        host = self.mailbox.host
+        if host is None:
             raise RuntimeError(f"{type(self).__name__} is not spawned in a runtime yet")
-        return self._runtime
+        return host
 
     @property
     def state(self) -> str:
-        return self._state
+        """``created``, ``running`` or ``terminated``."""
+        return self.mailbox.state
+
+    @property
+    def routes(self) -> Mapping[str, tuple[Callable, str]]:
+        """The HTTP routes this process serves: path -> (handler, description)."""
+        return MappingProxyType(self._routes)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._pid or self._requested_id or '(unspawned)'}>"
+        mailbox = self.mailbox
+        return f"<{type(self).__name__} {mailbox.pid or mailbox.requested_id or '(unspawned)'}>"
 
     # -- hooks ------------------------------------------------------------------------
 
@@ -142,7 +148,7 @@ class Process:
 
     def unhandled(self, sender: UPID | None, name: str, body: Any) -> None:
         """Runs for a message with no installed handler; the default counts and logs it."""
-        self.runtime._unknown_message_name(self, sender, name)
+        self.runtime.unhandled_message(self, sender, name)
 
     # -- installing -------------------------------------------------------------------
 
@@ -151,7 +157,7 @@ class Process:
         if not callable(handler):
             raise TypeError(f"message {name!r} needs a callable handler, got {handler!r}")
         _refuse_coroutine(handler, f"message handler {name!r}")
-        self._handlers[name] = handler
+        self.mailbox.handlers[name] = handler
 
     def route(self, path: str, handler: Callable, description: str = "") -> None:
         """Serve HTTP requests for ``/<id><path>`` with ``handler(request)``."""
@@ -165,26 +171,27 @@ class Process:
     def alias(self, public_path: str, path: str) -> None:
         """Serve this process's route ``path`` also at ``public_path`` (e.g. Mesos's
         ``/version`` for the master's ``/version``); call it once the process runs."""
-        self.runtime.http_aliases[public_path] = (self._pid.id, path)
+        self.runtime.http_aliases[public_path] = (self.pid.id, path)
 
     # -- acting ---------------------------------------------------------------------
 
     def send(self, to: UPID | str, name: str, body: Any = None) -> None:
         """Fire and forget; ordered with respect to this process's earlier sends to ``to``."""
-        self.runtime.send(to, name, body, self._pid)
+        mailbox = self.mailbox
+        if mailbox.host is None:
+            raise RuntimeError(f"{type(self).__name__} is not spawned in a runtime yet")
+        mailbox.host.send(to, name, body, mailbox.pid)
 
     def link(self, pid: UPID | str) -> None:
         """Get ``exited(pid)`` once when ``pid`` ends or the connection to its runtime breaks.
 
         Meant to be called inside the process; from another thread it is handed to the loop.
         """
-        runtime = self.runtime
-        runtime.call_on_loop(runtime._link, self, UPID(pid))
+        self.runtime.link(self, UPID(pid))
 
     def unlink(self, pid: UPID | str) -> None:
         """Stop watching ``pid``: no ``exited`` for it unless linked again."""
-        runtime = self.runtime
-        runtime.call_on_loop(runtime._unlink, self, UPID(pid))
+        self.runtime.unlink(self, UPID(pid))
 
     def delay(self, seconds: float, method: Callable | str, *args: Any, **kwargs: Any) -> Timer:
         """Run ``method(*args)`` inside this process after ``seconds`` of runtime clock time."""
@@ -227,7 +234,7 @@ class Process:
         completes inside the process, but a callback registered on that thread after it
         completed runs at once, on that thread, as with any completed future.
         """
-        work = AsyncWork(self, self._async_work, awaitable)
+        work = AsyncWork(self, self.mailbox.work, awaitable)
         self.runtime.call_on_loop(work.start, awaitable)
         return work.future
 
@@ -240,7 +247,8 @@ def _refuse_coroutine(fn: Callable, what: str) -> None:
     if inspect.iscoroutinefunction(fn):
         raise TypeError(
             f"{what} is a coroutine function; handlers must not block the process. "
-            "Make it a plain method that returns a Future, or continue with defer()"
+            "Make it a plain method that returns a Future, or continue with defer(); "
+            "run what must be awaited with run_async()"
         )
 
 
