@@ -23,8 +23,9 @@ counts in ``invariants_checked`` and every failure is a violation, one line on s
 
 1. every task launched is terminal in the journal, or its latest journaled state is RUNNING
    and the master and its agent list it RUNNING and its process runs; a launch that never
-   reached the master (the master or the framework died first) may instead be unknown to
-   all: TASK_UNKNOWN in reconciliation, on no agent, and never started (no pid file);
+   reached the master (the master or the framework died first), or that its agent never got
+   (TASK_UNREACHABLE, then a master failover forgot it) may instead be unknown to all:
+   TASK_UNKNOWN in reconciliation, on no agent, and never started (no pid file);
 2. the tasks the master lists as unfinished are exactly those the agents list as unfinished,
    no task is on two agents, none the journal shows terminal is running anywhere, and no
    task's journal goes on after a terminal update, and the master never answers TASK_UNKNOWN
@@ -107,6 +108,7 @@ RESEND_WATCH = 2.5  # seconds (> status_update_retry_max) to see acknowledged up
 SHORT_GRACE = 8.0  # seconds after which a short task (at most 2 s of sleep) must be over
 RUNNING = TaskState.TASK_RUNNING.value
 UNKNOWN = TaskState.TASK_UNKNOWN.value
+UNREACHABLE = TaskState.TASK_UNREACHABLE.value
 
 
 def progress(text: str) -> None:
@@ -131,9 +133,12 @@ class TaskRecord:
 
     @property
     def latest(self) -> str | None:
-        """The latest state heard, an UNKNOWN answer counting only if nothing else came."""
+        """The latest state heard, an UNKNOWN answer counting only if nothing else came, or
+        if it came after TASK_UNREACHABLE: the task's agent came back without it, after a
+        master failover that forgot it (for a PARTITION_AWARE framework, the task is gone).
+        """
         known = [u["state"] for u in self.states if u["state"] != UNKNOWN]
-        if known:
+        if known and not (known[-1] == UNREACHABLE and self.states[-1]["state"] == UNKNOWN):
             return known[-1]
         return UNKNOWN if self.states else None
 
@@ -458,6 +463,8 @@ class ChaosRun:
                 continue
             if task.kind == "short" and now - task.launched_at < SHORT_GRACE:
                 return False
+            if latest == UNKNOWN and task_id not in master_tasks:
+                continue  # unknown to both
             if master_tasks.get(task_id) != latest:
                 return False
         return True
@@ -583,7 +590,8 @@ class ChaosRun:
             told = {u["state"] for u in task.states if not u["uuid"] and terminal(u["state"])}
             checks.check(
                 not ends or told <= {states[-1]},
-                f"task {task_id}: the master told {sorted(told)}, its stream ended {states[-1]}",
+                f"task {task_id}: the master told {sorted(told)}, its stream ended "
+                f"{states[-1] if states else None}",
             )
 
         # ... and the master never denies a task that runs: no TASK_UNKNOWN answer between
@@ -733,6 +741,15 @@ class ChaosRun:
                 f"last offered {last and Resources.from_json(last[0]['resources'])}; "
                 f"offers the master holds for frameworks: {held}",
             )
+        # The master and its allocator never disagreed (since the master's last start).
+        address = self.cluster.http_address
+        with urllib.request.urlopen(f"http://{address}/metrics/snapshot", timeout=5.0) as reply:
+            refused = json.loads(reply.read()).get("master/allocator_errors")
+        checks.check(
+            refused == 0,
+            f"the allocator refused {refused} of the master's events (its view and the "
+            "master's differ; the master's log says which: allocator_event_refused)",
+        )
 
 
 def run(

@@ -25,6 +25,7 @@ Mesos's master treats agents (docs/flows.md, "Failures"):
 from __future__ import annotations
 
 import enum
+import itertools
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -97,6 +98,9 @@ class AgentLifecycle:
         self.ids = ids
         self.agent_ping_timeout = agent_ping_timeout
         self.ping_timeout = ping_timeout  # told to agents: their limit without a ping
+        # Generations of the allocator's views of agents, never reused (an agent back from
+        # unreachable has a new record, and its old view's allocations must still be stale).
+        self._generations = itertools.count(1)
         # Agents (by pid) whose admission waits for the registry write; see write_admissions.
         self._admitting: dict[str, tuple[AgentInfo, Callable[[float], None]]] = {}
 
@@ -135,7 +139,7 @@ class AgentLifecycle:
         def admitted(now: float) -> None:
             record = AgentRecord(info, sender, version)
             self.state.add_agent(record)
-            self.out.allocate(AddAgent(agent_id, info.resources))
+            self._add_to_allocator(record)
             self.observer.agent_added(record)
             self.out.link(sender)
             self.out.send(sender, AgentRegistered(agent_id, self.ping_timeout))
@@ -246,6 +250,13 @@ class AgentLifecycle:
         for _, then in batch.values():
             then(now)
 
+    def _add_to_allocator(self, agent: AgentRecord) -> None:
+        """A new view of the agent in the allocator: its total, what its tasks and executors
+        hold, and a new generation (allocations of earlier views are stale)."""
+        agent.generation = next(self._generations)
+        used = self.state.used_by_framework(agent)
+        self.out.allocate(AddAgent(agent.id, agent.info.resources, used, agent.generation))
+
     # -- what a re-registering agent reports ----------------------------------------------
 
     def _admit_with_tasks(
@@ -267,7 +278,7 @@ class AgentLifecycle:
         for task in stale:
             self.tasks.gone(task)  # the agent no longer runs it
         shutdown = self._take_reported(record, message, now)
-        self.out.allocate(AddAgent(agent_id, info.resources, self.state.used_by_framework(record)))
+        self._add_to_allocator(record)
         if agent_id in self.state.deactivated:  # an operator's deactivation outlasts this
             self.out.allocate(DeactivateAgent(agent_id))
         self.observer.agent_added(record)
@@ -303,10 +314,15 @@ class AgentLifecycle:
 
         for task in message.tasks:
             if is_terminal(task.state):
-                # Ended, its last update not yet acknowledged (it follows): remember how it
-                # ended, so that reconciliation answers the truth meanwhile.
+                # Ended, its last update not yet acknowledged (it follows). A task the master
+                # still holds live ends now, as the agent says: the allocator is told what the
+                # agent uses without it, so that update must find it ended and free nothing.
+                # One the master does not know is remembered as ended, so that
+                # reconciliation answers the truth meanwhile.
                 known = state.task(task.framework_id, task.task_id)
-                if known is None and not state.completed_task(task.framework_id, task.task_id):
+                if known is not None and known.agent_id == agent.id:
+                    self.tasks.end_reported(known, task)
+                elif known is None and not state.completed_task(task.framework_id, task.task_id):
                     state.add_completed(self.tasks.reported(task, agent.id, task.resources))
                 continue
             if task.framework_id in removed:
@@ -387,9 +403,7 @@ class AgentLifecycle:
                 del agent.executors[key]
         shutdown = self._take_reported(agent, message, now)
         self.out.allocate(RemoveAgent(agent.id))
-        self.out.allocate(
-            AddAgent(agent.id, agent.info.resources, self.state.used_by_framework(agent))
-        )
+        self._add_to_allocator(agent)
         if agent.id in self.state.deactivated:  # an operator's deactivation outlasts this
             self.out.allocate(DeactivateAgent(agent.id))
         self.out.link(pid)

@@ -170,6 +170,7 @@ class FrameworkLifecycle:
             old = framework.pid
             if framework.connected:
                 self.out.send(old, FrameworkError("framework failed over to another scheduler"))
+            self.offers.give_back_all(framework)  # the old scheduler's: the new one knows none
             framework.pid = pid
             if not self.state.frameworks_by_pid(old):  # no other framework uses it
                 self.out.unlink(old)

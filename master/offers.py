@@ -57,6 +57,11 @@ class OfferBook:
             agent_id = AgentID(allocation.agent_id)
             framework = state.frameworks.get(framework_id)
             agent = state.agents.get(agent_id)
+            if agent is not None and allocation.generation != agent.generation:
+                # Made before the agent was removed and added again (it re-registered): the
+                # allocator's new view of the agent holds none of it, so neither does anyone.
+                log.info("stale_allocation_dropped", agent_id=agent_id, framework_id=framework_id)
+                continue
             if framework is None or not framework.active or agent is None:
                 # Raced with a removal or deactivation: give it back.
                 self.out.allocate(RecoverResources(framework_id, agent_id, allocation.resources))

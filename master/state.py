@@ -43,6 +43,9 @@ class AgentRecord:
     offers: set[OfferID] = field(default_factory=set)
     # Executors launched with tasks: (framework, executor) -> their resources (allocated).
     executors: dict[tuple[FrameworkID, ExecutorID], Resources] = field(default_factory=dict)
+    # Invariant: the generation of the allocator's view of this agent, new with every
+    # AddAgent the master sends (never reused); an allocation of another is stale (OfferBook).
+    generation: int = 0
 
     @property
     def id(self) -> AgentID:

@@ -127,6 +127,19 @@ class TaskBook:
         self._end(task, status)
         self.tell(task.framework_id, status)
 
+    def end_reported(self, task: TaskRecord, reported: Task) -> None:
+        """A live task its re-registering agent reports ended: it ends as the agent says."""
+        status = reported.statuses[-1] if reported.statuses else None
+        status = status or TaskStatus(task.task_id, reported.state, agent_id=task.agent_id)
+        self._end(task, status)
+        log.info(
+            "reported_task_ended",
+            framework_id=task.framework_id,
+            task_id=task.task_id,
+            agent_id=task.agent_id,
+            state=reported.state.value,
+        )
+
     def _end(self, task: TaskRecord, status: TaskStatus) -> None:
         ended = self.state.update_task(task, status)
         if not ended:

@@ -111,9 +111,11 @@ class Bench:
         return self.core.state.frameworks[framework_id]
 
     def offer(self, framework: FrameworkRecord, agent_id: AgentID, resources=AGENT) -> Offer:
-        self.core.offers.allocated(
-            [Allocation(framework.id, "*", agent_id, resources.allocated_to("*"))]
+        generation = self.core.state.agents[agent_id].generation
+        allocation = Allocation(
+            framework.id, "*", agent_id, resources.allocated_to("*"), generation
         )
+        self.core.offers.allocated([allocation])
         ((_, message),) = sends(self.core, ResourceOffers)
         self.core.out.take()
         return message.offers[0]
@@ -289,6 +291,23 @@ def test_partition_aware_frameworks_hear_the_finer_state(bench):
     )
     ((_, update),) = sends(core, StatusUpdate)
     assert update.status.state is TaskState.TASK_DROPPED
+
+
+def test_an_allocation_made_before_its_agent_was_added_again_is_dropped(bench):
+    core = bench.core
+    agent_id = bench.register_agent()
+    framework = bench.add_framework()
+    old = core.state.agents[agent_id].generation
+    info = AgentInfo("h1", resources=AGENT, id=agent_id)
+    core.agents.reregister(AGENT_PID, ReregisterAgent(info, "t"), now=1.0)
+    (added,) = events(core, AddAgent)
+    assert added.generation != old == added.generation - 1
+    core.out.take()
+    stale = Allocation(framework.id, "*", agent_id, AGENT.allocated_to("*"), old)
+    core.offers.allocated([stale])
+    assert core.out.take() == [] and core.state.offers == {}  # nobody holds it any more
+    bench.offer(framework, agent_id)  # one of the new view is offered
+    assert len(core.state.offers) == 1
 
 
 # -- liveness -------------------------------------------------------------------------------

@@ -41,7 +41,10 @@ def decode(value: Any) -> Any:
 
 
 def encode_allocations(allocations: list[Allocation]) -> list[list[Any]]:
-    return [[a.framework_id, a.role, a.agent_id, a.resources.to_json()] for a in allocations]
+    return [
+        [a.framework_id, a.role, a.agent_id, a.resources.to_json(), a.generation]
+        for a in allocations
+    ]
 
 
 def decode_allocations(body: Any) -> list[Allocation]:
@@ -49,6 +52,6 @@ def decode_allocations(body: Any) -> list[Allocation]:
     if body and isinstance(body[0], Allocation):
         return list(body)
     return [
-        Allocation(framework_id, role, agent_id, Resources.from_json(resources))
-        for framework_id, role, agent_id, resources in body
+        Allocation(framework_id, role, agent_id, Resources.from_json(resources), generation)
+        for framework_id, role, agent_id, resources, generation in body
     ]

@@ -45,16 +45,19 @@ class AllocatorEvent:
 @dataclass(frozen=True, slots=True)
 class AddAgent(AllocatorEvent):
     """``used``: what each framework already holds there (allocated form), e.g. the tasks a
-    re-registering agent reports."""
+    re-registering agent reports; ``generation``: echoed in the agent's allocations, so that
+    the master knows those made before the agent was removed and added again."""
 
     NAME: ClassVar[str] = "add_agent"
     CYCLE: ClassVar[int] = CYCLE_AGENT
     agent_id: str
     total: Resources
     used: Mapping[str, Resources] | None = None
+    generation: int = 0
 
     def apply(self, core: HierarchicalAllocator, now: float) -> None:
-        core.add_agent(self.agent_id, self.total, dict(self.used) if self.used else None)
+        used = dict(self.used) if self.used else None
+        core.add_agent(self.agent_id, self.total, used, self.generation)
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,7 @@ class _Agent:
         "available",
         "available_q",
         "fits",
+        "generation",
         "gpus",
         "id",
         "reserved",
@@ -58,8 +59,9 @@ class _Agent:
         "whole_offer",
     )
 
-    def __init__(self, agent_id: str, total: Resources) -> None:
+    def __init__(self, agent_id: str, total: Resources, generation: int = 0) -> None:
         self.id = agent_id
+        self.generation = generation  # given by add_agent, echoed in its allocations
         self.total = total
         self.gpus = total.scalar_millis("gpus") > 0
         self.reserved = total.has_reserved()  # False: nothing here is ever reserved
@@ -150,12 +152,18 @@ class HierarchicalAllocator:
     # -- agents -------------------------------------------------------------------------
 
     def add_agent(
-        self, agent_id: str, total: Resources, used: dict[str, Resources] | None = None
+        self,
+        agent_id: str,
+        total: Resources,
+        used: dict[str, Resources] | None = None,
+        generation: int = 0,
     ) -> None:
+        """``generation`` tells this view of the agent from earlier ones (it is removed and
+        added again when it re-registers): its allocations carry it."""
         if agent_id in self._agents:
             raise AllocatorError(f"agent {agent_id} is already known")
         used = checked_used(agent_id, used)
-        agent = self._agents[agent_id] = _Agent(agent_id, total)
+        agent = self._agents[agent_id] = _Agent(agent_id, total, generation)
         self._add_total(total, 1)
         for framework_id, resources in (used or {}).items():
             self._track(agent, framework_id, resources)
@@ -443,8 +451,9 @@ class HierarchicalAllocator:
             self._stage_one(agent_ids, offers, budget, now)
         self._rng.shuffle(agent_ids)
         self._stage_two(agent_ids, offers, budget, now)
+        agents = self._agents
         return [
-            Allocation(framework_id, role, agent_id, resources)
+            Allocation(framework_id, role, agent_id, resources, agents[agent_id].generation)
             for (framework_id, role, agent_id), resources in offers.items()
         ]
 

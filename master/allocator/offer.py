@@ -16,6 +16,9 @@ class Allocation:
     role: str
     agent_id: str
     resources: Resources
+    # The agent's generation (``add_agent``'s) when this was allocated: an allocation made
+    # before its agent was removed and added again is stale, held by nobody any more.
+    generation: int = 0
 
 
 class AllocatorError(ValueError):
