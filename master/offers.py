@@ -62,8 +62,8 @@ class OfferBook:
                 # allocator's new view of the agent holds none of it, so neither does anyone.
                 log.info("stale_allocation_dropped", agent_id=agent_id, framework_id=framework_id)
                 continue
-            if framework is None or not framework.active or agent is None:
-                # Raced with a removal or deactivation: give it back.
+            if framework is None or not framework.active or agent is None or not agent.connected:
+                # Raced with a removal, a deactivation or a broken link: give it back.
                 self.out.allocate(RecoverResources(framework_id, agent_id, allocation.resources))
                 continue
             offer = Offer(

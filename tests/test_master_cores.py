@@ -310,6 +310,21 @@ def test_an_allocation_made_before_its_agent_was_added_again_is_dropped(bench):
     assert len(core.state.offers) == 1
 
 
+def test_an_allocation_for_a_disconnected_agent_goes_back(bench):
+    core = bench.core
+    agent_id = bench.register_agent()
+    framework = bench.add_framework()
+    agent = core.state.agents[agent_id]
+    core.agents.disconnected(agent)
+    core.out.take()
+    allocation = Allocation(framework.id, "*", agent_id, AGENT.allocated_to("*"), agent.generation)
+    core.offers.allocated([allocation])
+    assert list(core.out.events()) == [
+        RecoverResources(framework.id, agent_id, AGENT.allocated_to("*"))
+    ]
+    assert core.state.offers == {} and sends(core, ResourceOffers) == []
+
+
 # -- liveness -------------------------------------------------------------------------------
 
 
