@@ -85,7 +85,7 @@ def test_a_custom_executor_registers_is_shut_down_and_destroyed_after_the_grace(
     assert run(lifecycle, Launch(), Launched(), Registered(), Shutdown(), TimedOut()) == [
         [A.CHECKPOINT, A.LAUNCH],
         [A.CHECKPOINT, A.WATCH, A.ARM_TIMER],  # the registration timeout
-        [A.CANCEL_TIMER, A.CHECKPOINT, A.SEND_TASKS],
+        [A.CANCEL_TIMER, A.SEND_TASKS],
         [A.SEND_SHUTDOWN, A.ARM_TIMER],  # the shutdown grace
         [A.CANCEL_TIMER, A.DESTROY],
     ]
@@ -97,7 +97,7 @@ def test_a_custom_executor_registers_is_shut_down_and_destroyed_after_the_grace(
 def test_an_executor_that_registers_before_its_launch_returns_runs_when_it_does():
     lifecycle = machine(CUSTOM)
     lifecycle.handle(Launch())
-    assert lifecycle.handle(Registered()) == [A.CHECKPOINT, A.SEND_TASKS]
+    assert lifecycle.handle(Registered()) == [A.SEND_TASKS]
     assert lifecycle.state is S.REGISTERED_EARLY and lifecycle.state.phase == "RUNNING"
     assert lifecycle.handle(Launched()) == [A.CHECKPOINT, A.WATCH]  # no registration timer
     assert lifecycle.state is S.RUNNING
@@ -115,8 +115,8 @@ def test_a_recovered_executor_is_asked_to_reconnect_and_resumes():
     assert lifecycle.state is S.RECOVERING
     assert lifecycle.handle(Found()) == [A.WATCH, A.RECONNECT, A.ARM_TIMER]
     assert lifecycle.state.phase == "RECOVERING"
-    assert lifecycle.handle(Reregistered()) == [A.CANCEL_TIMER, A.CHECKPOINT, A.SEND_TASKS]
-    assert lifecycle.handle(Resubscribed()) == [A.CHECKPOINT, A.SEND_TASKS]  # a new HTTP link
+    assert lifecycle.handle(Reregistered()) == [A.CANCEL_TIMER, A.SEND_TASKS]
+    assert lifecycle.handle(Resubscribed()) == [A.SEND_TASKS]  # a new HTTP link
     assert lifecycle.state is S.RUNNING
 
 
