@@ -15,9 +15,9 @@ from libprocess.future import (
     State,
     collect,
 )
+from libprocess.host import ProcessTerminated
 from libprocess.http import Stream, request_body
 from libprocess.launch import Launched, LaunchError, LaunchOptions, launch, serve
-from libprocess.mailbox import ProcessTerminated
 from libprocess.process import Process, handler, route
 from libprocess.runtime import Runtime, UnknownProcess
 from libprocess.transport import TransportConfig

@@ -18,7 +18,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -34,6 +34,12 @@ def _nanoseconds(seconds: float, what: str) -> int:
     return round(seconds * 1_000_000_000)
 
 
+class Settles(Protocol):
+    """A runtime, as its clock sees it: something ``Clock.settle`` waits for."""
+
+    def settle(self, timeout: float = 10.0) -> None: ...
+
+
 class Clock:
     """Monotonic seconds that can be paused and advanced; time never runs backwards."""
 
@@ -42,6 +48,7 @@ class Clock:
         self._paused_at: int | None = None  # ns; None while time runs
         self._offset = 0  # ns added to time.monotonic_ns() while time runs
         self._listeners: weakref.WeakSet[Timers] = weakref.WeakSet()
+        self._runtimes: list[Settles] = []  # started on this clock, in start order
 
     def now(self) -> float:
         """Seconds on this clock (monotonic, arbitrary origin)."""
@@ -85,13 +92,23 @@ class Clock:
         self._notify()
 
     def settle(self, timeout: float = 10.0) -> None:
-        """Block until every started runtime has no runnable process and no due timer."""
-        from libprocess import current
-
-        with current._started_lock:
-            runtimes = list(current._started)
+        """Block until every runtime started on this clock has no runnable process and no
+        due timer (``Runtime.settle``, one after the other)."""
+        with self._lock:
+            runtimes = list(self._runtimes)
         for runtime in runtimes:
             runtime.settle(timeout)
+
+    def attach(self, runtime: Settles) -> None:
+        """A runtime has started on this clock: ``settle`` waits for it from now on."""
+        with self._lock:
+            self._runtimes.append(runtime)
+
+    def detach(self, runtime: Settles) -> None:
+        """A runtime has stopped: ``settle`` no longer waits for it."""
+        with self._lock:
+            if runtime in self._runtimes:
+                self._runtimes.remove(runtime)
 
     def _listen(self, timers: Timers) -> None:
         self._listeners.add(timers)

@@ -1,7 +1,8 @@
-"""Which runtime this thread belongs to.
+"""Which runtime's timers a thread's timers go to.
 
-A runtime's loop thread knows its runtime; other threads (an application embedding
-a runtime, a test) fall back to the only runtime started in this OS process.
+A runtime's loop thread has its runtime's timer queue; other threads (an application
+embedding a runtime, a test) fall back to the only runtime started in this OS process.
+``Future.after`` asks here, as does ``Future.result`` (which must not block a loop thread).
 """
 
 from __future__ import annotations
@@ -10,45 +11,41 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from libprocess.runtime import Runtime
+    from libprocess.clock import Timers
 
 _local = threading.local()
-_started: list[Runtime] = []
+_started: list[Timers] = []  # one timer queue per started runtime
 _started_lock = threading.Lock()
 
 
-def enter_loop(runtime: Runtime) -> None:
-    """Mark the calling thread as ``runtime``'s loop thread."""
-    _local.runtime = runtime
+def enter_loop(timers: Timers) -> None:
+    """Mark the calling thread as the loop thread of the runtime that owns ``timers``."""
+    _local.timers = timers
 
 
 def leave_loop() -> None:
-    _local.runtime = None
+    _local.timers = None
 
 
 def on_runtime_loop() -> bool:
-    return getattr(_local, "runtime", None) is not None
+    return getattr(_local, "timers", None) is not None
 
 
-def runtime() -> Runtime | None:
-    """The runtime whose loop runs on this thread, if any."""
-    return getattr(_local, "runtime", None)
-
-
-def register(runtime: Runtime) -> None:
+def register(timers: Timers) -> None:
+    """A runtime has started, with these timers."""
     with _started_lock:
-        _started.append(runtime)
+        _started.append(timers)
 
 
-def unregister(runtime: Runtime) -> None:
+def unregister(timers: Timers) -> None:
     with _started_lock:
-        if runtime in _started:
-            _started.remove(runtime)
+        if timers in _started:
+            _started.remove(timers)
 
 
-def runtime_for_timers() -> Runtime:
-    """The runtime that should run a timer asked for on this thread."""
-    here = runtime()
+def timers() -> Timers:
+    """The timer queue that should run a timer asked for on this thread."""
+    here = getattr(_local, "timers", None)
     if here is not None:
         return here
     with _started_lock:

@@ -10,6 +10,11 @@ it with ``Process.defer``.
 Futures are thread-safe: they may be completed on a runtime's loop and waited on
 from another thread (``result()``) or from any asyncio loop (``await``).
 
+A future may have an *owner* (``Promise(owner=...)``), told what its callers would otherwise
+never hear: a callback that raised, and a failure that nobody was listening for. Futures
+made from it by ``then``, ``recover`` and ``after`` have the same owner. A process's async
+work (``Process.run_async``) owns its future this way.
+
 Long chains (a ``then`` built in a loop, a thousand links deep) must not overflow
 Python's stack: when callbacks complete other futures more than ``_MAX_DEPTH`` levels
 deep, the deeper callbacks run right after the current callback returns instead of
@@ -24,7 +29,7 @@ import enum
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 
@@ -78,17 +83,39 @@ class NotReady(FutureError):
     """``value`` was read from a future that is not ready."""
 
 
+class Owner(Protocol):
+    """Who hears what a future's callers would otherwise never hear.
+
+    Both hooks run on the thread that completes the future (or runs the callback), and
+    must not raise.
+    """
+
+    def callback_failed(self, callback: Callable[..., Any], error: Exception) -> None:
+        """A callback registered on the future raised ``error`` (called inside the except)."""
+
+    def failed_unobserved(self, future: Future[Any], error: BaseException) -> None:
+        """``future`` failed with ``error`` while no callback (and no waiter) was registered."""
+
+
 class Future(Generic[T]):
     """The read side of a one-shot result. Create one through a ``Promise``."""
 
-    __slots__ = ("_callbacks", "_discard_callbacks", "_discard_requested", "_state", "_value")
+    __slots__ = (
+        "_callbacks",
+        "_discard_callbacks",
+        "_discard_requested",
+        "_owner",
+        "_state",
+        "_value",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, owner: Owner | None = None) -> None:
         self._state = State.PENDING
         self._value: Any = None
         self._callbacks: list[Callable[[Future[T]], Any]] | None = None
         self._discard_callbacks: list[Callable[[], Any]] | None = None
         self._discard_requested = False
+        self._owner = owner
 
     # -- construction -------------------------------------------------------------
 
@@ -168,6 +195,8 @@ class Future(Generic[T]):
             self._discard_callbacks = None
         if callbacks:
             _run_callbacks([(callback, self) for callback in callbacks])
+        elif state is State.FAILED and self._owner is not None:
+            self._owner.failed_unobserved(self, value)
         return True
 
     # -- callbacks ----------------------------------------------------------------
@@ -185,13 +214,19 @@ class Future(Generic[T]):
         return self
 
     def on_ready(self, callback: Callable[[T], Any]) -> Future[T]:
-        return self.on_any(lambda f: callback(f._value) if f._state is State.READY else None)
+        return self.on_any(
+            _named(lambda f: callback(f._value) if f._state is State.READY else None, callback)
+        )
 
     def on_failed(self, callback: Callable[[BaseException], Any]) -> Future[T]:
-        return self.on_any(lambda f: callback(f._value) if f._state is State.FAILED else None)
+        return self.on_any(
+            _named(lambda f: callback(f._value) if f._state is State.FAILED else None, callback)
+        )
 
     def on_discarded(self, callback: Callable[[], Any]) -> Future[T]:
-        return self.on_any(lambda f: callback() if f._state is State.DISCARDED else None)
+        return self.on_any(
+            _named(lambda f: callback() if f._state is State.DISCARDED else None, callback)
+        )
 
     def on_discard(self, callback: Callable[[], Any]) -> Future[T]:
         """Call ``callback()`` when a discard is *requested* (the promise holder's hook)."""
@@ -226,7 +261,7 @@ class Future(Generic[T]):
         ``fn`` may return a plain value or a Future (which is then followed). A discard
         requested on the returned future is passed on to this one.
         """
-        promise: Promise[U] = Promise()
+        promise: Promise[U] = Promise(self._owner)
 
         def on_complete(source: Future[T]) -> None:
             if source._state is State.READY:
@@ -245,7 +280,7 @@ class Future(Generic[T]):
 
     def recover(self, fn: Callable[[Future[T]], T | Future[T]]) -> Future[T]:
         """A future that is this one if ready, else ``fn(self)`` (failed or discarded)."""
-        promise: Promise[T] = Promise()
+        promise: Promise[T] = Promise(self._owner)
 
         def on_complete(source: Future[T]) -> None:
             if source._state is State.READY:
@@ -273,7 +308,7 @@ class Future(Generic[T]):
         result fails with ``FutureTimeout``. The timer reads the runtime clock, so a paused
         clock holds it until ``advance``.
         """
-        promise: Promise[T] = Promise()
+        promise: Promise[T] = Promise(self._owner)
         if not self.is_pending():
             promise._transfer(self)
             return promise.future
@@ -294,7 +329,7 @@ class Future(Generic[T]):
                 return
             promise.resolve(result)
 
-        timer = current.runtime_for_timers().timers.schedule(seconds, on_timeout)
+        timer = current.timers().schedule(seconds, on_timeout)
 
         def on_complete(source: Future[T]) -> None:
             timer.cancel()
@@ -355,6 +390,15 @@ class Future(Generic[T]):
         return self._outcome()
 
 
+def _named(wrapper: Callable[..., Any], callback: Callable[..., Any]) -> Callable[..., Any]:
+    """``wrapper`` under the name of the ``callback`` it calls, so that a report of a
+    callback that raised names the caller's function, not the wrapper."""
+    name = getattr(callback, "__qualname__", None)
+    if isinstance(name, str):
+        wrapper.__qualname__ = name
+    return wrapper
+
+
 def _wake_threadsafe(waiter: asyncio.Future) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -391,18 +435,27 @@ def _drain(trampoline: _Trampoline) -> None:
 def _run_callback(callback: Callable[[Future[Any]], Any], future: Future[Any]) -> None:
     try:
         callback(future)
-    except Exception:
-        # A callback's error has no one to go to: make it loud rather than lose it.
-        log.exception("future_callback_failed", callback=getattr(callback, "__qualname__", None))
+    except Exception as error:
+        # A callback's error has no caller to go to: its owner hears of it, else the log.
+        if future._owner is not None:
+            future._owner.callback_failed(callback, error)
+        else:
+            log.exception(
+                "future_callback_failed", callback=getattr(callback, "__qualname__", None)
+            )
 
 
 class Promise(Generic[T]):
-    """The write side: completes its ``future`` exactly once."""
+    """The write side: completes its ``future`` exactly once.
+
+    With an ``owner``, the future's raising callbacks and unobserved failure go to it
+    (see ``Owner``) instead of the log.
+    """
 
     __slots__ = ("future",)
 
-    def __init__(self) -> None:
-        self.future: Future[T] = Future()
+    def __init__(self, owner: Owner | None = None) -> None:
+        self.future: Future[T] = Future(owner)
 
     def set(self, value: T = None) -> bool:
         return self.future._complete(State.READY, value)

@@ -16,16 +16,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from aiohttp import web
 
-from libprocess.future import Future
-from libprocess.mailbox import ProcessTerminated
+from libprocess.host import ProcessTerminated
 
 if TYPE_CHECKING:
-    from libprocess.runtime import Runtime
+    from libprocess.future import Future
+    from libprocess.metrics import Metrics
+    from libprocess.process import Process
+    from libprocess.upid import UPID
 
 log = structlog.get_logger("libprocess.http")
 
@@ -92,10 +94,24 @@ class Stream:
             self._queue.put_nowait(None)
 
 
+class Served(Protocol):
+    """What the HTTP server asks of the runtime whose processes it serves (a ``Runtime``)."""
+
+    metrics: Metrics
+    # Absolute HTTP paths served by a process route: path -> (process id, route path).
+    http_aliases: dict[str, tuple[str, str]]
+
+    def process(self, ident: str) -> Process | None: ...
+
+    def processes(self) -> list[UPID]: ...
+
+    def dispatch(self, target: Process, method: Callable, *args: Any) -> Future[Any]: ...
+
+
 class HttpServer:
     """setup → start → stop, one method each, on the runtime's loop."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Served) -> None:
         self._runtime = runtime
         self._runner: web.AppRunner | None = None
         self._streams: set[Stream] = set()  # open ones: ended first when the server stops
@@ -121,7 +137,7 @@ class HttpServer:
                 f"cannot serve HTTP on {host}:{port} ({error.strerror}); "
                 "choose another port, or 0 for any"
             ) from None
-        bound_port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
+        bound_port = self._runner.addresses[0][1]  # the real port when 0 was asked
         return f"{host}:{bound_port}"
 
     async def stop(self) -> None:
@@ -146,12 +162,13 @@ class HttpServer:
         else:
             ident = request.match_info["process"]
             path = "/" + request.match_info.get("path", "").rstrip("/")
-        process = runtime._processes.get(ident)
+        process = runtime.process(ident)
         if process is None:
             raise web.HTTPNotFound(text=self._unknown_process(ident))
-        route = process._routes.get(path)
+        routes = process.routes
+        route = routes.get(path)
         if route is None:
-            known = ", ".join(sorted(process._routes)) or "none"
+            known = ", ".join(sorted(routes)) or "none"
             raise web.HTTPNotFound(
                 text=f"process {ident!r} has no route {path!r} (it has: {known})\n"
             )
@@ -212,9 +229,10 @@ class HttpServer:
         """A 404 text naming the routes that are served, so that a typo is easy to spot."""
         runtime = self._runtime
         served = sorted(
-            f"/{process.pid.id}{path}"
-            for process in list(runtime._processes.values())
-            for path in process._routes
+            f"/{pid.id}{path}"
+            for pid in runtime.processes()
+            if (process := runtime.process(pid.id)) is not None
+            for path in process.routes
         )
         listed = ", ".join([*served[:_LISTED_PROCESSES], "/metrics/snapshot"])
         if len(served) > _LISTED_PROCESSES:

@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from libprocess.mailbox import ProcessTerminated
+from libprocess.host import ProcessTerminated
 from libprocess.process import Process
 from libprocess.runtime import Runtime, new_event_loop
 from libprocess.transport import TransportConfig

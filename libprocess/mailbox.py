@@ -1,110 +1,61 @@
-"""What a process's mailbox holds besides messages (plain ``(sender, name, body)`` tuples):
-initialize, terminate, exited notices and dispatches. Each event serves itself."""
+"""A process's mailbox: the events waiting for it, and the runtime's record of where the
+process is in its life (its pid, its state, what it links to, the async work it owns).
+
+The process makes its mailbox when it is constructed (``Process.mailbox``) and reads its
+identity from it; the runtime fills it in at ``spawn`` and is the only one to change it
+afterwards, on its loop thread.
+"""
 
 from __future__ import annotations
 
-import inspect
+from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import structlog
-
-from libprocess.future import Promise
-from libprocess.process import Process, ProcessState
-from libprocess.upid import UPID
+from libprocess.host import ProcessState, ProcessTerminated
 
 if TYPE_CHECKING:
-    from libprocess.runtime import Runtime
+    from libprocess.async_work import AsyncWork
+    from libprocess.future import Promise
+    from libprocess.host import Host
+    from libprocess.upid import UPID
 
-log = structlog.get_logger("libprocess.runtime")
-
-
-class ProcessTerminated(Exception):
-    """The target process ended before it could serve the request."""
-
-
-class _Initialize:
-    __slots__ = ()
-
-    def serve(self, runtime: Runtime, process: Process) -> None:
-        process._state = ProcessState.RUNNING
-        try:
-            process.initialize()
-        except Exception:
-            log.exception("initialize_failed", process=process._pid)
-            runtime._finish(process)
+__all__ = ["Mailbox", "ProcessTerminated"]
 
 
-class _Terminate:
-    __slots__ = ()
+class Mailbox:
+    """One process's queue of events and its place in its runtime."""
 
-    def serve(self, runtime: Runtime, process: Process) -> None:
-        runtime._finish(process)
+    __slots__ = (
+        "done",
+        "events",
+        "handlers",
+        "host",
+        "links_out",
+        "pid",
+        "requested_id",
+        "scheduled",
+        "state",
+        "work",
+    )
 
+    def __init__(
+        self, requested_id: str | None, handlers: dict[str, Callable[[Any, Any], Any]]
+    ) -> None:
+        self.requested_id = requested_id  # the id asked for at construction, if any
+        self.handlers = handlers  # message name -> handler(sender, body), the process's own
+        self.host: Host | None = None  # the runtime, from spawn on
+        self.pid: UPID | None = None  # from spawn on
+        self.state = ProcessState.CREATED
+        # Events waiting to be served: (sender, name, body) tuples for messages, event objects
+        # (libprocess.events) for everything else. Only the runtime's loop thread touches it.
+        self.events: deque[Any] = deque()
+        # True exactly while the process is in the runtime's run queue or being served.
+        self.scheduled = False
+        self.done: Promise[None] | None = None  # from spawn on; ready once terminated
+        self.links_out: set[UPID] = set()  # pids this process linked to
+        self.work: set[AsyncWork[Any]] = set()  # its run_async work not finished yet
 
-class Exited:
-    __slots__ = ("pid",)
-
-    def __init__(self, pid: UPID) -> None:
-        self.pid = pid
-
-    def serve(self, runtime: Runtime, process: Process) -> None:
-        try:
-            process.exited(self.pid)
-        except Exception:
-            log.exception("exited_hook_failed", process=process._pid, exited=self.pid)
-
-
-class Dispatch:
-    __slots__ = ("args", "kwargs", "method", "promise")
-
-    def __init__(self, method: Callable | str, args: tuple, kwargs: dict, promise: Promise):
-        self.method = method
-        self.args = args
-        self.kwargs = kwargs
-        self.promise = promise
-
-    def serve(self, runtime: Runtime, process: Process) -> None:
-        promise = self.promise
-        try:
-            result = _bind(process, self.method)(*self.args, **self.kwargs)
-        except BaseException as error:
-            promise.fail(error)
-            return
-        if inspect.iscoroutine(result):  # it would never run: nobody awaits it
-            result.close()
-            name = getattr(self.method, "__qualname__", self.method)
-            promise.fail(
-                TypeError(
-                    f"dispatch of {name} returned a coroutine, which would block the process "
-                    "if awaited; make it a plain function that returns a Future, or "
-                    "continue with defer()"
-                )
-            )
-            return
-        promise.resolve(result)
-
-    def abandon(self, process: Process) -> None:
-        name = getattr(self.method, "__name__", self.method)
-        self.promise.fail(
-            ProcessTerminated(f"{process._pid} terminated before it handled a dispatch of {name}")
-        )
-
-
-INITIALIZE = _Initialize()
-TERMINATE = _Terminate()
-
-
-def _bind(process: Process, method: Callable | str) -> Callable:
-    """Method names and the process class's own functions are bound to the process."""
-    if isinstance(method, str):
-        bound = getattr(process, method, None)
-        if not callable(bound):
-            raise AttributeError(f"{type(process).__name__} has no method {method!r} to dispatch")
-        return bound
-    if inspect.isfunction(method):
-        name = method.__name__
-        for cls in type(process).__mro__:
-            if vars(cls).get(name) is method:  # Base.method on a Derived process
-                return method.__get__(process)
-    return method
+    def __len__(self) -> int:
+        """How many events wait to be served."""
+        return len(self.events)

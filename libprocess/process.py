@@ -11,18 +11,24 @@ continuation comes back in through ``defer``.
 from __future__ import annotations
 
 import inspect
-from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from libprocess.future import Future, Promise
+from libprocess.async_work import AsyncWork
+from libprocess.host import ProcessState
+from libprocess.mailbox import Mailbox
 from libprocess.upid import UPID, InvalidUPID
 
 if TYPE_CHECKING:
     from libprocess.clock import Timer
-    from libprocess.runtime import Runtime
+    from libprocess.future import Future
+    from libprocess.host import Host
+
+__all__ = ["Process", "ProcessState", "handler", "route"]
 
 MessageHandler = Callable[[UPID | None, Any], Any]
+T = TypeVar("T")
 
 
 def handler(name: str) -> Callable[[Callable], Callable]:
@@ -53,14 +59,13 @@ def route(path: str, description: str = "") -> Callable[[Callable], Callable]:
     return mark
 
 
-class ProcessState:
-    CREATED = "created"
-    RUNNING = "running"
-    TERMINATED = "terminated"
-
-
 class Process:
-    """Base class of actors. Override the hooks; call the rest."""
+    """Base class of actors. Override the hooks; call the rest.
+
+    ``mailbox`` is the runtime's record of the process (its queued events, pid, state,
+    links and async work): the process reads its identity from it, only the runtime
+    changes it.
+    """
 
     _class_handlers: dict[str, str] = {}
     _class_routes: dict[str, tuple[str, str]] = {}
@@ -84,20 +89,9 @@ class Process:
     def __init__(self, id: str | None = None) -> None:
         if id is not None:
             _check_id(id)
-        self._requested_id = id
-        self._pid: UPID | None = None
-        self._runtime: Runtime | None = None
-        self._state = ProcessState.CREATED
-        # Events waiting to be served: (sender, name, body) tuples for messages, Event objects
-        # for everything else. Only the runtime's loop thread touches it.
-        self._mailbox: deque[Any] = deque()
-        # True while this process is in the runtime's run queue or being served.
-        self._scheduled = False
-        self._done: Promise[None] | None = None  # set at spawn; ready once terminated
-        self._links_out: set[UPID] = set()  # pids this process linked to
-        self._handlers: dict[str, MessageHandler] = {
-            name: getattr(self, attr) for name, attr in self._class_handlers.items()
-        }
+        self.mailbox = Mailbox(
+            id, {name: getattr(self, attr) for name, attr in self._class_handlers.items()}
+        )
         self._routes: dict[str, tuple[Callable, str]] = {
             path: (getattr(self, attr), description)
             for path, (attr, description) in self._class_routes.items()
@@ -107,22 +101,32 @@ class Process:
 
     @property
     def pid(self) -> UPID:
-        if self._pid is None:
+        pid = self.mailbox.pid
+        if pid is None:
             raise RuntimeError(f"{type(self).__name__} has no pid until it is spawned")
-        return self._pid
+        return pid
 
     @property
-    def runtime(self) -> Runtime:
-        if self._runtime is None:
+    def runtime(self) -> Host:
+        """The runtime hosting this process (a ``libprocess.Runtime``)."""
+        host = self.mailbox.host
+        if host is None:
             raise RuntimeError(f"{type(self).__name__} is not spawned in a runtime yet")
-        return self._runtime
+        return host
 
     @property
     def state(self) -> str:
-        return self._state
+        """``created``, ``running`` or ``terminated``."""
+        return self.mailbox.state
+
+    @property
+    def routes(self) -> Mapping[str, tuple[Callable, str]]:
+        """The HTTP routes this process serves: path -> (handler, description)."""
+        return MappingProxyType(self._routes)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._pid or self._requested_id or '(unspawned)'}>"
+        mailbox = self.mailbox
+        return f"<{type(self).__name__} {mailbox.pid or mailbox.requested_id or '(unspawned)'}>"
 
     # -- hooks ------------------------------------------------------------------------
 
@@ -144,7 +148,7 @@ class Process:
 
     def unhandled(self, sender: UPID | None, name: str, body: Any) -> None:
         """Runs for a message with no installed handler; the default counts and logs it."""
-        self.runtime._unknown_message_name(self, sender, name)
+        self.runtime.unhandled_message(self, sender, name)
 
     # -- installing -------------------------------------------------------------------
 
@@ -153,7 +157,7 @@ class Process:
         if not callable(handler):
             raise TypeError(f"message {name!r} needs a callable handler, got {handler!r}")
         _refuse_coroutine(handler, f"message handler {name!r}")
-        self._handlers[name] = handler
+        self.mailbox.handlers[name] = handler
 
     def route(self, path: str, handler: Callable, description: str = "") -> None:
         """Serve HTTP requests for ``/<id><path>`` with ``handler(request)``."""
@@ -167,26 +171,27 @@ class Process:
     def alias(self, public_path: str, path: str) -> None:
         """Serve this process's route ``path`` also at ``public_path`` (e.g. Mesos's
         ``/version`` for the master's ``/version``); call it once the process runs."""
-        self.runtime.http_aliases[public_path] = (self._pid.id, path)
+        self.runtime.http_aliases[public_path] = (self.pid.id, path)
 
     # -- acting ---------------------------------------------------------------------
 
     def send(self, to: UPID | str, name: str, body: Any = None) -> None:
         """Fire and forget; ordered with respect to this process's earlier sends to ``to``."""
-        self.runtime.send(to, name, body, self._pid)
+        mailbox = self.mailbox
+        if mailbox.host is None:
+            raise RuntimeError(f"{type(self).__name__} is not spawned in a runtime yet")
+        mailbox.host.send(to, name, body, mailbox.pid)
 
     def link(self, pid: UPID | str) -> None:
         """Get ``exited(pid)`` once when ``pid`` ends or the connection to its runtime breaks.
 
         Meant to be called inside the process; from another thread it is handed to the loop.
         """
-        runtime = self.runtime
-        runtime._call(runtime._link, self, UPID(pid))
+        self.runtime.link(self, UPID(pid))
 
     def unlink(self, pid: UPID | str) -> None:
         """Stop watching ``pid``: no ``exited`` for it unless linked again."""
-        runtime = self.runtime
-        runtime._call(runtime._unlink, self, UPID(pid))
+        self.runtime.unlink(self, UPID(pid))
 
     def delay(self, seconds: float, method: Callable | str, *args: Any, **kwargs: Any) -> Timer:
         """Run ``method(*args)`` inside this process after ``seconds`` of runtime clock time."""
@@ -203,6 +208,36 @@ class Process:
         runtime = self.runtime
         return lambda *args, **kwargs: runtime.dispatch(self, fn, *args, **kwargs)
 
+    def run_async(self, awaitable: Awaitable[T]) -> Future[T]:
+        """Run ``awaitable`` on the runtime's loop as work owned by this process.
+
+        For what a handler must not wait for (a subprocess, a file, a socket, a thread). The
+        returned future completes *inside this process*, as one of its events, so callbacks
+        registered on it (``on_ready``, ``on_failed``, ``on_any``, ``then``) run like a
+        handler: on the loop thread, one at a time with the process's other events.
+
+        - If this process terminates first, the work is cancelled and the future fails with
+          ``ProcessTerminated``, during the process's last event (before ``finalize``).
+        - A failure that arrives with no callback registered and nobody awaiting is logged as
+          an error, ``async_work_failed``, naming the process and the work; never dropped.
+          (A cancellation at termination that nobody listens for is logged at info,
+          ``async_work_cancelled``.) Futures made from it by ``then`` follow the same rule.
+        - A callback that raises is reported as a failed handler of this process
+          (``handler_failed``, counted in ``libprocess/handler_errors``); the process keeps
+          serving.
+        - ``discard()`` on the future cancels the work; the future is then discarded, unless
+          the work had already finished.
+
+        ``awaitable`` is a coroutine, or a future of the runtime's loop (an asyncio future or
+        task, a libprocess Future). Call ``run_async`` inside the process. From another
+        thread the start is handed to the loop and the future returned at once; it still
+        completes inside the process, but a callback registered on that thread after it
+        completed runs at once, on that thread, as with any completed future.
+        """
+        work = AsyncWork(self, self.mailbox.work, awaitable)
+        self.runtime.call_on_loop(work.start, awaitable)
+        return work.future
+
     def terminate(self) -> None:
         """End this process after the current event; pending events are not served."""
         self.runtime.terminate(self)
@@ -212,7 +247,8 @@ def _refuse_coroutine(fn: Callable, what: str) -> None:
     if inspect.iscoroutinefunction(fn):
         raise TypeError(
             f"{what} is a coroutine function; handlers must not block the process. "
-            "Make it a plain method that returns a Future, or continue with defer()"
+            "Make it a plain method that returns a Future, or continue with defer(); "
+            "run what must be awaited with run_async()"
         )
 
 

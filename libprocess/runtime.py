@@ -22,11 +22,13 @@ import structlog
 
 from libprocess import current, wire
 from libprocess.clock import Clock, Timer, Timers, clock
+from libprocess.events import INITIALIZE, TERMINATE, Dispatch, Exited
 from libprocess.faults import Faults
 from libprocess.future import Future, Promise
-from libprocess.mailbox import INITIALIZE, TERMINATE, Dispatch, Exited, ProcessTerminated
+from libprocess.host import ProcessState, ProcessTerminated
+from libprocess.http import HttpServer
 from libprocess.metrics import Metrics
-from libprocess.process import Process, ProcessState
+from libprocess.process import Process
 from libprocess.transport import Transport, TransportConfig
 from libprocess.upid import UPID, InvalidUPID, UPIDCache
 
@@ -216,7 +218,7 @@ class Runtime:
             task = self._loop.create_task(self._close())
             task.add_done_callback(self._requested_stop_done)
 
-        self._call(begin)
+        self.call_on_loop(begin)
 
     def _requested_stop_done(self, task: asyncio.Task) -> None:
         error = None if task.cancelled() else task.exception()
@@ -251,8 +253,8 @@ class Runtime:
         self._loop = loop
         self._thread_id = threading.get_ident()
         self._stopped = asyncio.Event()
-        current.enter_loop(self)
         self._timers = Timers(loop, self.clock)
+        current.enter_loop(self._timers)
         self._timers.bind_thread()
         self._transport = Transport(
             loop, self.transport_config, self._deliver_batch, self._peer_lost, self._complain
@@ -266,8 +268,6 @@ class Runtime:
         self.address = f"{self.advertise_host}:{bound.rsplit(':', 1)[1]}"
         self._register_metrics()
         if self.http_port is not None:
-            from libprocess.http import HttpServer
-
             self._http = HttpServer(self)
             try:
                 self.http_address = await self._http.start(self.host, self.http_port)
@@ -277,7 +277,8 @@ class Runtime:
                 current.leave_loop()
                 raise
         self._state = "running"
-        current.register(self)
+        current.register(self._timers)
+        self.clock.attach(self)
         log.info("runtime_started", address=self.address, http=self.http_address)
 
     async def _close(self) -> None:
@@ -298,7 +299,8 @@ class Runtime:
                 errors.append(error)
         self._transport.close()
         self._timers.close()
-        current.unregister(self)
+        current.unregister(self._timers)
+        self.clock.detach(self)
         current.leave_loop()
         self._state = "stopped"
         self._stopped.set()
@@ -332,7 +334,14 @@ class Runtime:
 
     _on_loop = on_loop
 
-    def _call(self, fn: Callable, *args: Any) -> None:
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The asyncio loop serving this runtime's processes (once started)."""
+        if self._loop is None:
+            raise RuntimeError("the runtime has no loop until it is started")
+        return self._loop
+
+    def call_on_loop(self, fn: Callable, *args: Any) -> None:
         """Run ``fn(*args)`` on the loop thread: now if already there, else soon."""
         if threading.get_ident() == self._thread_id:
             fn(*args)
@@ -362,15 +371,16 @@ class Runtime:
                 "start it first (runtime.start(), 'with Runtime() as runtime', or "
                 "'async with Runtime() as runtime')"
             )
-        if not isinstance(process, Process) or not hasattr(process, "_mailbox"):
+        mailbox = getattr(process, "mailbox", None)
+        if not isinstance(process, Process) or mailbox is None:
             raise TypeError(
                 f"spawn() takes a Process whose __init__ ran, got a {type(process).__name__}; "
                 "a subclass that defines __init__ must call super().__init__()"
             )
-        if process._runtime is not None:
+        if mailbox.host is not None:
             raise RuntimeError(f"{process!r} is already spawned; a process is spawned once")
         with self._ids_lock:
-            ident = process._requested_id or self._generate_id(process)
+            ident = mailbox.requested_id or self._generate_id(process)
             if ident in self._processes or ident in self._reserved:
                 raise ValueError(
                     f"a process with id {ident!r} already runs in this runtime; "
@@ -378,11 +388,11 @@ class Runtime:
                 )
             pid = UPID(f"{ident}@{self.address}")  # checked before anything is reserved
             self._reserved[ident] = process
-        process._pid = pid
-        process._runtime = self
-        process._done = Promise()
-        self._call(self._register, process)
-        return process._pid
+        mailbox.pid = pid
+        mailbox.host = self
+        mailbox.done = Promise()
+        self.call_on_loop(self._register, process)
+        return pid
 
     def _generate_id(self, process: Process) -> str:
         base = type(process).__name__.lower()
@@ -393,49 +403,57 @@ class Runtime:
                 return ident
 
     def _register(self, process: Process) -> None:
-        ident = process._pid.id
+        mailbox = process.mailbox
+        ident = mailbox.pid.id
         with self._ids_lock:
             self._reserved.pop(ident, None)
             stopping = self._state != "running"  # spawned from another thread as it stopped
             if not stopping:
                 self._processes[ident] = process
         if stopping:
-            process._state = ProcessState.TERMINATED
-            process._done.set(None)
+            mailbox.state = ProcessState.TERMINATED
+            mailbox.done.set(None)
             return
-        process._mailbox.appendleft(INITIALIZE)
+        mailbox.events.appendleft(INITIALIZE)
         self._schedule(process)
 
     def terminate(self, target: Process | UPID | str, inject: bool = True) -> bool:
         """End a process: at once (``inject``, pending events dropped) or after its queue."""
         process = self._resolve(target)
-        if process is None or process._state == ProcessState.TERMINATED:
+        if process is None or process.mailbox.state == ProcessState.TERMINATED:
             return False
-        self._call(self._enqueue_terminate, process, inject)
+        self.call_on_loop(self._enqueue_terminate, process, inject)
         return True
 
     def _enqueue_terminate(self, process: Process, inject: bool) -> None:
-        if process._state == ProcessState.TERMINATED:
+        events = process.mailbox.events
+        if process.mailbox.state == ProcessState.TERMINATED:
             return
         if inject:
-            process._mailbox.appendleft(TERMINATE)
+            events.appendleft(TERMINATE)
         else:
-            process._mailbox.append(TERMINATE)
+            events.append(TERMINATE)
         self._schedule(process)
 
     def wait(self, target: Process | UPID | str) -> Future[None]:
         """A future that is ready once the process has terminated (at once if unknown)."""
         process = target if isinstance(target, Process) else self._resolve(target)
-        if process is None or process._done is None:
+        if process is None or process.mailbox.done is None:
             return Future.ready(None)
-        return process._done.future
+        return process.mailbox.done.future
 
     def processes(self) -> list[UPID]:
-        return [process._pid for process in list(self._processes.values())]
+        """The pids of the processes running here."""
+        return [process.pid for process in list(self._processes.values())]
+
+    def process(self, ident: str) -> Process | None:
+        """The process with id ``ident`` running here, if any (for this runtime's HTTP
+        server and tests; actors talk to each other by pid)."""
+        return self._processes.get(ident)
 
     def _resolve(self, target: Process | UPID | str) -> Process | None:
         if isinstance(target, Process):
-            return target if target._runtime is self else None
+            return target if target.mailbox.host is self else None
         pid = UPID(target)
         if pid.address != self.address:
             return None
@@ -444,26 +462,25 @@ class Runtime:
 
     def _finish(self, process: Process) -> None:
         """Terminate ``process`` now: fail what it will never serve, finalize, tell linkers."""
-        if process._state == ProcessState.TERMINATED:
+        mailbox = process.mailbox
+        if mailbox.state == ProcessState.TERMINATED:
             return
-        if process._state == ProcessState.CREATED:
+        if mailbox.state == ProcessState.CREATED:
             # Terminated before its first event: initialize still comes first, so that
             # finalize always pairs with it (its queued INITIALIZE is dropped below).
-            process._state = ProcessState.RUNNING
-            try:
-                process.initialize()
-            except Exception:
-                log.exception("initialize_failed", process=process._pid)
-        process._state = ProcessState.TERMINATED
-        pid = process._pid
-        mailbox = process._mailbox
+            INITIALIZE.serve(process)
+        mailbox.state = ProcessState.TERMINATED
+        pid = mailbox.pid
+        events = mailbox.events
         dropped = 0
-        while mailbox:
-            event = mailbox.popleft()
+        while events:
+            event = events.popleft()
             if type(event) is tuple:
                 dropped += 1
             elif isinstance(event, Dispatch):
                 event.abandon(process)
+        for work in list(mailbox.work):
+            work.abandon()
         try:
             process.finalize()
         except Exception:
@@ -471,30 +488,32 @@ class Runtime:
         with self._ids_lock:
             self._processes.pop(pid.id, None)
         for linker in self._links.pop(pid.id, ()):
-            if linker._state != ProcessState.TERMINATED:
+            if linker.mailbox.state != ProcessState.TERMINATED:
                 self._enqueue(linker, Exited(pid))
         for address in self._remote_linkers.pop(pid.id, ()):
             self._send_control(address, pid, wire.CONTROL_EXITED, None)
-        for target in process._links_out:
+        for target in mailbox.links_out:
             self._forget_link(process, target)
-        process._links_out.clear()
+        mailbox.links_out.clear()
         log.debug("process_terminated", process=pid, dropped_messages=dropped)
-        process._done.set(None)
+        mailbox.done.set(None)
 
     # -- scheduling -----------------------------------------------------------------------
 
     def _enqueue(self, process: Process, event: Any) -> None:
-        process._mailbox.append(event)
-        if not process._scheduled:
-            process._scheduled = True
+        mailbox = process.mailbox
+        mailbox.events.append(event)
+        if not mailbox.scheduled:
+            mailbox.scheduled = True
             self._runq.append(process)
             if not self._run_scheduled:
                 self._run_scheduled = True
                 self._loop.call_soon(self._run)
 
     def _schedule(self, process: Process) -> None:
-        if not process._scheduled:
-            process._scheduled = True
+        mailbox = process.mailbox
+        if not mailbox.scheduled:
+            mailbox.scheduled = True
             self._runq.append(process)
             if not self._run_scheduled:
                 self._run_scheduled = True
@@ -513,11 +532,12 @@ class Runtime:
             self._run_scheduled = False
 
     def _serve(self, process: Process) -> int:
-        mailbox = process._mailbox
-        handlers = process._handlers
+        mailbox = process.mailbox
+        events = mailbox.events
+        handlers = mailbox.handlers
         count = 0
-        while mailbox and count < EVENTS_PER_PROCESS:
-            event = mailbox.popleft()
+        while events and count < EVENTS_PER_PROCESS:
+            event = events.popleft()
             count += 1
             if type(event) is tuple:
                 sender, name, body = event
@@ -527,19 +547,17 @@ class Runtime:
                         process.unhandled(sender, name, body)
                     else:
                         handler(sender, body)
-                except Exception:
-                    self._complaints["handler_errors"].inc()
-                    log.exception(
-                        "handler_failed", process=process._pid, message=name, sender=sender
-                    )
+                except Exception as error:
+                    self.handler_failed(process, error, message=name, sender=sender)
             else:
-                event.serve(self, process)
-                if process._state == ProcessState.TERMINATED:
+                if event.serve(process):
+                    self._finish(process)
+                if mailbox.state == ProcessState.TERMINATED:
                     return count
-        if mailbox:
+        if events:
             self._runq.append(process)
         else:
-            process._scheduled = False
+            mailbox.scheduled = False
         return count
 
     # -- messages -------------------------------------------------------------------------
@@ -558,13 +576,13 @@ class Runtime:
             return  # a test's deliberate drop (libprocess.faults), decided at send time
         if threading.get_ident() != self._thread_id:
             if to.address == self.address:
-                self._call(self._deliver_local, to, name, body, sender)
+                self.call_on_loop(self._deliver_local, to, name, body, sender)
             else:
                 # Encoded here, so that a bad body raises in the caller, not on the loop.
                 data = wire.encode_message(
                     to.id, sender or "", name, body, self.transport_config.max_message_bytes
                 )
-                self._call(lambda: self._transport.send_encoded(to.address, data))
+                self.call_on_loop(lambda: self._transport.send_encoded(to.address, data))
             return
         if to.address == self.address:
             process = self._processes.get(to.id)
@@ -596,14 +614,14 @@ class Runtime:
         process = self._resolve(target)
         if process is None:
             return Future.failed(UnknownProcess(f"no process {target} runs in this runtime"))
-        if process._state == ProcessState.TERMINATED:
-            return Future.failed(ProcessTerminated(f"{process._pid} has terminated"))
+        if process.mailbox.state == ProcessState.TERMINATED:
+            return Future.failed(ProcessTerminated(f"{process.pid} has terminated"))
         promise: Promise[Any] = Promise()
-        self._call(self._enqueue_dispatch, process, Dispatch(method, args, kwargs, promise))
+        self.call_on_loop(self._enqueue_dispatch, process, Dispatch(method, args, kwargs, promise))
         return promise.future
 
     def _enqueue_dispatch(self, process: Process, dispatch: Dispatch) -> None:
-        if process._state == ProcessState.TERMINATED:  # ended while the call was handed over
+        if process.mailbox.state == ProcessState.TERMINATED:  # ended while handed over
             dispatch.abandon(process)
         else:
             self._enqueue(process, dispatch)
@@ -661,11 +679,20 @@ class Runtime:
         process = self._reserved.get(ident)
         if process is None:
             return False
-        process._mailbox.append(message)
+        process.mailbox.events.append(message)
         return True
 
-    def _unknown_message_name(self, process: Process, sender: UPID | None, name: str) -> None:
-        self._complain("messages_unknown_name", process=process._pid, message=name, sender=sender)
+    def unhandled_message(self, process: Process, sender: UPID | None, name: str) -> None:
+        """Count (``libprocess/messages_unknown_name``) and log a message that ``process``
+        has no handler for."""
+        self._complain("messages_unknown_name", process=process.pid, message=name, sender=sender)
+
+    def handler_failed(self, process: Process, error: Exception, **context: Any) -> None:
+        """A bug inside ``process`` (a handler or a callback of its async work raised):
+        counted in ``libprocess/handler_errors`` and logged with its traceback; the process
+        keeps serving."""
+        self._complaints["handler_errors"].inc()
+        log.error("handler_failed", process=process.pid, exc_info=error, **context)
 
     def _complain(self, kind: str, count: int = 1, **details: Any) -> None:
         """Count bad input (or loss) and log it, loudly at first, then sparsely."""
@@ -677,8 +704,17 @@ class Runtime:
 
     # -- links ----------------------------------------------------------------------------
 
+    def link(self, linker: Process, pid: UPID | str) -> None:
+        """Deliver ``exited(pid)`` to ``linker`` once, when ``pid`` ends or the connection
+        to its runtime breaks (at once if it is local and does not exist)."""
+        self.call_on_loop(self._link, linker, UPID(pid))
+
+    def unlink(self, linker: Process, pid: UPID | str) -> None:
+        """Stop watching ``pid`` for ``linker``: no ``exited`` for it unless linked again."""
+        self.call_on_loop(self._unlink, linker, UPID(pid))
+
     def _link(self, process: Process, pid: UPID) -> None:
-        links_out = process._links_out
+        links_out = process.mailbox.links_out
         if pid in links_out:
             return
         if pid.address == self.address:
@@ -694,11 +730,11 @@ class Runtime:
         if linkers is None:
             linkers = self._remote_links[pid] = set()
             # Sent from the linker, so that the target's runtime knows whom to tell.
-            self._send_control(pid.address, process._pid, wire.CONTROL_LINK, pid)
+            self._send_control(pid.address, process.pid, wire.CONTROL_LINK, pid)
         linkers.add(process)
 
     def _unlink(self, process: Process, pid: UPID) -> None:
-        links_out = process._links_out
+        links_out = process.mailbox.links_out
         if links_out and pid in links_out:
             links_out.discard(pid)
             self._forget_link(process, pid)
@@ -730,8 +766,8 @@ class Runtime:
                 self._remote_linkers.setdefault(target.id, set()).add(sender.address)
         elif name == wire.CONTROL_EXITED and sender is not None:
             for process in self._remote_links.pop(sender, ()):
-                process._links_out.discard(sender)
-                if process._state != ProcessState.TERMINATED:
+                process.mailbox.links_out.discard(sender)
+                if process.mailbox.state != ProcessState.TERMINATED:
                     self._enqueue(process, Exited(sender))
         elif name in (wire.CONTROL_LINK, wire.CONTROL_EXITED):
             self._complain(
@@ -744,8 +780,8 @@ class Runtime:
     def _peer_lost(self, address: str, reason: str) -> None:
         for pid in [pid for pid in self._remote_links if pid.address == address]:
             for process in self._remote_links.pop(pid):
-                process._links_out.discard(pid)
-                if process._state != ProcessState.TERMINATED:
+                process.mailbox.links_out.discard(pid)
+                if process.mailbox.state != ProcessState.TERMINATED:
                     self._enqueue(process, Exited(pid))
         for ident in list(self._remote_linkers):
             addresses = self._remote_linkers[ident]

@@ -319,7 +319,7 @@ def test_agent_registered_from_a_stranger_is_ignored(runtime, tmp_path):
 
         stranger = Stranger.__new__(Stranger)
         FakeMaster.__init__(stranger)
-        stranger._requested_id = "stranger"
+        stranger.mailbox.requested_id = "stranger"
         runtime.spawn(stranger)
         runtime.dispatch(
             stranger, stranger.send_message, cluster.agent_pid, AgentRegistered(AgentID("x"))
@@ -432,7 +432,7 @@ def test_a_disconnected_agent_holds_updates_and_reregisters_with_its_tasks(
 
 def test_run_task_from_anyone_but_the_master_is_ignored(cluster):
     stranger = FakeMaster()
-    stranger._requested_id = "stranger"
+    stranger.mailbox.requested_id = "stranger"
     cluster.runtime.spawn(stranger)
     message = RunTask(FRAMEWORK, command_task("sneaky", "true"), "")
     cluster.runtime.dispatch(stranger, stranger.send_message, cluster.agent_pid, message)

@@ -567,7 +567,7 @@ class AgentBench:
     def __init__(self, runtime: Any, work_dir: Any) -> None:
         self.runtime = runtime
         self.master = FakeMaster()
-        self.master._requested_id = unique("master")
+        self.master.mailbox.requested_id = unique("master")
         master_pid = runtime.spawn(self.master)
         options = AgentOptions(
             master=str(master_pid),

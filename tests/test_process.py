@@ -722,7 +722,7 @@ def test_a_refused_spawn_leaves_the_id_free(runtime):
         pass
 
     first = Named("worker")
-    first._requested_id = "bad worker"  # as if construction had not checked it
+    first.mailbox.requested_id = "bad worker"  # as if construction had not checked it
     with pytest.raises(InvalidUPID):
         runtime.spawn(first)
     second = Named("bad-worker")

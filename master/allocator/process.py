@@ -92,7 +92,7 @@ class AllocatorProcess(Process):
             self._made,
             self._filtered,
             metrics.gauge("allocator/mesos/offer_filters/active", self.core.filter_count),
-            metrics.gauge("allocator/mesos/event_queue_dispatches", lambda: len(self._mailbox)),
+            metrics.gauge("allocator/mesos/event_queue_dispatches", lambda: len(self.mailbox)),
         ]
         self._role_gauges: set[str] = set()
         self._schedule_tick()
