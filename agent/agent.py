@@ -9,7 +9,8 @@ until acknowledged). Around them: the master link (agent/master_link.py), recove
 recovery.py), the records (agent/executor_run.py, agent/framework_run.py) and the HTTP
 surfaces, views of those records (agent/endpoints.py). The containerizer's blocking work
 (launch, wait, destroy) runs on the runtime's loop owned by this process (``run_async``);
-its results re-enter the actor as its own events, so no handler ever blocks.
+its results re-enter the actor as its own events, so no handler ever blocks; what is still
+running when the agent stops is cancelled (its continuations then do nothing).
 
 Executors, as in Mesos (docs/flows.md "Executors"):
 
@@ -34,7 +35,6 @@ HTTP executor as one LAUNCH each (the agent queues and tracks tasks one by one).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -42,8 +42,8 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -122,8 +122,6 @@ from libprocess import UPID, Future, ProcessTerminated, Promise, Stream
 
 log = structlog.get_logger("agent")
 
-T = TypeVar("T")
-
 
 class AgentProcess(ProtocolProcess):
     """The agent: id ``agent``. Give it options and, for tests, a containerizer."""
@@ -174,7 +172,6 @@ class AgentProcess(ProtocolProcess):
         self._metrics: list[Any] = []  # registered in the runtime's metrics; removed at exit
         self._destroys: set[Future[Any]] = set()  # containerizer destroys in flight
         self._idle: list[Promise[None]] = []  # shutdown()s waiting for every executor's end
-        self._work: set[asyncio.Task[Any]] = set()  # run_async's, until libprocess has it
 
     @property
     def master(self) -> UPID | None:
@@ -214,8 +211,6 @@ class AgentProcess(ProtocolProcess):
                 executor.timer.cancel()
             if self._checkpointing(executor.framework_id):
                 kept.add(executor.container_id)
-        for work in self._work:
-            work.cancel()  # its future fails with ProcessTerminated
         # Containers of checkpointing frameworks stay for the next agent to recover. The
         # others could only become orphans; nothing can be awaited here, so each session gets
         # SIGKILL (shutdown() is the graceful way).
@@ -247,44 +242,6 @@ class AgentProcess(ProtocolProcess):
             waiting, self._idle = self._idle, []
             for promise in waiting:
                 promise.set(None)
-
-    def run_async(self, awaitable: Awaitable[T]) -> Future[T]:
-        """Run ``awaitable`` on the runtime's loop, owned by this process; the future
-        completes inside the process, so its callbacks run as the process's own events.
-
-        A stand-in with the shape of libprocess's ``Process.run_async`` until that lands:
-        work still running when the process terminates is cancelled, and its future fails
-        with ``ProcessTerminated``.
-        """
-
-        async def run() -> T:
-            return await awaitable
-
-        promise: Promise[T] = Promise()
-        work = asyncio.get_running_loop().create_task(run())
-        self._work.add(work)
-
-        def stopped(_: Any = None) -> None:
-            promise.fail(ProcessTerminated(f"{self.pid} terminated before its work ended"))
-
-        def complete(finished: asyncio.Task[T]) -> None:  # inside the process
-            error = None if finished.cancelled() else finished.exception()
-            if finished.cancelled():
-                stopped()
-            elif error is not None:
-                promise.fail(error)
-            else:
-                promise.set(finished.result())
-
-        def done(finished: asyncio.Task[T]) -> None:
-            self._work.discard(finished)
-            if finished.cancelled():  # by finalize: the process has ended
-                stopped()
-            else:
-                self.runtime.dispatch(self, complete, finished).on_failed(stopped)
-
-        work.add_done_callback(done)
-        return promise.future
 
     # -- recovery ---------------------------------------------------------------------------
 
