@@ -102,7 +102,7 @@ def _command_executor(framework: FrameworkRun, task: TaskInfo) -> Decision:
         return Refuse(
             TaskState.TASK_ERROR,
             Reason.REASON_TASK_INVALID,
-            f"executor id {executor_id!r} is taken on this agent; give the task another id",
+            f"executor id '{executor_id}' is taken on this agent; give the task another id",
         )
     info = ExecutorInfo(
         executor_id=executor_id,
@@ -124,7 +124,7 @@ def _custom_executor(framework: FrameworkRun, info: ExecutorInfo) -> Decision:
         return Refuse(
             TaskState.TASK_ERROR,
             Reason.REASON_TASK_INVALID,
-            f"executor id {info.executor_id!r} is a command task's here; give the executor "
+            f"executor id '{info.executor_id}' is a command task's here; give the executor "
             "an id of its own",
         )
     if running.state.phase in ("TERMINATING", "TERMINATED"):
