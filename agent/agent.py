@@ -35,9 +35,7 @@ HTTP executor as one LAUNCH each (the agent queues and tracks tasks one by one).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import os
 import signal
 import time
@@ -48,48 +46,39 @@ from typing import Any
 import structlog
 
 import corral
-from agent import admission, endpoints, launch_config, mesos_state, recovery
+from agent import admission, endpoints, launch_config, mesos_state, recovery, subscriptions
 from agent.checkpoint import AgentCheckpoints
 from agent.containerization import containerizer_for
+from agent.containers import ExecutorContainers, unless_stopped
 from agent.endings import Ending, exit_status, final_updates
 from agent.executor_api import Call
-from agent.executor_bridge import ExecutorBridge, subscription_stream
 from agent.executor_lifecycle import (
     Action,
-    ContainerEnded,
     Destroy,
-    Destroyed,
     Event,
-    ExecutorKind,
-    ExecutorLifecycle,
     ExecutorState,
     Kill,
     Launch,
-    Launched,
-    LaunchFailed,
     Registered,
     Reregistered,
     Resubscribed,
     Shutdown,
     TimedOut,
 )
-from agent.executor_run import DEFAULT_KILL_GRACE, ExecutorRun, TaskRecord
+from agent.executor_run import ExecutorRun, TaskRecord
 from agent.framework_run import MAX_COMPLETED_FRAMEWORKS, FrameworkRun
 from agent.master_link import MasterLink, reregistration
 from agent.monitor import MonitorProcess
 from agent.options import AgentOptions
-from agent.sandbox import sandbox_path
 from agent.status_relay import StatusRelay
 from agent.status_updates import StatusUpdateManager
 from containerizer import (
-    ContainerConfig,
-    ContainerError,
     Containerizer,
     ContainerTermination,
     RecoveryResult,
     ResourceStatistics,
 )
-from corral.ids import AgentID, FrameworkID, TaskID, new_container_id, new_status_uuid
+from corral.ids import AgentID, FrameworkID, TaskID, new_status_uuid
 from corral.protocol import AgentInfo, ExecutorInfo, FrameworkInfo, TaskInfo, TaskStatus
 from corral.protocol.endpoint import ProtocolProcess, receives
 from corral.protocol.messages import (
@@ -116,9 +105,8 @@ from corral.protocol.messages import (
     StatusUpdateAcknowledgement,
 )
 from corral.task_states import Reason, Source, TaskState
-from corral.task_validation import command_argv
 from corral.v1.http import CallError
-from libprocess import UPID, Future, ProcessTerminated, Promise, Stream
+from libprocess import UPID, Future, Promise, Stream
 
 log = structlog.get_logger("agent")
 
@@ -142,6 +130,7 @@ class AgentProcess(ProtocolProcess):
             resources=options.total_resources(),
             attributes=options.parsed_attributes(),
         )
+        self.containers = ExecutorContainers(self, self.containerizer, self._feed, self._check_idle)
         self.frameworks: dict[FrameworkID, FrameworkRun] = {}
         self.checkpoints = AgentCheckpoints(options.meta_dir)
         self.recovered = False  # checkpoints read and containers recovered; then it registers
@@ -170,7 +159,6 @@ class AgentProcess(ProtocolProcess):
         # Why the master refused this agent for good (ShutdownAgent), once it has.
         self.refusal: str | None = None
         self._metrics: list[Any] = []  # registered in the runtime's metrics; removed at exit
-        self._destroys: set[Future[Any]] = set()  # containerizer destroys in flight
         self._idle: list[Promise[None]] = []  # shutdown()s waiting for every executor's end
 
     @property
@@ -206,7 +194,7 @@ class AgentProcess(ProtocolProcess):
         self.relay.stop()
         kept = set()
         for executor in self.executors():
-            self._close_bridge(executor)
+            subscriptions.close(self, executor)
             if executor.timer is not None:
                 executor.timer.cancel()
             if self._checkpointing(executor.framework_id):
@@ -214,11 +202,7 @@ class AgentProcess(ProtocolProcess):
         # Containers of checkpointing frameworks stay for the next agent to recover. The
         # others could only become orphans; nothing can be awaited here, so each session gets
         # SIGKILL (shutdown() is the graceful way).
-        for container_id in self.containerizer.containers() - kept:
-            with contextlib.suppress(ContainerError, ProcessLookupError, PermissionError):
-                pid = self.containerizer.status(container_id).pid
-                os.killpg(pid, signal.SIGKILL)
-                log.warning("container_killed_at_exit", container_id=container_id, pid=pid)
+        self.containers.kill_at_exit(kept)
         if kept:
             log.info("containers_left_for_recovery", containers=sorted(kept))
 
@@ -238,7 +222,7 @@ class AgentProcess(ProtocolProcess):
 
     def _check_idle(self) -> None:
         """Wake shutdown()s once no executor is left and no destroy is in flight."""
-        if self._idle and not self.executors() and not self._destroys:
+        if self._idle and not self.executors() and not self.containers.destroying:
             waiting, self._idle = self._idle, []
             for promise in waiting:
                 promise.set(None)
@@ -262,9 +246,7 @@ class AgentProcess(ProtocolProcess):
             executors=len(self.executors()),
             containers=len(containers),
         )
-        self.run_async(self.containerizer.recover(containers)).on_any(
-            _unless_stopped(self._recovered)
-        )
+        self.containers.recover(containers).on_any(unless_stopped(self._recovered))
 
     def _recovered(self, recovered: Future[RecoveryResult]) -> None:
         if recovered.is_failed():
@@ -276,11 +258,7 @@ class AgentProcess(ProtocolProcess):
             found = recovery.outcome(executor, result)
             self._feed(executor, found.event, Ending(found.termination, found.how))
         for container_id in sorted(result.orphans):
-            log.info("orphan_container_destroying", container_id=container_id)
-            destroyed = self._destroy_container(container_id, 0.0)
-            destroyed.on_any(
-                _unless_stopped(functools.partial(self._orphan_destroyed, container_id))
-            )
+            self.containers.destroy_orphan(container_id)
         self.recovered = True
         log.info(
             "agent_recovered",
@@ -290,14 +268,6 @@ class AgentProcess(ProtocolProcess):
             orphans=sorted(result.orphans),
         )
         self.master_link.start()
-
-    def _orphan_destroyed(self, container_id: str, destroyed: Future[Any]) -> None:
-        if destroyed.is_failed():
-            log.error(
-                "orphan_destroy_failed", container_id=container_id, error=str(destroyed.failure)
-            )
-            return
-        self._forget_container(container_id)
 
     # -- the master -------------------------------------------------------------------------
 
@@ -448,8 +418,10 @@ class AgentProcess(ProtocolProcess):
                 framework.id, task, decision.state, decision.message, decision.reason
             )
         elif isinstance(decision, admission.NewExecutor):
-            executor = self._new_executor(framework, decision.info, decision.command_task, task)
-            executor.tasks[task.task_id] = TaskRecord(task, queued=not decision.command_task)
+            executor = ExecutorRun.starting(
+                framework.id, decision.info, decision.command_task, task, self.options.work_dir
+            )
+            framework.executors[executor.executor_id] = executor
             self._feed(executor, Launch())
         else:
             executor = decision.executor
@@ -458,28 +430,6 @@ class AgentProcess(ProtocolProcess):
                 self._send_tasks(executor)
             else:
                 self._checkpoint_executor(executor)
-
-    def _new_executor(
-        self, framework: FrameworkRun, info: ExecutorInfo, command_task: bool, task: TaskInfo
-    ) -> ExecutorRun:
-        container_id = new_container_id()
-        policy = task.kill_policy if command_task else None
-        grace = None if policy is None else policy.grace_period
-        kill_grace = DEFAULT_KILL_GRACE if grace is None else grace
-        kind = ExecutorKind.COMMAND if command_task else ExecutorKind.CUSTOM
-        executor = ExecutorRun(
-            framework_id=framework.id,
-            info=info,
-            container_id=container_id,
-            sandbox=sandbox_path(
-                self.options.work_dir, framework.id, info.executor_id, container_id
-            ),
-            lifecycle=ExecutorLifecycle(
-                kind, f"{info.executor_id} of framework {framework.id}", kill_grace=kill_grace
-            ),
-        )
-        framework.executors[info.executor_id] = executor
-        return executor
 
     @receives(KillTask)
     def kill_task(self, sender: UPID | None, message: KillTask) -> None:
@@ -785,21 +735,20 @@ class AgentProcess(ProtocolProcess):
         elif action is Action.CHECKPOINT:
             self._checkpoint_executor(executor)
         elif action is Action.LAUNCH:
-            self._launch(executor)
+            address = launch_config.AgentAddress(self.pid, self.agent_id, self.runtime.http_address)
+            framework = self.frameworks[executor.framework_id]
+            config = launch_config.container_config(self.options, address, framework, executor)
+            self.containers.launch(executor, config)
         elif action is Action.WATCH:
-            ended = self.run_async(self.containerizer.wait(executor.container_id))
-            ended.on_any(_unless_stopped(functools.partial(self._container_ended, executor)))
+            self.containers.watch(executor)
         elif action is Action.DESTROY:
-            destroyed = self._destroy_container(executor.container_id, executor.lifecycle.grace)
-            destroyed.on_any(_unless_stopped(functools.partial(self._destroyed, executor)))
+            self.containers.destroy(executor)
         elif action is Action.FORGET_CONTAINER:
-            self._forget_container(executor.container_id)
+            self.containers.forget(executor.container_id)
         elif action is Action.REPORT_STARTING:
-            (task,) = executor.tasks.values()
-            self._executor_update(executor, task, TaskState.TASK_STARTING)
+            self._command_update(executor, TaskState.TASK_STARTING)
         elif action is Action.REPORT_RUNNING:
-            (task,) = executor.tasks.values()
-            self._executor_update(executor, task, TaskState.TASK_RUNNING)
+            self._command_update(executor, TaskState.TASK_RUNNING)
         elif action is Action.SEND_TASKS:
             self._send_tasks(executor)
         elif action is Action.RECONNECT:
@@ -834,87 +783,6 @@ class AgentProcess(ProtocolProcess):
         log.warning("executor_timeout", executor_id=executor.executor_id, waiting_in=armed_in.value)
         self._feed(executor, TimedOut())
 
-    def _launch(self, executor: ExecutorRun) -> None:
-        config = self._container_config(executor)
-        log.info(
-            "executor_launching",
-            executor_id=executor.executor_id,
-            container_id=executor.container_id,
-            command=config.command,
-        )
-        launched = self.run_async(self.containerizer.launch(executor.container_id, config))
-        launched.on_any(_unless_stopped(functools.partial(self._launched, executor)))
-
-    def _container_config(self, executor: ExecutorRun) -> ContainerConfig:
-        framework = self.frameworks[executor.framework_id]
-        address = launch_config.AgentAddress(self.pid, self.agent_id, self.runtime.http_address)
-        (task,) = executor.tasks.values()  # a new run holds the task that starts it
-        command = task.info.command if executor.command_task else executor.info.command
-        assert command is not None  # admitted: it has one
-        argv = command_argv(command)
-        if executor.command_task:
-            return launch_config.command_task_config(
-                self.options, address, framework, executor, task.info, argv
-            )
-        return launch_config.executor_config(
-            self.options, address, framework, executor, task.info, argv
-        )
-
-    def _launched(self, executor: ExecutorRun, launched: Future[Any]) -> None:
-        if launched.is_failed():
-            error = launched.failure
-            log.warning(
-                "executor_launch_failed", executor_id=executor.executor_id, error=str(error)
-            )
-            ending = Ending(
-                None,
-                f"the container could not start: {error}",
-                Reason.REASON_CONTAINER_LAUNCH_FAILED,
-            )
-            self._feed(executor, LaunchFailed(), ending)
-            return
-        status = launched.value
-        if status is not None:
-            executor.container = status.checkpoint
-        self._feed(executor, Launched())
-
-    def _container_ended(self, executor: ExecutorRun, ended: Future[ContainerTermination]) -> None:
-        if ended.is_failed():
-            error = ended.failure
-            log.error("container_wait_failed", container_id=executor.container_id, error=str(error))
-            ending = Ending(None, f"the executor's container was lost: {error}")
-        else:
-            termination = ended.value
-            ending = Ending(termination, f"the executor {termination.describe()}")
-        self._feed(executor, ContainerEnded(), ending)
-
-    def _destroy_container(self, container_id: str, grace: float) -> Future[Any]:
-        destroyed = self.run_async(self.containerizer.destroy(container_id, grace))
-        self._destroys.add(destroyed)
-
-        def settled(_: Future[Any]) -> None:
-            self._destroys.discard(destroyed)
-            self._check_idle()
-
-        return destroyed.on_any(_unless_stopped(settled))
-
-    def _destroyed(self, executor: ExecutorRun, destroyed: Future[Any]) -> None:
-        if destroyed.is_failed():  # the wait still reports the end, if there is one
-            log.error(
-                "container_destroy_failed",
-                container_id=executor.container_id,
-                executor_id=executor.executor_id,
-                error=str(destroyed.failure),
-            )
-            return
-        self._feed(executor, Destroyed())
-
-    def _forget_container(self, container_id: str) -> None:
-        try:
-            self.containerizer.forget(container_id)
-        except ContainerError as problem:
-            log.warning("container_forget_failed", container_id=container_id, error=str(problem))
-
     def _send_tasks(self, executor: ExecutorRun) -> None:
         """Give the queued tasks to the registered executor: recorded as its (checkpointed),
         then sent."""
@@ -935,23 +803,19 @@ class AgentProcess(ProtocolProcess):
             how=ending.message,
         )
         for update in final_updates(executor, ending):
-            if update.source is Source.SOURCE_EXECUTOR:
-                self._executor_update(
-                    executor, update.task, update.state, update.message, update.reason
-                )
-            else:
-                self._agent_update(
-                    executor.framework_id,
-                    update.task.info,
-                    update.state,
-                    update.message,
-                    update.reason,
-                    executor,
-                )
+            self._agent_update(
+                executor.framework_id,
+                update.task.info,
+                update.state,
+                update.message,
+                update.reason,
+                executor,
+                update.source,
+            )
 
     def _remove(self, executor: ExecutorRun) -> None:
         """The run is over: close its bridge, drop its checkpoint, list it as completed."""
-        self._close_bridge(executor)
+        subscriptions.close(self, executor)
         framework = self.frameworks.get(executor.framework_id)
         if framework is not None:
             if framework.info.checkpoint:
@@ -992,29 +856,6 @@ class AgentProcess(ProtocolProcess):
         executor = None if framework is None else framework.executor_of(task_id)
         return "" if executor is None else executor.tasks[task_id].state.value
 
-    def _executor_update(
-        self,
-        executor: ExecutorRun,
-        task: TaskRecord,
-        state: TaskState,
-        message: str | None = None,
-        reason: Reason | None = None,
-    ) -> None:
-        """An update made by the built-in command executor (source SOURCE_EXECUTOR)."""
-        task.state = state
-        status = TaskStatus(
-            task_id=task.task_id,
-            state=state,
-            message=message,
-            source=Source.SOURCE_EXECUTOR,
-            reason=reason,
-            agent_id=self.agent_id,
-            executor_id=executor.executor_id,
-            timestamp=time.time(),
-            uuid=new_status_uuid(),
-        )
-        self.relay.report(executor.framework_id, status)
-
     def _agent_update(
         self,
         framework_id: FrameworkID,
@@ -1023,15 +864,18 @@ class AgentProcess(ProtocolProcess):
         message: str | None = None,
         reason: Reason | None = None,
         executor: ExecutorRun | None = None,
+        source: Source = Source.SOURCE_AGENT,
     ) -> None:
-        """An update the agent makes about a task (source SOURCE_AGENT)."""
+        """An update the agent makes about a task: its own (SOURCE_AGENT), or as the built-in
+        command executor (SOURCE_EXECUTOR). The task's record, when it has one, takes the
+        state."""
         if executor is not None:
             executor.tasks[task.task_id].state = state
         status = TaskStatus(
             task_id=task.task_id,
             state=state,
             message=message,
-            source=Source.SOURCE_AGENT,
+            source=source,
             reason=reason,
             agent_id=self.agent_id,
             executor_id=None if executor is None else executor.executor_id,
@@ -1039,6 +883,12 @@ class AgentProcess(ProtocolProcess):
             uuid=new_status_uuid(),
         )
         self.relay.report(framework_id, status)
+
+    def _command_update(self, executor: ExecutorRun, state: TaskState) -> None:
+        """TASK_STARTING / TASK_RUNNING of the built-in command executor's one task."""
+        (task,) = executor.tasks.values()
+        source = Source.SOURCE_EXECUTOR
+        self._agent_update(executor.framework_id, task.info, state, None, None, executor, source)
 
     # -- HTTP executors ---------------------------------------------------------------------
 
@@ -1058,31 +908,7 @@ class AgentProcess(ProtocolProcess):
             )
             raise CallError(status, reason)
         assert framework is not None
-        executor = framework.executors[call.executor_id]
-        if executor.bridge is not None:
-            log.info("executor_resubscribing", executor_id=executor.executor_id)
-            self._close_bridge(executor)
-        if executor.state.phase == "RUNNING":
-            executor.pid = None  # tasks wait in the queue until the new bridge registers
-        bridge: ExecutorBridge | None = None
-
-        def closed() -> None:
-            if bridge is not None:
-                self._bridge_ended(executor, bridge)
-
-        stream = subscription_stream(closed)
-        bridge = ExecutorBridge(
-            self.pid,
-            stream,
-            framework.info,
-            executor.info,
-            executor.container_id,
-            call,
-            reregister=executor.lifecycle.allows(Resubscribed()),
-        )
-        executor.bridge = bridge
-        self.runtime.spawn(bridge)
-        return stream
+        return subscriptions.subscribe(self, framework, framework.executors[call.executor_id], call)
 
     def executor_call(self, call: Call) -> None:
         """A subscribed v1 executor's UPDATE or MESSAGE, sent on by its bridge."""
@@ -1094,37 +920,7 @@ class AgentProcess(ProtocolProcess):
                 f"no executor {call.executor_id} of framework {call.framework_id} runs on this "
                 "agent",
             )
-        bridge = executor.bridge
-        if bridge is None or executor.pid != bridge.pid:
-            raise CallError(
-                400,
-                f"executor {call.executor_id} has not subscribed (or its subscription ended); "
-                "SUBSCRIBE first, listing unacknowledged updates in the subscription",
-            )
-        if call.type == "UPDATE":
-            assert call.status is not None
-            self.runtime.dispatch(bridge, ExecutorBridge.update, call.status)
-        else:
-            self.runtime.dispatch(bridge, ExecutorBridge.message, call.data)
-
-    def _bridge_ended(self, executor: ExecutorRun, bridge: ExecutorBridge) -> None:
-        """A subscription's stream ended (the executor went away or was replaced). Its tasks
-        go on: the executor may subscribe again; its container's end is what ends them."""
-        if executor.bridge is bridge:
-            executor.bridge = None
-            log.info("executor_disconnected", executor_id=executor.executor_id, bridge=bridge.pid)
-        if executor.pid == bridge.pid:
-            executor.pid = None
-        self.runtime.terminate(bridge)  # False when it has ended already
-
-    def _close_bridge(self, executor: ExecutorRun) -> None:
-        bridge = executor.bridge
-        if bridge is None:
-            return
-        executor.bridge = None
-        if executor.pid == bridge.pid:
-            executor.pid = None
-        self.runtime.terminate(bridge)
+        subscriptions.forward(self, executor, call)
 
     # -- what the HTTP surfaces read and ask (agent/agent_view.py) --------------------------
 
@@ -1139,7 +935,7 @@ class AgentProcess(ProtocolProcess):
         return list(active())
 
     def usage_of(self, executor: ExecutorRun) -> Future[ResourceStatistics]:
-        return self.run_async(self.containerizer.usage(executor.container_id))
+        return self.containers.usage(executor)
 
     def kill_container(self, executor: ExecutorRun, number: int) -> None:
         """The operator's KILL_CONTAINER: SIGKILL destroys the container through the
@@ -1152,16 +948,4 @@ class AgentProcess(ProtocolProcess):
         os.kill(executor.container.pid, number)
 
     def wait_container(self, executor: ExecutorRun) -> Future[ContainerTermination]:
-        return self.run_async(self.containerizer.wait(executor.container_id))
-
-
-def _unless_stopped(callback: Callable[[Future[Any]], None]) -> Callable[[Future[Any]], None]:
-    """A continuation of the agent's own work, skipped when that work was cut short because
-    the agent stopped (its future fails with ProcessTerminated): nothing is left to act on."""
-
-    def run(future: Future[Any]) -> None:
-        if future.is_failed() and isinstance(future.failure, ProcessTerminated):
-            return
-        callback(future)
-
-    return run
+        return self.containers.wait(executor)

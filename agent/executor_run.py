@@ -18,8 +18,9 @@ from typing import Any
 
 from agent.executor_bridge import ExecutorBridge
 from agent.executor_lifecycle import ExecutorKind, ExecutorLifecycle, ExecutorState
+from agent.sandbox import sandbox_path
 from containerizer import ContainerState
-from corral.ids import ContainerID, ExecutorID, FrameworkID, TaskID
+from corral.ids import ContainerID, ExecutorID, FrameworkID, TaskID, new_container_id
 from corral.protocol import ExecutorInfo, TaskInfo
 from corral.task_states import TaskState
 from libprocess import UPID, Timer
@@ -113,6 +114,36 @@ class ExecutorRun:
             "kill_grace": self.lifecycle.kill_grace,
             "http": self.http,
         }
+
+    @classmethod
+    def starting(
+        cls,
+        framework_id: FrameworkID,
+        info: ExecutorInfo,
+        command_task: bool,
+        task: TaskInfo,
+        work_dir: Path,
+    ) -> ExecutorRun:
+        """A new run for its first task, in a fresh container (and sandbox) of its own;
+        a command task's kill policy sets the run's kill grace."""
+        container_id = new_container_id()
+        policy = task.kill_policy if command_task else None
+        grace = None if policy is None else policy.grace_period
+        kind = ExecutorKind.COMMAND if command_task else ExecutorKind.CUSTOM
+        lifecycle = ExecutorLifecycle(
+            kind,
+            f"{info.executor_id} of framework {framework_id}",
+            kill_grace=DEFAULT_KILL_GRACE if grace is None else grace,
+        )
+        run = cls(
+            framework_id=framework_id,
+            info=info,
+            container_id=container_id,
+            sandbox=sandbox_path(work_dir, framework_id, info.executor_id, container_id),
+            lifecycle=lifecycle,
+        )
+        run.tasks[task.task_id] = TaskRecord(task, queued=not command_task)
+        return run
 
     @classmethod
     def from_record(cls, framework_id: FrameworkID, record: dict[str, Any]) -> ExecutorRun:

@@ -18,6 +18,7 @@ from containerizer.oci import OciContainerConfig
 from corral.ids import AgentID, TaskID
 from corral.protocol import CommandInfo, TaskInfo
 from corral.resources import Resources
+from corral.task_validation import command_argv
 from corral.v1.model import duration
 from libprocess import UPID
 
@@ -35,6 +36,19 @@ class AgentAddress:
     pid: UPID
     agent_id: AgentID | None
     http_address: str | None  # host:port of the agent's HTTP server, if it serves one
+
+
+def container_config(
+    options: AgentOptions, agent: AgentAddress, framework: FrameworkRun, executor: ExecutorRun
+) -> ContainerConfig:
+    """The container of a new run, which holds the one task that starts it."""
+    (task,) = executor.tasks.values()
+    command = task.info.command if executor.command_task else executor.info.command
+    assert command is not None  # admitted: it has one
+    argv = command_argv(command)
+    if executor.command_task:
+        return command_task_config(options, agent, framework, executor, task.info, argv)
+    return executor_config(options, agent, framework, executor, task.info, argv)
 
 
 def command_task_config(

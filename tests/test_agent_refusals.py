@@ -10,6 +10,7 @@ executors and strangers. Wall-clock waits are safety nets only.
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import subprocess
 import sys
@@ -44,6 +45,7 @@ from tests.test_agent import Cluster, command_task, wait_until
 
 WAIT = 10.0
 FW = FrameworkID("fw-1")
+_executors = itertools.count(1)
 REASON = "agent test-S0 was marked gone by the operator; it may not come back"
 
 
@@ -173,7 +175,7 @@ def test_corral_agent_exits_non_zero_saying_why_the_master_refused_it(tmp_path):
 def refusal(cluster: Cluster, message, sender: Recorder | None = None) -> str:
     """Send a (re-)registration from a test actor; the reason of the ShutdownExecutor that
     answers it (also logged, with the same reason)."""
-    sender = sender or actor(cluster.runtime, f"executor-{id(message)}")
+    sender = sender or actor(cluster.runtime, f"executor-{next(_executors)}")
     with capture_logs() as logs:
         say(cluster.runtime, sender, cluster.agent_pid, message)
         answer = sender.next(ShutdownExecutor, WAIT)
