@@ -77,6 +77,7 @@ class MasterLink:
     def stop(self) -> None:
         """Register no more (the agent stops, or the master refused it for good)."""
         self.started = False
+        self.registered = False
         for timer in (self._registration_timer, self._ping_timer):
             if timer is not None:
                 timer.cancel()
