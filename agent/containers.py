@@ -74,8 +74,11 @@ class ExecutorContainers:
 
     def destroy(self, executor: ExecutorRun) -> None:
         """Destroy the run's container with the grace its lifecycle decided."""
-        destroyed = self._destroy(executor.container_id, executor.lifecycle.grace)
-        destroyed.on_any(unless_stopped(lambda done: self._destroyed(executor, done)))
+        self._destroy(
+            executor.container_id,
+            executor.lifecycle.grace,
+            lambda done: self._destroyed(executor, done),
+        )
 
     def destroy_orphan(self, container_id: str) -> None:
         """A container recovery found that no executor run owns: destroyed, then forgotten."""
@@ -89,7 +92,7 @@ class ExecutorContainers:
             else:
                 self.forget(container_id)
 
-        self._destroy(container_id, 0.0).on_any(unless_stopped(destroyed))
+        self._destroy(container_id, 0.0, destroyed)
 
     def forget(self, container_id: str) -> None:
         try:
@@ -120,15 +123,21 @@ class ExecutorContainers:
     def _run(self, work: Any) -> Future[Any]:
         return self.process.run_async(work)
 
-    def _destroy(self, container_id: str, grace: float) -> Future[Any]:
+    def _destroy(
+        self, container_id: str, grace: float, then: Callable[[Future[Any]], None]
+    ) -> None:
+        """Destroy, ``then`` carry on; ``settled()`` runs after, once it is out of flight."""
         destroyed = self._run(self.containerizer.destroy(container_id, grace))
         self._destroying.add(destroyed)
 
-        def settled(_: Future[Any]) -> None:
-            self._destroying.discard(destroyed)
-            self.settled()
+        def done(_: Future[Any]) -> None:
+            try:
+                then(destroyed)
+            finally:  # a continuation that raises is reported; the destroy is over anyway
+                self._destroying.discard(destroyed)
+                self.settled()
 
-        return destroyed.on_any(unless_stopped(settled))
+        destroyed.on_any(unless_stopped(done))
 
     def _launched(self, executor: ExecutorRun, launched: Future[Any]) -> None:
         if launched.is_failed():
