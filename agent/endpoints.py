@@ -86,7 +86,7 @@ def install(agent: AgentView) -> None:
 def install_metrics(agent: AgentView) -> tuple[list[Any], dict[TaskState, Any]]:
     """Mesos's ``slave/*`` metrics, served with the runtime's ``/metrics/snapshot``: the
     gauges and counters registered (to remove at exit) and the counter of each terminal
-    state (``slave/tasks_finished``, ...). None when another agent of the runtime has them."""
+    state (``slave/tasks_finished``, ...); none when another agent of the runtime has them."""
     metrics = agent.runtime.metrics
     names = mesos_state.metrics(agent)
     taken = [name for name in names if metrics.get(name) is not None]

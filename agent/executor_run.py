@@ -129,10 +129,9 @@ class ExecutorRun:
         container_id = new_container_id()
         policy = task.kill_policy if command_task else None
         grace = None if policy is None else policy.grace_period
-        kind = ExecutorKind.COMMAND if command_task else ExecutorKind.CUSTOM
         lifecycle = ExecutorLifecycle(
-            kind,
-            f"{info.executor_id} of framework {framework_id}",
+            _kind(command_task),
+            _name(framework_id, info.executor_id),
             kill_grace=DEFAULT_KILL_GRACE if grace is None else grace,
         )
         run = cls(
@@ -157,11 +156,10 @@ class ExecutorRun:
                 state = TaskState(states.get(task.task_id, "TASK_STAGING"))
                 tasks[task.task_id] = TaskRecord(task, state, queued)
         command_task = bool(record["command_task"])
-        kind = ExecutorKind.COMMAND if command_task else ExecutorKind.CUSTOM
         ended = command_task and any(task.state.is_terminal for task in tasks.values())
         lifecycle = ExecutorLifecycle.restored(
-            kind,
-            f"{info.executor_id} of framework {framework_id}",
+            _kind(command_task),
+            _name(framework_id, info.executor_id),
             killed=bool(record.get("kill_requested")),
             kill_grace=float(record.get("kill_grace", DEFAULT_KILL_GRACE)),
             doomed=ended,  # its task ended: what still runs of it goes
@@ -178,3 +176,12 @@ class ExecutorRun:
             container=None if container is None else ContainerState.from_json(container),
             http=bool(record.get("http")),
         )
+
+
+def _kind(command_task: bool) -> ExecutorKind:
+    return ExecutorKind.COMMAND if command_task else ExecutorKind.CUSTOM
+
+
+def _name(framework_id: FrameworkID, executor_id: ExecutorID) -> str:
+    """How errors of the run's lifecycle name it."""
+    return f"{executor_id} of framework {framework_id}"
