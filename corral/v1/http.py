@@ -9,6 +9,13 @@ that JSON cannot meet (the most specific media range decides, as in Mesos). Oper
 (``parse_call``) are also 400 when they name no known call and 501 for ``UNKNOWN``, and are
 answered ``{"type": "GET_X", "get_x": {...}}``. Master and agent may not import each other,
 so what they share lives here; each API keeps its own table of calls and its own parsing.
+
+A body that nests arrays and objects more than ``MAX_DEPTH`` (64) levels deep is a 400 too,
+found before it is parsed: Python's JSON parser recurses once per level, and so does much of
+what reads a call, so 100,000 ``[`` would otherwise end in a ``RecursionError`` (a 500). The
+deepest Mesos v1 call nests 16 levels (an ACCEPT launching a task group whose task's
+container mounts a Docker volume with driver options); 64 leaves four times that, and keeps
+everything that reads an accepted call far below the interpreter's recursion limit.
 """
 
 from __future__ import annotations
@@ -22,6 +29,11 @@ from aiohttp import web
 JSON = "application/json"
 RECORDIO = "application/recordio"
 DEFAULT_CALL = 'call such as {"type": "GET_HEALTH"}'  # what check_request asks to POST
+MAX_DEPTH = 64  # arrays and objects nested in a request body, at most (see above)
+
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_AS_SQUARE = bytes.maketrans(b"{}", b"[]")  # only the nesting counts, not its kind
+_OPENING = ord("[")
 
 
 class CallError(Exception):
@@ -130,15 +142,58 @@ def check_accept(
 
 
 def json_body(body: bytes, call: str = DEFAULT_CALL) -> Any:
-    """The request body parsed as JSON, or a 400 ``CallError`` saying what to send."""
+    """The request body parsed as JSON, or a 400 ``CallError`` saying what to send.
+
+    Nothing nested deeper than ``MAX_DEPTH`` is parsed, so nothing that reads the result
+    recurses past the interpreter's limit."""
     if not body.strip():
         raise CallError(400, f"the request has no body: POST a JSON {call}")
+    if _nested_deeper_than(body, MAX_DEPTH):
+        raise CallError(
+            400,
+            f"Failed to parse body into JSON: it nests arrays and objects more than "
+            f"{MAX_DEPTH} levels deep, the most a call may (the deepest Mesos call nests 16); "
+            f"POST a JSON {call}",
+        )
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise CallError(
             400, f"Failed to parse body into JSON: {error}; POST a JSON {call}"
         ) from None
+
+
+def _nested_deeper_than(body: bytes, limit: int) -> bool:
+    """Whether ``body`` nests arrays and objects more than ``limit`` deep, told without
+    parsing it: in time linear in its length, without recursion, and reading strings as
+    the parser does (brackets inside a string nest nothing)."""
+    # Escapes first (in a string a backslash only escapes; outside one the parser stops at
+    # it), then every other piece between two quotes is outside the strings.
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    outside = b"".join(unescaped.split(b'"')[::2])
+    brackets = outside.translate(_AS_SQUARE, _NOT_BRACKETS)
+    if brackets.count(b"[") <= limit:  # too few openings to nest that deep
+        return False
+    # Fast (in C): each pass removes the innermost pairs; a balanced body at most ``limit``
+    # deep is gone after ``limit`` passes. What remains (too deep, or not balanced) is
+    # measured exactly below.
+    left = brackets
+    for _ in range(limit):
+        fewer = left.replace(b"[]", b"")
+        if not fewer:
+            return False
+        if fewer == left:
+            break
+        left = fewer
+    depth = 0
+    for byte in brackets:
+        if byte == _OPENING:
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
 
 
 def parse_call(
