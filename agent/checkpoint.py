@@ -55,7 +55,8 @@ class Recovered:
 
 
 class AgentCheckpoints:
-    """Reads and writes the meta directory; the agent decides when (see agent/agent.py)."""
+    """Reads and writes the meta directory; the agent decides when (see agent/agent.py and
+    agent/recovery.py)."""
 
     def __init__(self, meta_dir: Path) -> None:
         self.root = Path(meta_dir)
@@ -94,6 +95,12 @@ class AgentCheckpoints:
 
     def remove_framework(self, framework_id: FrameworkID) -> None:
         shutil.rmtree(self._framework_dir(framework_id), ignore_errors=True)
+
+    def remove_agent(self) -> None:
+        """Forget the agent: its id and everything checkpointed under it (the master refused
+        it for good), so that the next agent on this work directory registers as new, as
+        Mesos's agent removes its ``latest`` link."""
+        shutil.rmtree(self.root, ignore_errors=True)
 
     # -- reading -------------------------------------------------------------------------
 

@@ -7,12 +7,13 @@ Mesos does: a missing ``path`` or a ``..`` component (400), a path outside the s
 there (404), a path whose symlinks lead out of the sandboxes (403).
 
 The functions here block (stat, listdir, read): the agent runs them off its actor, in the
-loop's executor. They never raise for bad input: they return the response that says what is
-wrong.
+loop's executor (``off_actor``). They never raise for bad input: they return the response
+that says what is wrong.
 """
 
 from __future__ import annotations
 
+import asyncio
 import grp
 import json
 import os
@@ -22,9 +23,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from corral.v1.http import CallError, text
+from libprocess import Future, Process
+
+log = structlog.get_logger("agent.files")
 
 DEFAULT_READ_LENGTH = 16 * 4096  # bytes /files/read returns when no length is asked (Mesos's)
 MAX_READ_LENGTH = 16 * 1024 * 1024  # bytes; a longer read is cut to this
@@ -159,3 +164,21 @@ def _integer(query: Mapping[str, str], name: str, default: int) -> int:
         return int(given)
     except ValueError:
         raise Refused(400, f"Failed to parse {name}: {given!r} is not an integer") from None
+
+
+def off_actor(process: Process, work: Callable[..., web.Response], *args: Any) -> Future[Any]:
+    """``work(*args)`` in the loop's executor (files may be large or slow), answered inside
+    ``process``; a failure is answered 500, saying so, and logged."""
+    loop = asyncio.get_running_loop()
+    done = process.run_async(loop.run_in_executor(None, work, *args))
+    return done.recover(_failed)
+
+
+def _failed(future: Future[Any]) -> web.Response:
+    error = future.failure
+    log.error("http_answer_failed", error=repr(error))
+    return web.Response(
+        status=500,
+        text=f"the agent failed to answer: {error!r} (details in its log)\n",
+        content_type="text/plain",
+    )

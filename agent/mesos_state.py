@@ -1,81 +1,68 @@
 """The agent's state in Mesos's JSON shapes: ``/state`` (``/slave(1)/state``), ``/containers``
 and the ``slave/*`` metrics, so that Mesos's web UI, CLI and tools read a Corral agent.
 
-Plain functions of the agent's records (no I/O): resources as maps ``{"cpus": 2, "mem": 1024,
-"ports": "[31000-31010]"}``, ids as plain strings, as Mesos's state endpoints show them. The
-keys Corral's own ``/agent/state`` always had (``id, pid, hostname, master, registered,
-resources, isolators, frameworks[].executors[].{id, container, pid, state, tasks[].{id,
-state}}``) are kept, so the three paths serve one document. "slave" appears only where Mesos's
-JSON names it so.
+Plain functions of the agent's public records (agent/agent_view.py; no I/O): resources as
+maps ``{"cpus": 2, "mem": 1024, "ports": "[31000-31010]"}``, ids as plain strings, as Mesos's
+state endpoints show them. The keys Corral's own ``/agent/state`` always had (``id, pid,
+hostname, master, registered, resources, isolators, frameworks[].executors[].{id, container,
+pid, state, tasks[].{id, state}}``) are kept, so the three paths serve one document; an
+executor's ``state`` is its lifecycle's phase (agent/executor_lifecycle.py). "slave" appears
+only where Mesos's JSON names it so.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from corral.protocol import TaskInfo
+from agent.agent_view import AgentView
+from agent.executor_run import ExecutorRun, TaskRecord
+from agent.framework_run import FrameworkRun
+from agent.options import AgentOptions
+from corral.ids import AgentID
 from corral.resources import Resources
 from corral.task_states import TaskState
 from corral.v1.model import attributes_map, duration, resources_map
 
-if TYPE_CHECKING:
-    from agent.agent import AgentProcess, _Executor, _Framework
-
 MESOS_VERSION = "1.11.0"  # the Mesos release whose JSON this follows
-MAX_COMPLETED_EXECUTORS = 150  # per framework, as Mesos's --max_completed_executors_per_framework
-MAX_COMPLETED_FRAMEWORKS = 50  # as Mesos's --max_completed_frameworks
 
 
-def task_json(
-    agent_id: str | None,
-    framework_id: str,
-    executor: _Executor,
-    task: TaskInfo,
-    state: TaskState,
-) -> dict[str, Any]:
+def task_json(agent_id: AgentID | None, executor: ExecutorRun, task: TaskRecord) -> dict[str, Any]:
     """A task as Mesos's agent lists it (``model(Task)``)."""
+    info = task.info
     return {
-        "id": str(task.task_id),
-        "name": task.name,
-        "framework_id": framework_id,
+        "id": str(info.task_id),
+        "name": info.name,
+        "framework_id": str(executor.framework_id),
         "executor_id": "" if executor.command_task else str(executor.executor_id),
         "slave_id": agent_id or "",
-        "state": state.name,
-        "resources": resources_map(task.resources),
+        "state": task.state.name,
+        "resources": resources_map(info.resources),
         "statuses": [],
-        "labels": [label.to_wire() for label in task.labels],
+        "labels": [label.to_wire() for label in info.labels],
     }
 
 
-def executor_json(agent: AgentProcess, executor: _Executor, pending: set[str]) -> dict[str, Any]:
+def executor_json(
+    agent_id: AgentID | None, executor: ExecutorRun, pending: set[str]
+) -> dict[str, Any]:
     """An executor run (Mesos's keys, and Corral's ``container``, ``pid``, ``state``).
 
     ``pending``: task ids whose terminal update still waits for an acknowledgement; as in
     Mesos, such tasks are still listed in ``tasks``, the others in ``completed_tasks``.
     """
-    framework_id = str(executor.framework_id)
-    tasks, completed = [], []
-    for task_id, task in executor.tasks.items():
-        state = executor.states.get(task_id, TaskState.TASK_STAGING)
-        entry = task_json(agent.agent_id, framework_id, executor, task, state)
-        if state.is_terminal and str(task_id) not in pending:
+    tasks, completed, queued = [], [], []
+    for task in executor.tasks.values():
+        entry = task_json(agent_id, executor, task)
+        if task.queued:
+            queued.append(entry)
+        elif task.state.is_terminal and str(task.task_id) not in pending:
             completed.append(entry)
         else:
             tasks.append(entry)
-    queued = [
-        task_json(
-            agent.agent_id,
-            framework_id,
-            executor,
-            task,
-            executor.states.get(task_id, TaskState.TASK_STAGING),
-        )
-        for task_id, task in executor.queued.items()
-    ]
     resources = executor.info.resources
-    for task in executor.all_tasks().values():
-        resources = resources + task.resources
+    for task in executor.tasks.values():
+        resources = resources + task.info.resources
     return {
         "id": str(executor.executor_id),
         "name": executor.info.name or "",
@@ -89,19 +76,17 @@ def executor_json(agent: AgentProcess, executor: _Executor, pending: set[str]) -
         "queued_tasks": queued,
         "completed_tasks": completed,
         "pid": None if executor.container is None else executor.container.pid,
-        "state": executor.state.value,
+        "state": executor.state.phase,
         "http": executor.http,
     }
 
 
 def framework_json(
-    agent: AgentProcess, framework: _Framework, pending: set[tuple[str, str]]
+    agent_id: AgentID | None, framework: FrameworkRun, pending: set[tuple[str, str]]
 ) -> dict[str, Any]:
     info = framework.info
-    executors = []
-    for executor in framework.executors.values():
-        ours = {task for fid, task in pending if fid == str(framework.id)}
-        executors.append(executor_json(agent, executor, ours))
+    ours = {task for fid, task in pending if fid == str(framework.id)}
+    executors = [executor_json(agent_id, e, ours) for e in framework.executors.values()]
     return {
         "id": str(framework.id),
         "name": info.name,
@@ -117,10 +102,11 @@ def framework_json(
     }
 
 
-def agent_state(agent: AgentProcess, isolators: list[str], pending: set[tuple[str, str]]) -> dict:
+def agent_state(agent: AgentView) -> dict[str, Any]:
     """``/state``: the whole agent (Mesos's ``/slave(1)/state`` keys, plus Corral's)."""
     options = agent.options
     master = agent.master
+    pending = agent.unacknowledged()
     return {
         "version": MESOS_VERSION,
         "start_time": agent.start_time,
@@ -136,22 +122,23 @@ def agent_state(agent: AgentProcess, isolators: list[str], pending: set[tuple[st
         "master_hostname": master.host if master is not None else "",
         "master": str(master) if master else None,
         "registered": agent.registered,
-        "isolators": isolators,
+        "isolators": agent.isolators(),
         "log_dir": "",
-        "flags": flags(agent),
-        "frameworks": [framework_json(agent, f, pending) for f in agent.frameworks.values()],
+        "flags": flags(options, agent.info.hostname),
+        "frameworks": [
+            framework_json(agent.agent_id, f, pending) for f in agent.frameworks.values()
+        ],
         "completed_frameworks": list(agent.completed_frameworks),
         "work_dir": str(options.work_dir),
     }
 
 
-def flags(agent: AgentProcess) -> dict[str, str]:
+def flags(options: AgentOptions, hostname: str) -> dict[str, str]:
     """The agent's settings under Mesos's flag names (all values text, as Mesos shows them)."""
-    options = agent.options
     return {
         "master": options.master,
         "work_dir": str(options.work_dir),
-        "hostname": agent.info.hostname,
+        "hostname": hostname,
         "port": str(options.port),
         "resources": options.resources or "",
         "attributes": options.attributes or "",
@@ -167,7 +154,7 @@ def flags(agent: AgentProcess) -> dict[str, str]:
     }
 
 
-def container_json(executor: _Executor, statistics: dict[str, Any] | None) -> dict[str, Any]:
+def container_json(executor: ExecutorRun, statistics: dict[str, Any] | None) -> dict[str, Any]:
     """One ``/containers`` entry (Mesos's keys)."""
     entry: dict[str, Any] = {
         "container_id": str(executor.container_id),
@@ -184,26 +171,22 @@ def container_json(executor: _Executor, statistics: dict[str, Any] | None) -> di
     return entry
 
 
-def metrics(agent: AgentProcess) -> dict[str, float]:
+def metrics(agent: AgentView) -> dict[str, float]:
     """``slave/*`` gauges, by Mesos's names."""
     running = staging = starting = 0
     executors_running = executors_registering = executors_terminating = 0
     used = Resources()
-    for framework in agent.frameworks.values():
-        for executor in framework.executors.values():
-            state = executor.state.value
-            executors_running += state == "RUNNING"
-            executors_registering += state in ("LAUNCHING", "REGISTERING", "RECOVERING")
-            executors_terminating += state == "TERMINATING"
-            used = used + executor.info.resources
-            for task_id, task in executor.all_tasks().items():
-                task_state = executor.states.get(task_id, TaskState.TASK_STAGING)
-                if task_state.is_terminal:
-                    continue
-                used = used + task.resources
-                running += task_state is TaskState.TASK_RUNNING
-                staging += task_state is TaskState.TASK_STAGING
-                starting += task_state is TaskState.TASK_STARTING
+    for executor in agent.executors():
+        phase = executor.state.phase
+        executors_running += phase == "RUNNING"
+        executors_registering += phase in ("LAUNCHING", "REGISTERING", "RECOVERING")
+        executors_terminating += phase == "TERMINATING"
+        used = used + executor.info.resources
+        for task in executor.open_tasks():
+            used = used + task.info.resources
+            running += task.state is TaskState.TASK_RUNNING
+            staging += task.state is TaskState.TASK_STAGING
+            starting += task.state is TaskState.TASK_STARTING
     total = agent.info.resources
     out: dict[str, float] = {
         "slave/registered": 1.0 if agent.registered else 0.0,

@@ -1,7 +1,8 @@
 """The agent's v1 operator API (``POST /api/v1`` on port 5051), as Mesos's ``agent.proto``.
 
 ``OperatorApi`` lives inside the agent process (its handlers run there, one request at a
-time) and reads the agent's records directly. Calls are JSON ``{"type": …}`` objects and are
+time) and is a view (agent/agent_view.py): it reads the agent's public records and calls its
+public commands. Calls are JSON ``{"type": …}`` objects and are
 answered in ``agent.proto``'s Response shapes, in proto3 JSON (ids as ``{"value": …}``,
 resources as lists, bytes as base64): GET_HEALTH, GET_FLAGS, GET_VERSION, GET_METRICS,
 GET_LOGGING_LEVEL, GET_STATE, GET_CONTAINERS, GET_FRAMEWORKS, GET_EXECUTORS, GET_TASKS,
@@ -22,7 +23,6 @@ it dies; another signal goes to the container's main process only.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import dataclasses
@@ -32,22 +32,21 @@ import os
 import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from aiohttp import web
 
 import corral
 from agent import files, mesos_state
-from corral.ids import AgentID, TaskID
-from corral.protocol import ExecutorInfo, Task, TaskInfo, json_compatible
+from agent.agent_view import AgentView
+from agent.executor_run import ExecutorRun, TaskRecord
+from containerizer import ContainerTermination
+from corral.ids import AgentID
+from corral.protocol import ExecutorInfo, Task, json_compatible
 from corral.resources import Resources
-from corral.task_states import TaskState
 from corral.v1.http import CallError, answer, id_value, parse_call, section, text
 from libprocess import Future, Promise, collect, request_body
-
-if TYPE_CHECKING:
-    from agent.agent import AgentProcess, _Executor
 
 log = structlog.get_logger("agent.operator_api")
 
@@ -101,14 +100,16 @@ Handler = Callable[[dict[str, Any]], "dict[str, Any] | web.StreamResponse | Futu
 class OperatorApi:
     """The v1 operator calls of one agent; see the module docstring."""
 
-    def __init__(self, agent: AgentProcess) -> None:
+    def __init__(self, agent: AgentView) -> None:
         self.agent = agent
         self._calls: dict[str, Handler] = {
             "GET_HEALTH": lambda call: {"healthy": True},
             "GET_FLAGS": lambda call: {
                 "flags": [
                     {"name": name, "value": value}
-                    for name, value in sorted(mesos_state.flags(agent).items())
+                    for name, value in sorted(
+                        mesos_state.flags(agent.options, agent.info.hostname).items()
+                    )
                 ]
             },
             "GET_VERSION": lambda call: {"version_info": version_info()},
@@ -166,7 +167,8 @@ class OperatorApi:
 
     def flags_route(self, request: web.Request) -> web.Response:
         """``/flags``: the agent's settings under Mesos's flag names."""
-        return web.json_response({"flags": mesos_state.flags(self.agent)})
+        agent = self.agent
+        return web.json_response({"flags": mesos_state.flags(agent.options, agent.info.hostname)})
 
     # -- what the agent runs ----------------------------------------------------------------
 
@@ -214,11 +216,7 @@ class OperatorApi:
         executor, not ended), ``terminated`` (ended, the update not yet acknowledged) and
         ``completed`` (ended and acknowledged)."""
         agent = self.agent
-        unacknowledged = {
-            (str(framework_id), str(task_id))
-            for framework_id, task_id in agent.updates.streams()
-            if agent.updates.pending(framework_id, task_id)
-        }
+        unacknowledged = agent.unacknowledged()
         lists: dict[str, list[dict[str, Any]]] = {
             "pending_tasks": [],
             "queued_tasks": [],
@@ -226,69 +224,64 @@ class OperatorApi:
             "terminated_tasks": [],
             "completed_tasks": [],
         }
-        for executor in agent._executors():
-            waiting = "queued_tasks" if executor.launched else "pending_tasks"
-            for task_id, task in executor.queued.items():
-                lists[waiting].append(self._task(executor, task_id, task))
-            for task_id, task in executor.tasks.items():
-                state = executor.states.get(task_id, TaskState.TASK_STAGING)
-                if not state.is_terminal:
+        for executor in agent.executors():
+            waiting = "queued_tasks" if executor.container_up else "pending_tasks"
+            for task in executor.queued():
+                lists[waiting].append(self._task(executor, task))
+            for task in executor.launched():
+                if not task.state.is_terminal:
                     kept = "launched_tasks"
-                elif (str(executor.framework_id), str(task_id)) in unacknowledged:
+                elif (str(executor.framework_id), str(task.task_id)) in unacknowledged:
                     kept = "terminated_tasks"
                 else:
                     kept = "completed_tasks"
-                lists[kept].append(self._task(executor, task_id, task))
+                lists[kept].append(self._task(executor, task))
         for ended in _ended_executors(agent):
             lists["completed_tasks"].extend(
                 _ended_task(task) for task in ended.get("completed_tasks", ())
             )
         return lists
 
-    def _task(self, executor: _Executor, task_id: TaskID, task: TaskInfo) -> dict[str, Any]:
+    def _task(self, executor: ExecutorRun, task: TaskRecord) -> dict[str, Any]:
         """Mesos's ``Task`` of a task this agent holds (v1: ``agent_id``)."""
-        agent_id = self.agent.agent_id or task.agent_id or AgentID("")
+        info = task.info
+        agent_id = self.agent.agent_id or info.agent_id or AgentID("")
         return json_compatible(
             Task(
-                name=task.name,
-                task_id=task_id,
+                name=info.name,
+                task_id=info.task_id,
                 framework_id=executor.framework_id,
                 agent_id=agent_id,
-                state=executor.states.get(task_id, TaskState.TASK_STAGING),
+                state=task.state,
                 executor_id=None if executor.command_task else executor.executor_id,
-                resources=task.resources,
-                labels=task.labels,
+                resources=info.resources,
+                labels=info.labels,
             ).to_wire()
         )
 
     # -- containers -------------------------------------------------------------------------
 
-    def _running(self) -> list[_Executor]:
-        from agent.agent import ExecutorState
-
-        return [
-            executor
-            for executor in self.agent._executors()
-            if executor.launched and executor.state is not ExecutorState.TERMINATED
-        ]
+    def _running(self) -> list[ExecutorRun]:
+        return [executor for executor in self.agent.executors() if executor.container_up]
 
     def _containers(self, call: dict[str, Any]) -> Future[web.Response]:
         """``GetContainers``: every executor's container, with its usage sampled now (off
         the actor; a container that ended meanwhile is listed without statistics)."""
-        entries: list[Future[dict[str, Any]]] = []
-        for executor in self._running():
-            promise: Promise[dict[str, Any]] = Promise()
-
-            def then(stats, error, executor=executor, promise=promise) -> None:
-                promise.set(_container(executor, None if error is not None else stats.to_json()))
-
-            self.agent._run_async(self.agent.containerizer.usage(executor.container_id), then)
-            entries.append(promise.future)
+        entries = [
+            self.agent.usage_of(executor)
+            .recover(lambda _failed: None)
+            .then(
+                lambda stats, executor=executor: _container(
+                    executor, None if stats is None else stats.to_json()
+                )
+            )
+            for executor in self._running()
+        ]
         return collect(entries).then(
             lambda listed: answer("GET_CONTAINERS", {"containers": listed})
         )
 
-    def _executor_of(self, call: dict[str, Any], call_type: str) -> _Executor:
+    def _executor_of(self, call: dict[str, Any], call_type: str) -> ExecutorRun:
         container_id = id_value(section(call, call_type), "container_id", call_type)
         for executor in self._running():
             if str(executor.container_id) == container_id:
@@ -309,17 +302,13 @@ class OperatorApi:
             raise CallError(
                 400, f"KILL_CONTAINER's signal must be a signal number (e.g. 15), got {number!r}"
             )
-        log.info("operator_kills_container", container_id=executor.container_id, signal=number)
-        if number == signal.SIGKILL:
-            self.agent._destroy(executor, 0.0)
-            return web.Response(status=200)
-        pid = executor.container.pid if executor.container is not None else None
-        if pid is None:
+        if number != signal.SIGKILL and executor.container is None:
             raise CallError(
                 409, f"container {executor.container_id} has no process to signal yet; retry"
             )
+        log.info("operator_kills_container", container_id=executor.container_id, signal=number)
         try:
-            os.kill(pid, number)
+            self.agent.kill_container(executor, number)
         except ProcessLookupError:
             raise CallError(
                 404, f"container {executor.container_id} has ended; see WAIT_CONTAINER"
@@ -331,9 +320,11 @@ class OperatorApi:
         executor = self._executor_of(call, "WAIT_CONTAINER")
         promise: Promise[web.Response] = Promise()
 
-        def then(termination, error) -> None:
-            if error is not None or termination is None:
-                promise.set(text(404, f"container {executor.container_id} was lost: {error}"))
+        def answered(waited: Future[ContainerTermination]) -> None:
+            termination = None if waited.is_failed() else waited.value
+            if termination is None:
+                message = f"container {executor.container_id} was lost: {waited.failure}"
+                promise.set(text(404, message))
                 return
             result: dict[str, Any] = {}
             if termination.status is not None:
@@ -344,26 +335,22 @@ class OperatorApi:
                 result["message"] = termination.message
             promise.set(answer("WAIT_CONTAINER", result))
 
-        self.agent._run_async(self.agent.containerizer.wait(executor.container_id), then)
+        self.agent.wait_container(executor).on_any(answered)
         return promise.future
 
     # -- sandbox files ----------------------------------------------------------------------
 
     def _list_files(self, call: dict[str, Any]) -> Future[web.Response]:
         path = _path(section(call, "LIST_FILES"), "LIST_FILES")
-        return self._off_actor(list_files, self.agent.options.work_dir, path)
+        return files.off_actor(self.agent, list_files, self.agent.options.work_dir, path)
 
     def _read_file(self, call: dict[str, Any]) -> Future[web.Response]:
         body = section(call, "READ_FILE")
         path = _path(body, "READ_FILE")
         offset = _count(body, "offset", None)
         length = _count(body, "length", READ_CAP)
-        return self._off_actor(read_file, self.agent.options.work_dir, path, offset, length)
-
-    def _off_actor(self, work: Callable[..., web.Response], *args: Any) -> Future[web.Response]:
-        """Blocking file work, in the loop's executor: files may be large or slow."""
-        loop = asyncio.get_running_loop()
-        return self.agent._answer(loop.run_in_executor(None, work, *args))
+        work_dir = self.agent.options.work_dir
+        return files.off_actor(self.agent, read_file, work_dir, path, offset, length)
 
 
 # -- pieces without the agent (pure, or blocking file work) -----------------------------------
@@ -448,7 +435,7 @@ def _count(body: dict[str, Any], field: str, default: int | None) -> int:
     return value
 
 
-def _container(executor: _Executor, statistics: dict[str, Any] | None) -> dict[str, Any]:
+def _container(executor: ExecutorRun, statistics: dict[str, Any] | None) -> dict[str, Any]:
     """``GetContainers.Container``."""
     status: dict[str, Any] = {"container_id": {"value": str(executor.container_id)}}
     if executor.container is not None:
@@ -471,7 +458,7 @@ def _executor_info(info: ExecutorInfo, framework_id: str) -> dict[str, Any]:
     return json_compatible(info.to_wire())
 
 
-def _ended_executors(agent: AgentProcess) -> Iterable[dict[str, Any]]:
+def _ended_executors(agent: AgentView) -> Iterable[dict[str, Any]]:
     """The state JSON (agent/mesos_state.py) of every executor that ended here."""
     for framework in agent.frameworks.values():
         yield from framework.completed_executors

@@ -28,6 +28,10 @@ log = structlog.get_logger("containerizer.images")
 
 _TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 _WHITEOUT = ".wh."
+# Members are checked here (_check_member, _check_parents), so extraction must not filter them
+# again. Pythons with extraction filters (3.11.4+, 3.12) are told so; older ones (Debian 12's
+# python3 is 3.11.2) have no filter argument and never filter.
+_NO_FILTER = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
 _OPAQUE = ".wh..wh..opq"
 
 
@@ -169,7 +173,7 @@ def _extract(image: str, archive: Path, rootfs: Path, whiteouts: bool) -> None:
                 target = rootfs / path
                 if target.is_symlink() or (target.exists() and not target.is_dir()):
                     target.unlink()  # a later layer replaces the file
-                tar.extract(member, rootfs, set_attrs=True, filter="fully_trusted")
+                tar.extract(member, rootfs, set_attrs=True, **_NO_FILTER)
     except (OSError, tarfile.TarError, EOFError) as error:
         raise ImageError(image, f"image {image!r}: cannot unpack {archive}: {error!r}") from error
 

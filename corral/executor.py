@@ -82,7 +82,8 @@ class Executor:
         """Stop every task (reporting them); the driver stops after this returns."""
 
     def error(self, driver: ExecutorDriver, message: str) -> None:
-        """Something is wrong with the driver; it is aborted."""
+        """Something is wrong with the driver, ``message`` says what (e.g. the agent refused
+        this executor's registration); it is aborted."""
 
 
 class DriverStatus(enum.Enum):
@@ -335,11 +336,18 @@ class _ExecutorProcess(ProtocolProcess):
 
     @receives(ShutdownExecutor)
     def shutdown(self, sender: UPID | None, message: ShutdownExecutor) -> None:
+        """Stop; with a ``reason`` the agent refused this executor, which learns why through
+        ``error`` first, and the driver ends ABORTED."""
         if not self._from_agent(sender, "ShutdownExecutor"):
             return
+        if message.reason:
+            log.error(
+                "executor_refused", executor_id=self.driver.executor_id, reason=message.reason
+            )
+            self._callback("error", message.reason)
         log.info("executor_shutting_down", executor_id=self.driver.executor_id)
         self._callback("shutdown")
-        self.stop_when_flushed(DriverStatus.STOPPED)
+        self.stop_when_flushed(DriverStatus.ABORTED if message.reason else DriverStatus.STOPPED)
 
     @receives(StatusUpdateAcknowledgement)
     def acknowledged(self, sender: UPID | None, message: StatusUpdateAcknowledgement) -> None:

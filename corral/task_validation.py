@@ -45,9 +45,13 @@ def command_argv(command: CommandInfo) -> str | list[str]:
     return [command.value, *command.arguments[1:]]
 
 
-def task_problem(task: TaskInfo, framework_id: FrameworkID | None = None) -> str | None:
+def task_problem(
+    task: TaskInfo, framework_id: FrameworkID | None = None, *, resources: bool = True
+) -> str | None:
     """What is wrong with one task of a LAUNCH (None: nothing). ``framework_id``, when given,
-    is the framework the task is launched for: an executor naming another is refused."""
+    is the framework the task is launched for: an executor naming another is refused.
+    ``resources=False`` leaves the resources to whoever judged them against offers (an agent
+    runs what its master admitted)."""
     if task.command is None and task.executor is None:
         return f"task {task.task_id} has neither 'command' nor 'executor'; give exactly one"
     if task.command is not None and task.executor is not None:
@@ -67,13 +71,17 @@ def task_problem(task: TaskInfo, framework_id: FrameworkID | None = None) -> str
         problem = executor_problem(task.executor, framework_id)
         if problem:
             return f"task {task.task_id}: {problem}"
-    if not task.resources:
+    if resources and not task.resources:
         return f"task {task.task_id} uses no resources; give it some (cpus, mem)"
     return None
 
 
 def group_problem(
-    executor: ExecutorInfo, tasks: Sequence[TaskInfo], framework_id: FrameworkID | None = None
+    executor: ExecutorInfo,
+    tasks: Sequence[TaskInfo],
+    framework_id: FrameworkID | None = None,
+    *,
+    resources: bool = True,
 ) -> str | None:
     """What is wrong with a LAUNCH_GROUP (None: nothing): all its tasks launch or none.
 
@@ -97,7 +105,9 @@ def group_problem(
                 f"group's {executor.executor_id}"
             )
         problem = task_problem(
-            task if task.command is None else replace(task, executor=None), framework_id
+            task if task.command is None else replace(task, executor=None),
+            framework_id,
+            resources=resources,
         )
         if problem:
             return problem

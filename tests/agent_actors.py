@@ -17,6 +17,7 @@ from corral.protocol.messages import (
     Message,
     RegisterAgent,
     ReregisterAgent,
+    ShutdownAgent,
     StatusUpdate,
     StatusUpdateAcknowledgement,
     decode_message,
@@ -101,3 +102,17 @@ class StateServingMaster(FakeMaster):
     @route("/info")
     def state(self, request: web.Request) -> web.Response:
         return web.json_response({"pid": str(self.pid), "hostname": "localhost"})
+
+
+class RefusingMaster(FakeMaster):
+    """A FakeMaster that refuses every agent that registers for good (ShutdownAgent)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(answer=False)
+        self.reason = reason
+
+    @receives(RegisterAgent)
+    def register_agent(self, sender: UPID | None, message: RegisterAgent) -> None:
+        self.inbox.put((sender, message))
+        if sender is not None:
+            self.send_message(sender, ShutdownAgent(self.reason))

@@ -46,7 +46,7 @@ def available() -> str | None:
     if os.geteuid() != 0:
         return "network namespaces and veth pairs need root"
     if shutil.which("ip") is None:
-        return "iproute2 ('ip') is not installed"
+        return "iproute2's 'ip' is not installed (apt-get install iproute2)"
     return None
 
 

@@ -63,6 +63,7 @@ from corral.protocol.messages import (
     ReviveOffers,
     RunTask,
     RunTaskGroup,
+    ShutdownAgent,
     ShutdownExecutor,
     ShutdownFramework,
     StatusUpdate,
@@ -597,7 +598,11 @@ class AgentBench:
                     framework.pid,
                     framework.shutting_down,
                     {
-                        executor_id: (executor.state, dict(executor.states), executor.pid)
+                        executor_id: (
+                            executor.state,
+                            {task_id: task.state for task_id, task in executor.tasks.items()},
+                            executor.pid,
+                        )
                         for executor_id, executor in framework.executors.items()
                     },
                 )
@@ -619,6 +624,7 @@ class AgentBench:
             AgentRegistered(AgentID("other")),
             AgentReregistered(AgentID("other")),
             PingAgent(connected=False),
+            ShutdownAgent("the agent is marked gone"),
             RunTask(FRAMEWORK, task, "scheduler(1)@127.0.0.1:9"),
             RunTaskGroup(FRAMEWORK, executor, TaskGroupInfo((task,))),
             KillTask(framework_id, TaskID("t1"), agent_id),
@@ -714,6 +720,7 @@ def wrong_agent_calls(draw: Any, bench: AgentBench) -> tuple[Any, str, Any]:
         (not_master, AgentRegistered(AgentID(draw(IDS)))),
         (not_master, AgentReregistered(AgentID(draw(IDS)))),
         (not_master, ShutdownFramework(framework_id)),
+        (not_master, ShutdownAgent("forged: stop at once")),
         # About tasks, executors, frameworks and updates this agent does not have.
         (anyone, KillTask(framework_id, task_id)),
         (master, ShutdownFramework(framework_id)),

@@ -75,7 +75,9 @@ def test_an_agent_without_a_master_keeps_trying_and_stops_cleanly(tmp_path):
         "--work-dir", str(tmp_path / "agent"),
         "--resources", "cpus:1;mem:128",
     )  # fmt: skip
-    time.sleep(1.0)  # it is retrying discovery in the background
+    # Serving (its SIGTERM handler is in place once it says so), then retrying discovery.
+    assert "serving" in agent.stdout.readline()
+    time.sleep(1.0)
     assert agent.poll() is None
     assert _stop(agent) == 0
 

@@ -46,7 +46,7 @@ def _why_not() -> str | None:
     except CgroupsUnavailable as error:
         return str(error)
     if shutil.which("unshare") is None:
-        return "the linux launcher needs util-linux's unshare"
+        return "the linux launcher needs util-linux's unshare (apt-get install util-linux)"
     return None
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.executor_api import ExecutorBridge
+from agent.executor_bridge import ExecutorBridge
 from corral.ids import AgentID, ExecutorID, FrameworkID, TaskID
 from corral.protocol import CommandInfo, ExecutorInfo, TaskInfo
 from corral.protocol.messages import (
@@ -27,7 +27,6 @@ from corral.protocol.messages import (
     StatusUpdate,
 )
 from corral.task_states import Source, TaskState
-from corral.v1 import recordio
 from libprocess import Runtime
 from tests.test_agent import Cluster, wait_until
 
@@ -229,8 +228,7 @@ def test_bad_calls_get_mesos_statuses_and_a_reason(cluster, http_runtime):
         assert status == expected, (expected, text)
         assert needle in text, (needle, text)
         assert headers["Content-Type"].startswith("text/plain")
-    # A subscription for an executor this agent does not run: a SHUTDOWN event, then the end.
-    status, _, body = post(http_runtime, subscribe)
-    assert status == 200
-    (record,) = recordio.Decoder().feed(body)
-    assert json.loads(record) == {"type": "SHUTDOWN"}
+    # A subscription for an executor this agent does not run: refused, saying why.
+    status, headers, body = post(http_runtime, subscribe)
+    assert status == 400 and headers["Content-Type"].startswith("text/plain")
+    assert "framework fw-1 is not known on this agent" in body.decode()

@@ -27,6 +27,10 @@ from containerizer.isolators import UnknownIsolator, resolve
 from containerizer.mesos import MesosContainerizer
 
 PYTHON = sys.executable
+_LINUX_LAUNCHER = namespaces.available()
+needs_linux_launcher = pytest.mark.skipif(
+    not _LINUX_LAUNCHER, reason=f"the linux launcher is unavailable: {_LINUX_LAUNCHER.reason}"
+)
 WAIT = 15.0
 _roots = itertools.count()
 
@@ -153,7 +157,7 @@ def test_fork_bomb_stops_at_pids_max(root, tmp_path):
     assert stats.processes == 10
 
 
-@pytest.mark.skipif(not namespaces.available(), reason="unshare or root missing")
+@needs_linux_launcher
 def test_memory_limit_under_linux_launcher(root, tmp_path):
     """unshare reports its child's SIGKILL as rc 1: the cgroup's OOM record says what it was."""
     hog = [PYTHON, "-c", "b = b'x' * (200 * 1024 * 1024)"]
@@ -179,7 +183,7 @@ def test_launch_failure_leaves_no_cgroup(root, tmp_path):
     assert root.containers() == set()
 
 
-@pytest.mark.skipif(not namespaces.available(), reason="unshare or root missing")
+@needs_linux_launcher
 def test_linux_launcher_pid_namespace(root, tmp_path):
     look = [
         PYTHON,

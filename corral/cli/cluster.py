@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -38,16 +39,37 @@ def run_master(
 
 
 def run_agent(ip: str, options: AgentOptions, log_level: str) -> int:
-    """An agent in the foreground, until Ctrl-C (SIGINT) or SIGTERM."""
+    """An agent in the foreground, until Ctrl-C (SIGINT) or SIGTERM; 1 when it failed to
+    start, or when the master refused it for good (the reason is printed to stderr)."""
     Path(options.work_dir).mkdir(parents=True, exist_ok=True)
     launch_options = LaunchOptions(host=ip, http_port=options.port, log_level=log_level)
-    return serve(
-        AgentProcess,
+    served: list[AgentProcess] = []
+
+    def agent(options: AgentOptions) -> AgentProcess:
+        served.append(AgentProcess(options))
+        return served[-1]
+
+    code = serve(
+        agent,
         options,
         options=launch_options,
         on_ready=lambda pid, http: print(
             f"agent {pid} serving http://{http}, master {options.master}", flush=True
         ),
+    )
+    refusal = served[-1].refusal if served else None
+    if refusal is None:
+        return code
+    print(refused_agent(refusal, options.work_dir), file=sys.stderr, flush=True)
+    return 1
+
+
+def refused_agent(reason: str, work_dir: Path) -> str:
+    """What ``corral agent`` says when the master refused the agent for good."""
+    return (
+        f"corral agent: the master refused this agent for good: {reason}. The agent destroyed "
+        "its containers and forgot its agent id: fix what the master names, then start it "
+        f"again and it registers as a new agent (with --work-dir {work_dir}, or a fresh one)."
     )
 
 
