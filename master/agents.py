@@ -59,7 +59,7 @@ from master.offers import OfferBook
 from master.outbox import Outbox
 from master.registry import AgentStatus, Registry, RegistryError
 from master.state import AgentRecord, MasterState, roles_of
-from master.tasks import TaskBook
+from master.tasks import TaskBook, reported_task
 
 log = structlog.get_logger("master")
 
@@ -323,7 +323,7 @@ class AgentLifecycle:
                 if known is not None and known.agent_id == agent.id:
                     self.tasks.end_reported(known, task)
                 elif known is None and not state.completed_task(task.framework_id, task.task_id):
-                    state.add_completed(self.tasks.reported(task, agent.id, task.resources))
+                    state.add_completed(reported_task(task, agent.id, task.resources))
                 continue
             if task.framework_id in removed:
                 shutdown.add(task.framework_id)
@@ -342,7 +342,7 @@ class AgentLifecycle:
                     agent.tasks.add((task.framework_id, task.task_id))
                     continue  # the master's view stands; the agent's updates will follow
             state.forget_completed(task.framework_id, task.task_id)
-            record = self.tasks.reported(task, agent.id, held(task.resources, task.framework_id))
+            record = reported_task(task, agent.id, held(task.resources, task.framework_id))
             self.tasks.add(record)
         for executor in message.executor_infos:
             framework_id = executor.framework_id

@@ -167,19 +167,6 @@ class TaskBook:
         self.state.add_task(task)
         self.observer.task_added(task)
 
-    def reported(self, task: Task, agent_id: AgentID, resources: Resources) -> TaskRecord:
-        """The master's record of a task an agent reports."""
-        return TaskRecord(
-            task.task_id,
-            task.framework_id,
-            agent_id,
-            task.name,
-            task.state,
-            resources,
-            task.executor_id,
-            task.statuses[-1] if task.statuses else None,
-        )
-
     # -- from agents --------------------------------------------------------------------
 
     def update(self, agent: AgentRecord | None, sender: str | None, message: StatusUpdate) -> None:
@@ -364,3 +351,17 @@ class TaskBook:
                     text = "Reconciliation: task unknown to the master"
                 status = self.status(task_id, kind, Reason.REASON_RECONCILIATION, text, agent_id)
             self.out.send(framework.pid, StatusUpdate(framework.id, status))
+
+
+def reported_task(task: Task, agent_id: AgentID, resources: Resources) -> TaskRecord:
+    """The master's record of a task an agent reports (``resources`` allocated)."""
+    return TaskRecord(
+        task.task_id,
+        task.framework_id,
+        agent_id,
+        task.name,
+        task.state,
+        resources,
+        task.executor_id,
+        task.statuses[-1] if task.statuses else None,
+    )
