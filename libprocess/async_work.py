@@ -36,7 +36,7 @@ class AsyncWork(Generic[T]):
     of the process, and a failure that nobody listens for is logged.
     """
 
-    __slots__ = ("_ended_by", "_owned", "_process", "_promise", "_task", "what")
+    __slots__ = ("_awaitable", "_ended_by", "_owned", "_process", "_promise", "_task", "what")
 
     def __init__(self, process: Hosted, owned: set[AsyncWork[Any]], awaitable: Awaitable[T]):
         if not inspect.isawaitable(awaitable):
@@ -48,6 +48,7 @@ class AsyncWork(Generic[T]):
             )
         self._process = process
         self._owned = owned  # the process's set of unfinished work, which this joins
+        self._awaitable: Awaitable[T] | None = awaitable  # until it starts
         self.what = getattr(awaitable, "__qualname__", None) or type(awaitable).__name__
         self._promise: Promise[T] = Promise(owner=self)
         self._task: asyncio.Task[T] | None = None
@@ -63,9 +64,10 @@ class AsyncWork(Generic[T]):
 
     # -- on the loop thread -------------------------------------------------------------
 
-    def start(self, awaitable: Awaitable[T]) -> None:
+    def start(self) -> None:
         """Create the task (on the loop thread), unless the process has already ended."""
         process = self._process
+        awaitable, self._awaitable = self._awaitable, None
         if process.state == ProcessState.TERMINATED:
             if inspect.iscoroutine(awaitable):
                 awaitable.close()  # it will never run: no "never awaited" warning for it

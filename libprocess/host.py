@@ -1,10 +1,10 @@
 """The seam between a process and the runtime that hosts it.
 
-``Host`` is all that ``process.py``, ``mailbox.py`` and ``async_work.py`` ask of the runtime;
-``Hosted`` is what the runtime and a process's async work see of a process. They live in a
-module of their own, which imports none of those modules, so that the runtime can depend on
-them and they on this, and libprocess has no import cycle. ``Runtime`` implements ``Host``;
-``Process`` implements ``Hosted``.
+``Host`` is all that ``process.py`` and ``async_work.py`` ask of the runtime (and what a
+``Mailbox`` records as a process's runtime); ``Hosted`` is what the runtime and a process's
+async work see of a process. They live in a module of their own, which imports none of those
+modules, so that the runtime can depend on them and they on this, and libprocess has no
+import cycle. ``Runtime`` implements ``Host``; ``Process`` implements ``Hosted``.
 """
 
 from __future__ import annotations

@@ -235,7 +235,7 @@ class Process:
         completed runs at once, on that thread, as with any completed future.
         """
         work = AsyncWork(self, self.mailbox.work, awaitable)
-        self.runtime.call_on_loop(work.start, awaitable)
+        self.runtime.call_on_loop(work.start)
         return work.future
 
     def terminate(self) -> None:
