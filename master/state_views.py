@@ -26,7 +26,7 @@ from corral.ids import AgentID, FrameworkID
 from corral.protocol import Offer, json_compatible
 from corral.resources import Resources
 from corral.task_states import TaskState
-from corral.v1.http import JSON, text
+from corral.v1.http import JSON, CallError, json_body, text
 from corral.v1.model import resources_json, unallocated_json
 from libprocess.http import request_body
 from master import mesos_state
@@ -166,9 +166,9 @@ class StateViews(Observer):
                 '{"agent_id": "<id>"}\n',
             )
         try:
-            body = json.loads(request_body(request) or b"null")
-        except (ValueError, RecursionError) as error:
-            return web.Response(status=400, text=f"the body is not JSON ({error})\n")
+            body = json_body(request_body(request), '{"agent_id": "<id>"}')
+        except CallError as error:
+            return web.Response(status=error.status, text=error.reason + "\n")
         agent_id = body.get("agent_id") if isinstance(body, dict) else None
         if not isinstance(agent_id, str) or not agent_id:
             return web.Response(

@@ -97,6 +97,13 @@ def test_the_masters_operator_api_refuses_deep_json_with_a_400(master_runtime):
     assert status == 200 and json.loads(text)["get_health"] == {"healthy": True}, text
 
 
+def test_the_masters_agents_gone_endpoint_refuses_deep_json_with_a_400(master_runtime):
+    assert_too_deep_is_refused(master_runtime, "/master/agents/gone")
+    at_the_limit = json.dumps({"agent_id": "nobody", "extra": nested(MAX_DEPTH - 1)}).encode()
+    status, _, text = post(master_runtime, "/master/agents/gone", at_the_limit)
+    assert status == 404 and "agent nobody is unknown to this master" in text, text
+
+
 def test_the_agents_executor_api_refuses_deep_json_with_a_400(agent_runtime):
     assert_too_deep_is_refused(agent_runtime, "/api/v1/executor")
     ids = {"framework_id": {"value": "fw-1"}, "executor_id": {"value": "ex"}}

@@ -44,6 +44,7 @@ from corral.protocol.messages import (
     RescindOffer,
     ResourceOffers,
     RunTask,
+    ShutdownAgent,
     ShutdownFramework,
     StatusUpdate,
     StatusUpdateAcknowledgement,
@@ -244,10 +245,14 @@ def test_an_operator_marks_a_registered_agent_gone_over_http(http_cluster):
     assert state["agents"] == [] and state["unreachable_agents"] == []
     assert [(t["id"], t["state"]) for t in state["tasks"]] == [("t1", "TASK_GONE_BY_OPERATOR")]
     assert post_gone(cluster, body)[0] == 200  # again: already gone
-    # It is refused afterwards, and nothing of it is offered.
+    # It was told to stop; it is refused afterwards, told why, and nothing of it is offered.
     cluster.say(cluster.agent, ReregisterAgent(info_of(cluster), "test"))
     cluster.tick(2)
-    assert not any(isinstance(m, AgentReregistered) for m in cluster.agent.drain())
+    answers = cluster.agent.drain()
+    assert not any(isinstance(m, AgentReregistered) for m in answers)
+    told = [m.message for m in answers if isinstance(m, ShutdownAgent)]
+    assert told[0] == f"an operator marked agent {cluster.agent_id} gone"
+    assert "was marked gone for good; start it with a fresh work directory" in told[-1]
     assert cluster.offers_pending() == []
 
 
