@@ -24,6 +24,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -65,14 +66,12 @@ T = TypeVar("T")
 # -- fixtures ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cluster(tmp_path) -> Iterator[LocalCluster]:
-    """A fresh master and one agent per test: every test breaks something."""
+def local_cluster(tmp_path: Path, master: MasterOptions) -> Iterator[LocalCluster]:
     cluster = start_local_cluster(
         1,
         work_dir=str(tmp_path / "cluster"),
         resources=AGENT,
-        master_options=MASTER,
+        master_options=master,
         agent_options=AGENT_OPTIONS,
     )
     try:
@@ -80,6 +79,22 @@ def cluster(tmp_path) -> Iterator[LocalCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path) -> Iterator[LocalCluster]:
+    """A fresh master and one agent per test: every test breaks something."""
+    yield from local_cluster(tmp_path, MASTER)
+
+
+@pytest.fixture
+def patient_cluster(tmp_path) -> Iterator[LocalCluster]:
+    """The same, with a master that takes 10 s of silence (not 0.9 s) for an agent lost: a
+    restarted agent must be back before it is taken for unreachable, however slowly a busy
+    machine starts it."""
+    yield from local_cluster(
+        tmp_path, replace(MASTER, agent_ping_timeout=1.0, max_agent_ping_timeouts=10)
+    )
 
 
 @pytest.fixture
@@ -542,7 +557,8 @@ def test_an_agent_that_hangs_is_lost_then_comes_back_with_its_tasks(cluster, dri
 # -- an agent dies and comes back -------------------------------------------------------------
 
 
-def test_an_agent_killed_and_restarted_recovers_its_running_task(cluster, drivers):
+def test_an_agent_killed_and_restarted_recovers_its_running_task(patient_cluster, drivers):
+    cluster = patient_cluster
     info = {"failover_timeout": 60.0, "checkpoint": True}
     driver, recorder = start_framework(cluster, drivers, "checkpointing", **info)
     offer = take_offer(recorder, driver, TASK)
