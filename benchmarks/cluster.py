@@ -353,7 +353,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="corral-cluster-bench-"))
     out = Path(args.out) if args.out else work
     out.mkdir(parents=True, exist_ok=True)
-    log_level = "error"
+    log_level = args.master_log_level
     base_options = MasterOptions(allocation_interval=args.allocation_interval)
     has_allocator_process = "allocator_process" in {
         f.name for f in dataclasses.fields(MasterOptions)
@@ -555,6 +555,12 @@ def main() -> int:
         default=False,
         help="also time one GET /master/state half-way through each launch phase (it holds "
         "the master's actor while it is built, so it stalls that phase's launches)",
+    )
+    parser.add_argument(
+        "--master-log-level",
+        default="error",
+        choices=("debug", "info", "warning", "error"),
+        help="the master's log level (its lines go to stderr)",
     )
     parser.add_argument("--out", help="directory for cluster.json and cluster.png")
     parser.add_argument("--keep", action="store_true", help="keep the master's work directory")

@@ -9,8 +9,10 @@ PUSH socket queues up to ``send_hwm`` frames in ZeroMQ, and the kernel's socket
 buffers hold some more; past that the frames wait in the runtime (``backlog_frames``
 per peer) and go out, in order, as soon as the socket is writable again; past *that*,
 new frames are dropped and their messages counted in ``libprocess/messages_dropped``.
-Sending never blocks the loop. The receiving PULL socket holds ``receive_hwm`` frames
-before TCP back-pressure reaches the sender. Delivery is therefore ordered but not
+Sending never blocks the loop. The receiving PULL socket holds what arrives (``receive_hwm``
+frames, 0 by default: no limit) before TCP back-pressure reaches the sender: a runtime that
+falls behind keeps reading, so its peers' heartbeats are answered and a busy runtime is not
+taken for a lost one (its backlog is bounded by what the protocol above lets peers send). Delivery is therefore ordered but not
 reliable, as in libprocess: what arrives arrives in order, with gaps only where drops
 were counted; reliability is built above it. (tests/test_remote.py checks this with a
 peer that does not read.)
@@ -58,7 +60,10 @@ class TransportConfig:
     batch_bytes: int = 256 * 1024  # ... or this many bytes
     drain_frames: int = 128  # frames read per wake before yielding to the loop
     send_hwm: int = 1000
-    receive_hwm: int = 1000
+    # 0: no limit. With one, a runtime that falls behind stops reading its connections once
+    # the queue is full, so its peers' heartbeats go unanswered and every peer drops its
+    # connection to it: being busy would look like being lost.
+    receive_hwm: int = 0
     backlog_frames: int = 10_000
     heartbeat_interval: float = 1.0
     peer_timeout: float = 5.0  # no heartbeat reply for this long: the peer is lost

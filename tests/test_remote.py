@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import signal
 import time
+from typing import Any
 
 import msgpack
 import pytest
 import zmq
 
-from libprocess import UPID, LaunchOptions, Runtime, TransportConfig, launch
+from libprocess import UPID, LaunchOptions, Runtime, TransportConfig, handler, launch
 from libprocess.wire import MessageTooLarge, UnencodableBody, encode_message
 from tests.actors import Collector, Echo, free_port
 
@@ -339,6 +340,47 @@ def test_stopped_peer_is_lost_after_the_heartbeat_timeout(
     detected = when - stopped_at
     record_property("sigstop_detection_seconds", round(detected, 4))
     assert FAST.heartbeat_interval <= detected < FAST.peer_timeout + 2.0
+
+
+class Sleeper(Echo):
+    """Holds its runtime's loop (``hold``: seconds), and counts the ``flood`` it receives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flooded = 0
+
+    @handler("hold")
+    def hold(self, sender: UPID | None, body: Any) -> None:
+        time.sleep(body)
+
+    @handler("flood")
+    def flood(self, sender: UPID | None, body: Any) -> None:
+        self.flooded += 1
+
+
+def test_a_busy_peer_keeps_its_links_while_it_falls_behind():
+    """A runtime whose loop is held for four peer timeouts while a peer floods it with
+    frames is busy, not lost: its ZeroMQ keeps reading, so the heartbeats are answered and
+    nobody's link to it breaks. (With a bounded receive queue it stopped reading once the
+    queue was full, missed the heartbeats, and every peer dropped its connection: at 20,000
+    simulated agents a master that fell seconds behind lost all its agents at once.)"""
+    one_frame_each = TransportConfig(batch_bytes=1, **_fast())
+    with (
+        Runtime("127.0.0.1", 0, transport=one_frame_each) as home,
+        Runtime("127.0.0.1", 0, transport=one_frame_each) as busy,
+    ):
+        collector = Collector()
+        home.spawn(collector)
+        sleeper = Sleeper()
+        busy.spawn(sleeper)
+        link_and_confirm(home, collector, sleeper.pid)
+        home.send(sleeper.pid, "hold", 4 * FAST.peer_timeout)
+        frames = 3 * TransportConfig().send_hwm  # more than any queue on the way holds
+        for _ in range(frames):
+            home.send(sleeper.pid, "flood", b"x" * 100)
+        wait_for(lambda: sleeper.flooded == frames, timeout=30, what="the flood arrives")
+        assert collector.inbox.empty(), "the busy peer was taken for lost"
+        assert busy.address in _peers(home) and metric(home, "messages_dropped") == 0
 
 
 def test_send_after_a_lost_peer_reconnects_to_its_restarted_runtime(home, collector, own_echo):
