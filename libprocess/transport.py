@@ -12,8 +12,8 @@ new frames are dropped and their messages counted in ``libprocess/messages_dropp
 Sending never blocks the loop. The receiving PULL socket holds what arrives (``receive_hwm``
 frames, 0 by default: no limit) before TCP back-pressure reaches the sender: a runtime that
 falls behind keeps reading, so its peers' heartbeats are answered and a busy runtime is not
-taken for a lost one (its backlog is bounded by what the protocol above lets peers send). Delivery is therefore ordered but not
-reliable, as in libprocess: what arrives arrives in order, with gaps only where drops
+taken for a lost one (its backlog is bounded by what the protocol above lets peers send).
+Delivery is therefore ordered but not reliable, as in libprocess: what arrives arrives in order, with gaps only where drops
 were counted; reliability is built above it. (tests/test_remote.py checks this with a
 peer that does not read.)
 
