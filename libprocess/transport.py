@@ -13,9 +13,9 @@ Sending never blocks the loop. The receiving PULL socket holds what arrives (``r
 frames, 0 by default: no limit) before TCP back-pressure reaches the sender: a runtime that
 falls behind keeps reading, so its peers' heartbeats are answered and a busy runtime is not
 taken for a lost one (its backlog is bounded by what the protocol above lets peers send).
-Delivery is therefore ordered but not reliable, as in libprocess: what arrives arrives in order, with gaps only where drops
-were counted; reliability is built above it. (tests/test_remote.py checks this with a
-peer that does not read.)
+Delivery is therefore ordered but not reliable, as in libprocess: what arrives arrives in
+order, with gaps only where drops were counted; reliability is built above it.
+(tests/test_remote.py checks this with a peer that does not read.)
 
 Size limits: a frame longer than ``max_frame_bytes`` is dropped unread and counted in
 ``libprocess/frames_oversized``; one over four times that is refused by ZeroMQ itself
