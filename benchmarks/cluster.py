@@ -19,7 +19,11 @@ written to ``<out>/cluster.json`` beside the plot ``<out>/cluster.png``):
    -> TASK_RUNNING received), ``cycle_median_s`` (the master's
    ``allocator/mesos/allocation_run_ms/p50``), the master's CPU over the phase and peak RSS.
    The top-level launch figures are the 10-framework phase's (the largest phase run, when 10
-   is not).
+   is not). ``master_cpu_us_per_launch``: the master's CPU time over the phase (its process and
+   its allocator child's) divided by the launches that reached RUNNING, a figure the
+   simulators sharing the cores do not change. ``fixed_rate``: the same figures for 10
+   frameworks at an offered load the master should serve (``--fixed-rate``, 1,000 tasks/s),
+   for the latency goal.
 3. Hold: launch ``--hold-tasks`` tasks that run until torn down, then measure the master's
    RSS and ``GET /master/state`` with them all running (``hold``; ``state_ms`` is this one,
    the mid-run figure). ``/master/state`` is built on the master's actor, so timing it inside
@@ -126,6 +130,16 @@ class Master:
         started = time.perf_counter()
         state = get_json(f"http://{self.http}/master/state", timeout=120.0)
         return round(1000 * (time.perf_counter() - started), 1), state
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the master has used, with its allocator child's."""
+        process = self.psutil
+        processes = [process, *process.children(recursive=True)]
+        total = 0.0
+        for each in processes:
+            times = each.cpu_times()
+            total += times.user + times.system
+        return total
 
     def rss_mb(self) -> float:
         """The master's resident memory, with its allocator child when it has one."""
@@ -236,6 +250,7 @@ def run_phase(
             raise RuntimeError(f"{label}: only {report.get('registered')} registered")
         master_ps = master.psutil
         master_ps.cpu_percent(None)
+        cpu_before = master.cpu_seconds()
         rss_peak = master.rss_mb()
         if profile is not None:
             spy = start_profile(master.process.os_pid, *profile)
@@ -257,6 +272,7 @@ def run_phase(
             elif kind == "done":
                 break
         result["master_cpu_percent"] = round(master_ps.cpu_percent(None), 1)
+        result["master_cpu_s"] = round(master.cpu_seconds() - cpu_before, 2)
         result["master_rss_mb"] = rss_peak
         try:
             metrics = master.allocator_metrics(allocator_http)
@@ -271,11 +287,19 @@ def run_phase(
         if spy is not None:
             spy.wait(timeout=profile[0] + 30 if profile else 30)
     result.update(launch_figures(report))
+    # The master's own cost of a launch, whatever the simulators sharing the cores take.
+    running = result["running"]
+    result["master_cpu_us_per_launch"] = (
+        round(1e6 * result["master_cpu_s"] / running)
+        if running and "master_cpu_s" in result
+        else None
+    )
     timeline.extend(zip(report["running_at"], report["latency"], strict=True))
     progress(
         f"  {label}: {result['running']} RUNNING, {result['launches_per_s']} launches/s, "
         f"p50 {result['p50_launch_ms']} ms, p99 {result['p99_launch_ms']} ms, "
-        f"cycle p50 {result.get('cycle_median_s')} s, master CPU {result['master_cpu_percent']}%"
+        f"cycle p50 {result.get('cycle_median_s')} s, master CPU {result['master_cpu_percent']}%, "
+        f"{result['master_cpu_us_per_launch']} us of master CPU per launch"
     )
     if profile is not None and profile[1].exists():
         result["profile"] = profile_top(profile[1])
@@ -409,8 +433,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["frameworks"] = phases
         headline = phases.get("10") or phases[str(max(args.frameworks))]
         for key in ("launches_per_s", "updates_per_s", "p50_launch_ms", "p99_launch_ms",
-                    "cycle_median_s", "master_cpu_percent"):  # fmt: skip
+                    "cycle_median_s", "master_cpu_percent",
+                    "master_cpu_us_per_launch"):  # fmt: skip
             result[key] = headline.get(key)
+        if args.fixed_rate:
+            # The latency goal's phase: an offered load the master should serve, not its limit.
+            plan = FrameworkPlan(
+                count=10, seconds=args.phase_seconds, task=args.task, rate=args.fixed_rate
+            )
+            marks.append((time.monotonic(), f"{args.fixed_rate:g}/s"))
+            fixed = run_phase(master, plan, timeline)
+            result["fixed_rate"] = {"rate": args.fixed_rate, **_summary(fixed)}
         if "profile" in headline:
             result["profile"] = headline.pop("profile")
         if args.hold_tasks:
@@ -496,6 +529,7 @@ def _summary(phase: dict[str, Any]) -> dict[str, Any]:
         "p99_launch_ms",
         "cycle_median_s",
         "master_cpu_percent",
+        "master_cpu_us_per_launch",
         "master_rss_mb",
     )
     return {key: phase.get(key) for key in keys}
@@ -528,6 +562,12 @@ def main() -> int:
         type=float,
         default=2000.0,
         help="tasks/s all frameworks launch (0: as fast as offers come)",
+    )
+    parser.add_argument(
+        "--fixed-rate",
+        type=float,
+        default=1000.0,
+        help="tasks/s of the extra 10-framework phase for the latency goal (0: no such phase)",
     )
     parser.add_argument("--hold-tasks", type=int, default=100_000)
     parser.add_argument("--hold-timeout", type=float, default=240.0)
@@ -570,6 +610,7 @@ def main() -> int:
         args.agents = min(args.agents, 2000)
         args.phase_seconds = min(args.phase_seconds, 4.0)
         args.rate = min(args.rate, 500.0) if args.rate else 500.0
+        args.fixed_rate = min(args.fixed_rate, 250.0) if args.fixed_rate else 0.0
         args.frameworks = "1,10"
         args.hold_tasks = 0
         args.task_seconds = min(args.task_seconds, 2.0)

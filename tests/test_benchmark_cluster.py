@@ -75,6 +75,8 @@ def test_quick_mode_reports_the_figures(quick_run: tuple[dict, Path, list[int]])
         "p99_launch_ms",
         "master_rss_mb",
         "master_cpu_percent",
+        "master_cpu_us_per_launch",
+        "fixed_rate",
         "state_ms",
         "frameworks",
         "allocator_process",
@@ -86,6 +88,8 @@ def test_quick_mode_reports_the_figures(quick_run: tuple[dict, Path, list[int]])
     assert result["register_s"] > 0 and result["reregister_s"] > 0
     assert result["master_rss_mb"] > 0
     assert result["state_ms"] is not None and result["state_ms"] > 0
+    assert result["master_cpu_us_per_launch"] > 0
+    assert result["fixed_rate"]["rate"] == 250 and result["fixed_rate"]["launches_per_s"] > 0
 
 
 def test_tasks_ran_in_every_phase(quick_run: tuple[dict, Path, list[int]]) -> None:
