@@ -379,6 +379,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     log_level = args.master_log_level
     base_options = MasterOptions(allocation_interval=args.allocation_interval)
+    if args.python_gc:
+        base_options = dataclasses.replace(base_options, gc_thresholds=None)
     has_allocator_process = "allocator_process" in {
         f.name for f in dataclasses.fields(MasterOptions)
     }
@@ -601,6 +603,11 @@ def main() -> int:
         default="error",
         choices=("debug", "info", "warning", "error"),
         help="the master's log level (its lines go to stderr)",
+    )
+    parser.add_argument(
+        "--python-gc",
+        action="store_true",
+        help="leave the master's garbage collector at Python's thresholds (to compare)",
     )
     parser.add_argument("--out", help="directory for cluster.json and cluster.png")
     parser.add_argument("--keep", action="store_true", help="keep the master's work directory")

@@ -16,6 +16,7 @@ the v1 scheduler API; master/state_views.py: Mesos's state endpoints), and the m
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -162,6 +163,8 @@ class MasterProcess(ProtocolProcess):
     # -- lifecycle ------------------------------------------------------------------------
 
     def initialize(self) -> None:
+        if self.options.gc_thresholds is not None:  # see MasterOptions: process-wide
+            gc.set_threshold(*self.options.gc_thresholds)
         now = self.runtime.clock.now()
         self.allocator = AllocatorClient(self, self._start_allocator())
         host, _, port = self.pid.address.rpartition(":")

@@ -28,6 +28,11 @@ class MasterOptions:
     state_cache_seconds: float = 0.0  # a floor on /master/state's age; see state_snapshot
     # Seconds between HEARTBEAT events on v1 SUBSCRIBE streams (Mesos: a fixed 15 s).
     http_heartbeat_interval: float = 15.0
+    # Python's cyclic garbage collector thresholds for the master's OS process (None: leave
+    # Python's 700/10/10). With them, full collections walked the whole heap (20,000 agents:
+    # ~340 ms each, 23 in one launch phase, 15 % of the master's time); these make them
+    # rare, while acyclic garbage is still freed at once by reference counting.
+    gc_thresholds: tuple[int, int, int] | None = (50_000, 20, 100)
 
     def __post_init__(self) -> None:
         if self.agent_ping_timeout <= 0:
@@ -53,6 +58,13 @@ class MasterOptions:
         if not 0 < self.http_heartbeat_interval < float("inf"):
             raise ValueError(
                 f"http_heartbeat_interval must be positive, got {self.http_heartbeat_interval}"
+            )
+        if self.gc_thresholds is not None and (
+            len(self.gc_thresholds) != 3 or not all(t > 0 for t in self.gc_thresholds)
+        ):
+            raise ValueError(
+                f"gc_thresholds are three positive numbers (as gc.set_threshold takes), "
+                f"got {self.gc_thresholds}"
             )
         if not 0 <= self.state_cache_seconds < float("inf"):
             raise ValueError(

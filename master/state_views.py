@@ -200,6 +200,7 @@ class StateViews(Observer):
             "agent_removal_rate_limit": "" if rate is None else f"{rate:g}/1secs",
             "agent_reregister_timeout": seconds(options.agent_reregister_timeout),
             "state_cache_seconds": seconds(options.state_cache_seconds),
+            "gc_thresholds": ",".join(map(str, options.gc_thresholds or ())),
             "max_completed_frameworks": str(COMPLETED_FRAMEWORKS_KEPT),
         }
 

@@ -3,10 +3,12 @@ runtime speak docs/flows.md to a real MasterProcess (with its real allocator).""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
 import urllib.request
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -774,3 +776,17 @@ def test_partition_aware_tasks_go_unreachable_and_come_back_with_their_agent(clu
     assert tasks == {"t1": "TASK_RUNNING", "t2": "TASK_GONE"}
     left = AGENT_RESOURCES - TASK_RESOURCES
     assert [o.resources for o in cluster.offers_pending()] == [left.allocated_to("*")]
+
+
+def test_the_master_sets_its_processs_garbage_collector_thresholds(runtime, tmp_path):
+    saved = gc.get_threshold()
+    try:
+        options = replace(OPTIONS, gc_thresholds=(12_345, 11, 12))
+        master = MasterProcess(str(tmp_path), options)
+        runtime.spawn(master)
+        runtime.settle()
+        assert gc.get_threshold() == (12_345, 11, 12)
+        with pytest.raises(ValueError, match="three positive numbers"):
+            replace(OPTIONS, gc_thresholds=(0, 10, 10))
+    finally:
+        gc.set_threshold(*saved)
