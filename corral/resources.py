@@ -204,7 +204,7 @@ class Resources:
     non-empty); every operation keeps it so.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_wire")
 
     def __init__(self, items: Iterable[Resource] = ()) -> None:
         merged: dict[Key, Value] = {}
@@ -215,11 +215,13 @@ class Resources:
                 resource.value,
             )
         self._items = merged
+        self._wire: list[dict[str, Any]] | None = None
 
     @classmethod
     def _of(cls, items: dict[Key, Value]) -> Resources:
         resources = cls.__new__(cls)
         resources._items = items
+        resources._wire = None
         return resources
 
     # -- building -----------------------------------------------------------------------
@@ -484,6 +486,14 @@ class Resources:
 
     def to_json(self) -> list[dict[str, Any]]:
         return [_resource_to_json(resource) for resource in self]
+
+    def to_wire(self) -> list[dict[str, Any]]:
+        """``to_json()`` built once per value and shared by every message that carries it (an
+        agent's resources go into every offer of it): read it, never change it."""
+        wire = self._wire
+        if wire is None:
+            wire = self._wire = self.to_json()
+        return wire
 
 
 def _merge_into(items: dict[Key, Value], key: Key, value: Value) -> None:

@@ -29,12 +29,14 @@ import typing
 from collections.abc import Callable
 from typing import Any, Self
 
+import msgspec
+
 from corral.ids import _ID, InvalidID
 from corral.resources import InvalidResources, Resources
 from corral.roles import InvalidRole, validate_role
 
 Encode = Callable[[Any], Any]
-Decode = Callable[[Any, str], Any]
+Decode = Callable[[Any], Any]  # raises ProtocolError with a path relative to its input
 
 
 class ProtocolError(ValueError):
@@ -118,7 +120,7 @@ class Wire:
     @classmethod
     def from_wire(cls, data: Any) -> Self:
         """Validate ``data`` (a dict from msgpack or JSON) and build the value from it."""
-        return _codec_of(cls)[1](data, "")
+        return _codec_of(cls)[1](data)
 
 
 def json_compatible(data: Any) -> Any:
@@ -133,76 +135,167 @@ def json_compatible(data: Any) -> Any:
 
 
 # -- building codecs ------------------------------------------------------------------------
+#
+# Each protocol class gets an encoder and a decoder generated as Python source from its field
+# annotations, compiled once and cached: scalar checks are inlined, so decoding a message costs
+# a few dict lookups and type tests per field rather than a chain of calls. A decoder takes only
+# the data; a ProtocolError raised below a field is re-raised with the field's name prefixed
+# (``within``), so error paths cost nothing until something is wrong.
 
 _CODECS: dict[type, tuple[Encode, Decode]] = {}
+
+# Bounded memos for the values that recur in nearly every message: ids (an agent's or a
+# framework's id in each update) and resources (every task of a framework asks for the same).
+# Each entry was validated once, when it first came in.
+MEMO_LIMIT = 65_536
+
+
+_BUILDING: set[type] = set()  # classes whose codec is being built (a type may contain itself)
 
 
 def _codec_of(cls: type) -> tuple[Encode, Decode]:
     codec = _CODECS.get(cls)
     if codec is None:
-        codec = _CODECS[cls] = _dataclass_codec(cls)
+        _BUILDING.add(cls)
+        try:
+            codec = _CODECS[cls] = _dataclass_codec(cls)
+        finally:
+            _BUILDING.discard(cls)
     return codec
 
 
 def _dataclass_codec(cls: type) -> tuple[Encode, Decode]:
     hints = typing.get_type_hints(cls)
-    specs = []
-    for field in dataclasses.fields(cls):
+    env: dict[str, Any] = {
+        "cls": cls,
+        "new": object.__new__,
+        "ProtocolError": ProtocolError,
+        "expected": _expected,
+        "isfinite": math.isfinite,
+        "SHAPE": _a(f"{cls.__name__} object"),
+    }
+    encode_lines = ["def encode(value):", "    out = {}"]
+    decode_lines = [
+        "def decode(data):",
+        "    if type(data) is not dict and not isinstance(data, dict):",
+        "        raise expected('', SHAPE, data)",
+        "    get = data.get",
+        "    value = new(cls)",
+        "    fields = value.__dict__",
+        "    fields.update(DEFAULTS)",
+    ]
+    defaults: dict[str, Any] = {}
+    env["DEFAULTS"] = defaults
+    for index, field in enumerate(dataclasses.fields(cls)):
+        name = field.name
         required = (
             field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
         )
-        encode, decode, what = _field_codec(hints[field.name], field.metadata)
-        specs.append((field.name, required, encode, decode, what))
-    shape = _a(f"{cls.__name__} object")
+        plan = _field_plan(hints[name], field.metadata)
+        tag = f"{index}"
+        env[f"enc{tag}"] = plan.encode
+        env[f"dec{tag}"] = plan.decode
+        # encode: absent (None) fields are left out, and so are optional empty lists
+        emptiable = plan.emptiable and not required
+        encode_lines += [
+            f"    x = value.{name}",
+            "    if x:" if emptiable else "    if x is not None:",
+            f"        out[{name!r}] = {plan.encode_expr.format(x='x', enc=f'enc{tag}')}",
+        ]
+        # decode: the value starts with the plain defaults; present fields overwrite them
+        env[f"what{tag}"] = plan.what
+        decode_lines += [f"    v = get({name!r})", "    if v is None:"]
+        if required:
+            missing = f"a required field is missing; expected {plan.what}"
+            decode_lines.append(f"        raise ProtocolError({name!r}, {missing!r})")
+        elif field.default_factory is not dataclasses.MISSING:
+            env[f"default{tag}"] = field.default_factory
+            decode_lines.append(f"        fields[{name!r}] = default{tag}()")
+        else:
+            defaults[name] = field.default
+            decode_lines.append("        pass")
+        decode_lines.append("    else:")
+        decode_lines += [
+            "        " + line.format(v="v", name=repr(name), dec=f"dec{tag}", what=f"what{tag}")
+            for line in plan.decode_lines
+        ]
+        decode_lines.append(f"        fields[{name!r}] = v")
+    if cls._check is not Wire._check:
+        decode_lines.append("    value._check()")
+    decode_lines.append("    return value")
+    encode_lines.append("    return out")
+    source = "\n".join(encode_lines + decode_lines) + "\n"
+    exec(compile(source, f"<protocol codec of {cls.__qualname__}>", "exec"), env)
+    return env["encode"], env["decode"]
 
-    def encode(value: Any) -> dict[str, Any]:
-        out = {}
-        for name, required, field_encode, _, _ in specs:
-            item = getattr(value, name)
-            if item is None or (not required and _is_empty(item)):
-                continue
-            out[name] = field_encode(item)
-        return out
 
-    def decode(data: Any, path: str) -> Any:
-        if not isinstance(data, dict):
-            raise _expected(path, shape, data)
-        kwargs = {}
-        for name, required, _, field_decode, what in specs:
-            item = data.get(name)
-            if item is None:
-                if required:
-                    raise ProtocolError(
-                        _join(path, name), f"a required field is missing; expected {what}"
-                    )
-                continue
-            kwargs[name] = field_decode(item, _join(path, name))
-        try:
-            return cls(**kwargs)
-        except ProtocolError as error:
-            raise error.within(path) from None
+@dataclasses.dataclass(frozen=True)
+class _FieldPlan:
+    """How one field is coded: ``encode_expr`` builds the wire value of ``{x}`` (with ``{enc}``
+    the field's item encoder); ``decode_lines`` turn ``{v}`` into the value or raise."""
 
-    return encode, decode
+    encode_expr: str
+    encode: Encode | None
+    decode_lines: tuple[str, ...]
+    decode: Decode | None
+    what: str
+    emptiable: bool = False  # an empty value (no items) is left out when optional
 
 
-def _is_empty(value: Any) -> bool:
-    return (isinstance(value, tuple) and not value) or (isinstance(value, Resources) and not value)
+# Decode ``{v}`` with ``{dec}``, naming the field in any error from below.
+_CALL = (
+    "try:",
+    "    {v} = {dec}({v})",
+    "except ProtocolError as error:",
+    "    raise error.within({name}) from None",
+)
 
 
-def _field_codec(tp: Any, metadata: Any) -> tuple[Encode, Decode, str]:
+def _field_plan(tp: Any, metadata: Any) -> _FieldPlan:
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = [arg for arg in typing.get_args(tp) if arg is not type(None)]
         if len(args) != 1:
             raise TypeError(f"protocol fields are X or X | None, not {tp}")
         tp = args[0]  # None is handled by the dataclass codec (absent)
     if "duration" in metadata:
-        return _encode_duration, _decode_duration, "a duration {'nanoseconds': <int>}"
+        what = "a duration {'nanoseconds': <int>}"
+        return _FieldPlan("{enc}({x})", _encode_duration, _CALL, _decode_duration, what)
     if "wrapped" in metadata:
-        return _wrapped_codec(tp, metadata["wrapped"], metadata)
-    return _type_codec(tp, metadata.get("check"))
+        encode, decode, what = _wrapped_codec(tp, metadata["wrapped"], metadata)
+        return _FieldPlan("{enc}({x})", encode, _CALL, decode, what, emptiable=True)
+    check = metadata.get("check")
+    if check is None and tp in _INLINE:
+        return _INLINE[tp]
+    if isinstance(tp, type) and issubclass(tp, enum.Enum) and check is None:
+        members, what = _enum_members(tp)
+        lines = (
+            "member = {dec}.get({v}) if isinstance({v}, str) else None",
+            "if member is None:",
+            "    raise expected({name}, {what}, {v})",
+            "{v} = member",
+        )
+        return _FieldPlan("{x}.value", None, lines, members, what)
+    encode, decode, what = _type_codec(tp, check)
+    emptiable = typing.get_origin(tp) is tuple or tp is Resources
+    if isinstance(tp, type) and issubclass(tp, _ID):
+        return _FieldPlan("{{'value': str({x})}}", None, _CALL, decode, what)
+    if tp is Resources:
+        return _FieldPlan("{x}.to_wire()", None, _CALL, decode, what, emptiable=True)
+    if isinstance(tp, type) and issubclass(tp, Wire):
+        return _FieldPlan("{x}.to_wire()", None, _CALL, decode, what)
+    return _FieldPlan("{enc}({x})", encode, _CALL, decode, what, emptiable=emptiable)
+
+
+def _scalar_plan(tp: type, fast: str) -> _FieldPlan:
+    """A scalar: ``fast`` accepts the usual case inline; anything else goes to the full check."""
+    _, decode, what = _SCALARS[tp]
+    return _FieldPlan(
+        "{x}", None, (f"if not ({fast}):", "    {v} = {dec}({v}, {name})"), decode, what
+    )
 
 
 def _type_codec(tp: Any, check: Callable[[Any], Any] | None) -> tuple[Encode, Decode, str]:
+    """One-argument codecs for a type (items of lists and wrapped lists, nested values)."""
     if typing.get_origin(tp) is tuple:
         item_tp, ellipsis = typing.get_args(tp)
         assert ellipsis is Ellipsis, f"protocol tuples are tuple[X, ...], not {tp}"
@@ -214,16 +307,19 @@ def _type_codec(tp: Any, check: Callable[[Any], Any] | None) -> tuple[Encode, De
     if tp is Resources:
         return _encode_resources, _decode_resources, "a list of resources"
     if isinstance(tp, type) and issubclass(tp, Wire):
-        return (
-            lambda value: _codec_of(tp)[0](value),
-            lambda data, path: _codec_of(tp)[1](data, path),
-            _a(f"{tp.__name__} object"),
-        )
+        what = _a(f"{tp.__name__} object")
+        if tp in _BUILDING:  # a type within itself: look its codec up when it is used
+            return (
+                lambda value: _codec_of(tp)[0](value),
+                lambda data: _codec_of(tp)[1](data),
+                what,
+            )
+        return (*_codec_of(tp), what)
     if tp in _SCALARS:
-        encode, decode, what = _SCALARS[tp]
+        _, decode, what = _SCALARS[tp]
         if check is not None:
             decode = _checked(decode, check)
-        return encode, decode, what
+        return _identity, lambda data: decode(data, ""), what
     raise TypeError(f"no protocol codec for {tp!r}")
 
 
@@ -269,7 +365,7 @@ def _decode_bytes(data: Any, path: str) -> bytes:
     raise _expected(path, "bytes (padded base64 text in JSON)", data)
 
 
-_SCALARS: dict[Any, tuple[Encode, Decode, str]] = {
+_SCALARS: dict[Any, tuple[Encode, Callable[[Any, str], Any], str]] = {
     str: (_identity, _decode_str, "a str"),
     bool: (_identity, _decode_bool, "a bool"),
     int: (_identity, _decode_int, "an int"),
@@ -277,8 +373,16 @@ _SCALARS: dict[Any, tuple[Encode, Decode, str]] = {
     bytes: (_identity, _decode_bytes, "bytes"),
 }
 
+_INLINE: dict[Any, _FieldPlan] = {
+    str: _scalar_plan(str, "type({v}) is str"),
+    bool: _scalar_plan(bool, "{v} is True or {v} is False"),
+    int: _scalar_plan(int, "type({v}) is int"),
+    float: _scalar_plan(float, "type({v}) is float and isfinite({v})"),
+    bytes: _scalar_plan(bytes, "type({v}) is bytes"),
+}
 
-def _checked(decode: Decode, check: Callable[[Any], Any]) -> Decode:
+
+def _checked(decode: Callable[[Any, str], Any], check: Callable[[Any], Any]) -> Callable:
     def checked(data: Any, path: str) -> Any:
         value = decode(data, path)
         try:
@@ -291,15 +395,25 @@ def _checked(decode: Decode, check: Callable[[Any], Any]) -> Decode:
 
 
 def _tuple_codec(encode: Encode, decode: Decode, what: str) -> tuple[Encode, Decode, str]:
+    shape = f"a list of {_plural(what)}"
+
     def encode_all(value: tuple) -> list:
         return [encode(item) for item in value]
 
-    def decode_all(data: Any, path: str) -> tuple:
+    def decode_all(data: Any) -> tuple:
         if not isinstance(data, (list, tuple)):
-            raise _expected(path, f"a list of {_plural(what)}", data)
-        return tuple(decode(item, f"{path}[{index}]") for index, item in enumerate(data))
+            raise _expected("", shape, data)
+        try:
+            return tuple([decode(item) for item in data])
+        except ProtocolError:
+            for index, item in enumerate(data):  # find which item, to say so
+                try:
+                    decode(item)
+                except ProtocolError as error:
+                    raise error.within(f"[{index}]") from None
+            raise
 
-    return encode_all, decode_all, f"a list of {_plural(what)}"
+    return encode_all, decode_all, shape
 
 
 def _plural(what: str) -> str:
@@ -322,74 +436,106 @@ def _wrapped_codec(tp: Any, key: str, metadata: Any) -> tuple[Encode, Decode, st
     def encode(value: tuple) -> dict[str, list]:
         return {key: encode_all(value)}
 
-    def decode(data: Any, path: str) -> tuple:
+    def decode(data: Any) -> tuple:
         if not isinstance(data, dict):
-            raise _expected(path, shape, data)
+            raise _expected("", shape, data)
         items = data.get(key)
-        return () if items is None else decode_all(items, f"{path}.{key}")
+        if items is None:
+            return ()
+        try:
+            return decode_all(items)
+        except ProtocolError as error:
+            raise error.within(key) from None
 
     return encode, decode, shape
 
 
 def _id_codec(cls: type[_ID]) -> tuple[Encode, Decode, str]:
     what = _a(f"{cls.KIND} {{'value': <text>}}")
+    known: dict[str, _ID] = {}
 
     def encode(value: _ID) -> dict[str, str]:
         return {"value": str(value)}
 
-    def decode(data: Any, path: str) -> _ID:
+    def decode(data: Any) -> _ID:
         if not isinstance(data, dict):
-            raise _expected(path, what, data)
+            raise _expected("", what, data)
         text = data.get("value")
+        if type(text) is cls:  # delivered in-process: already an id of this kind
+            return text
         if not isinstance(text, str):
-            raise _expected(f"{path}.value", "a str", text)
-        try:
-            return cls(text)
-        except InvalidID as error:
-            raise ProtocolError(path, str(error)) from None
+            raise _expected("value", "a str", text)
+        value = known.get(text)
+        if value is None:
+            try:
+                value = cls(text)
+            except InvalidID as error:
+                raise ProtocolError("", str(error)) from None
+            if len(known) >= MEMO_LIMIT:
+                known.clear()
+            known[value] = value
+        return value
 
     return encode, decode, what
 
 
-def _enum_codec(cls: type[enum.Enum]) -> tuple[Encode, Decode, str]:
+def _enum_members(cls: type[enum.Enum]) -> tuple[dict[Any, enum.Enum], str]:
     names = list(cls.__members__)
     listed = ", ".join(names) if len(names) <= 8 else ", ".join(names[:4]) + ", ..."
-    what = _a(f"{cls.__name__} name ({listed})")
-    members = {member.value: member for member in cls}
+    return {member.value: member for member in cls}, _a(f"{cls.__name__} name ({listed})")
+
+
+def _enum_codec(cls: type[enum.Enum]) -> tuple[Encode, Decode, str]:
+    members, what = _enum_members(cls)
 
     def encode(value: enum.Enum) -> str:
         return value.value
 
-    def decode(data: Any, path: str) -> enum.Enum:
+    def decode(data: Any) -> enum.Enum:
         member = members.get(data) if isinstance(data, str) else None
         if member is None:
-            raise _expected(path, what, data)
+            raise _expected("", what, data)
         return member
 
     return encode, decode, what
 
 
 def _encode_resources(value: Resources) -> list[dict[str, Any]]:
-    return value.to_json()
+    return value.to_wire()
 
 
-def _decode_resources(data: Any, path: str) -> Resources:
+_resources_key = msgspec.msgpack.Encoder().encode  # the memo's key: the resources' own bytes
+_known_resources: dict[bytes, Resources] = {}
+
+
+def _decode_resources(data: Any) -> Resources:
     if not isinstance(data, list):
-        raise _expected(path, "a list of resources", data)
+        raise _expected("", "a list of resources", data)
     try:
-        return Resources.from_json(data)
-    except InvalidResources as error:
-        raise ProtocolError(path, str(error)) from None
+        key = _resources_key(data)
+    except (TypeError, ValueError, OverflowError):
+        key = None  # not plain data: validate it (and say why) below, without the memo
+    value = _known_resources.get(key) if key is not None else None
+    if value is None:
+        try:
+            value = Resources.from_json(data)
+        except InvalidResources as error:
+            raise ProtocolError("", str(error)) from None
+        if key is not None:
+            if len(_known_resources) >= MEMO_LIMIT:
+                _known_resources.clear()
+            _known_resources[key] = value
+    return value
 
 
 def _encode_duration(seconds: float) -> dict[str, int]:
     return {"nanoseconds": round(seconds * 1e9)}
 
 
-def _decode_duration(data: Any, path: str) -> float:
+def _decode_duration(data: Any) -> float:
     if not isinstance(data, dict):
-        raise _expected(path, "a duration {'nanoseconds': <int>}", data)
-    nanoseconds = _decode_int(data.get("nanoseconds"), f"{path}.nanoseconds")
+        raise _expected("", "a duration {'nanoseconds': <int>}", data)
+    nanoseconds = _decode_int(data.get("nanoseconds"), "nanoseconds")
     if nanoseconds < 0:
-        raise _expected(f"{path}.nanoseconds", "a duration of 0 or more", nanoseconds)
+        raise _expected("nanoseconds", "a duration of 0 or more", nanoseconds)
     return nanoseconds / 1e9
