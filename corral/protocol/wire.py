@@ -175,6 +175,8 @@ def _dataclass_codec(cls: type) -> tuple[Encode, Decode]:
         "SHAPE": _a(f"{cls.__name__} object"),
     }
     encode_lines = ["def encode(value):", "    out = {}"]
+    # Fields are stored in field order, as __init__ stores them, so the instance's dict stays
+    # a compact key-sharing one (a master holds hundreds of thousands of these values).
     decode_lines = [
         "def decode(data):",
         "    if type(data) is not dict and not isinstance(data, dict):",
@@ -182,10 +184,7 @@ def _dataclass_codec(cls: type) -> tuple[Encode, Decode]:
         "    get = data.get",
         "    value = new(cls)",
         "    fields = value.__dict__",
-        "    fields.update(DEFAULTS)",
     ]
-    defaults: dict[str, Any] = {}
-    env["DEFAULTS"] = defaults
     for index, field in enumerate(dataclasses.fields(cls)):
         name = field.name
         required = (
@@ -195,6 +194,7 @@ def _dataclass_codec(cls: type) -> tuple[Encode, Decode]:
         tag = f"{index}"
         env[f"enc{tag}"] = plan.encode
         env[f"dec{tag}"] = plan.decode
+        env[f"what{tag}"] = plan.what
         # encode: absent (None) fields are left out, and so are optional empty lists
         emptiable = plan.emptiable and not required
         encode_lines += [
@@ -202,24 +202,23 @@ def _dataclass_codec(cls: type) -> tuple[Encode, Decode]:
             "    if x:" if emptiable else "    if x is not None:",
             f"        out[{name!r}] = {plan.encode_expr.format(x='x', enc=f'enc{tag}')}",
         ]
-        # decode: the value starts with the plain defaults; present fields overwrite them
-        env[f"what{tag}"] = plan.what
+        # decode: absent or null is the default
         decode_lines += [f"    v = get({name!r})", "    if v is None:"]
         if required:
             missing = f"a required field is missing; expected {plan.what}"
             decode_lines.append(f"        raise ProtocolError({name!r}, {missing!r})")
         elif field.default_factory is not dataclasses.MISSING:
             env[f"default{tag}"] = field.default_factory
-            decode_lines.append(f"        fields[{name!r}] = default{tag}()")
+            decode_lines.append(f"        v = default{tag}()")
         else:
-            defaults[name] = field.default
-            decode_lines.append("        pass")
+            env[f"default{tag}"] = field.default
+            decode_lines.append(f"        v = default{tag}")
         decode_lines.append("    else:")
         decode_lines += [
             "        " + line.format(v="v", name=repr(name), dec=f"dec{tag}", what=f"what{tag}")
             for line in plan.decode_lines
         ]
-        decode_lines.append(f"        fields[{name!r}] = v")
+        decode_lines.append(f"    fields[{name!r}] = v")
     if cls._check is not Wire._check:
         decode_lines.append("    value._check()")
     decode_lines.append("    return value")
