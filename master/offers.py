@@ -73,7 +73,7 @@ class OfferBook:
                 hostname=agent.info.hostname,
                 resources=allocation.resources,
                 attributes=agent.info.attributes,
-                executor_ids=tuple(sorted(e for (f, e) in agent.executors if f == framework_id)),
+                executor_ids=agent.executors.of_framework(framework_id),
                 allocation_info=AllocationInfo(allocation.role),
             )
             state.add_offer(OfferRecord(offer))

@@ -23,7 +23,44 @@ from corral.task_states import TaskState, is_terminal
 from master.allocator.quota import Quota
 
 TaskKey = tuple[FrameworkID, TaskID]
+ExecutorKey = tuple[FrameworkID, ExecutorID]
 COMPLETED_TASKS_KEPT = 1000  # terminal tasks remembered per framework (state, reconcile)
+
+
+class Executors(dict[ExecutorKey, Resources]):
+    """An agent's executors, ``(framework, executor) -> resources``, that also knows each
+    framework's executor ids: every offer lists them, and an agent may run hundreds of
+    executors, so they are not found by scanning. Change it by ``[key] =``, ``del`` and
+    ``pop`` only: they keep the index (``update``, ``setdefault``... would not)."""
+
+    __slots__ = ("_by_framework",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_framework: dict[FrameworkID, set[ExecutorID]] = {}
+
+    def __setitem__(self, key: ExecutorKey, resources: Resources) -> None:
+        super().__setitem__(key, resources)
+        self._by_framework.setdefault(key[0], set()).add(key[1])
+
+    def __delitem__(self, key: ExecutorKey) -> None:
+        super().__delitem__(key)
+        self._forget(key)
+
+    def pop(self, key: ExecutorKey, *default: Resources | None) -> Resources | None:  # type: ignore[override]
+        if key in self:
+            self._forget(key)
+        return super().pop(key, *default)
+
+    def _forget(self, key: ExecutorKey) -> None:
+        ids = self._by_framework[key[0]]
+        ids.discard(key[1])
+        if not ids:
+            del self._by_framework[key[0]]
+
+    def of_framework(self, framework_id: FrameworkID) -> tuple[ExecutorID, ...]:
+        """The framework's executor ids on the agent, sorted (as offers list them)."""
+        return tuple(sorted(self._by_framework.get(framework_id, ())))
 
 
 @dataclass(slots=True)
@@ -42,7 +79,7 @@ class AgentRecord:
     tasks: set[TaskKey] = field(default_factory=set)
     offers: set[OfferID] = field(default_factory=set)
     # Executors launched with tasks: (framework, executor) -> their resources (allocated).
-    executors: dict[tuple[FrameworkID, ExecutorID], Resources] = field(default_factory=dict)
+    executors: Executors = field(default_factory=Executors)
     # Invariant: the generation of the allocator's view of this agent, new with every
     # AddAgent the master sends (never reused); an allocation of another is stale (OfferBook).
     generation: int = 0

@@ -28,6 +28,7 @@ from corral.protocol.messages import (
     AgentLost,
     AgentRegistered,
     AgentReregistered,
+    ExitedExecutor,
     FrameworkError,
     FrameworkRegistered,
     PingAgent,
@@ -183,6 +184,29 @@ def test_a_new_executor_is_counted_once_for_the_tasks_that_share_it(bench):
     assert leftover.resources.unallocated() == AGENT - TASK - TASK - TASK  # two tasks, one executor
     agent = bench.core.state.agents[agent_id]
     assert agent.executors == {(framework.id, ExecutorID("e1")): TASK.allocated_to("*")}
+
+
+def test_offers_list_the_frameworks_executors_on_the_agent_until_they_exit(bench):
+    agent_id = bench.register_agent()
+    framework, other = bench.add_framework(), bench.add_framework()
+    offer = bench.offer(framework, agent_id)
+    tasks = [
+        bench.task(name, agent_id, command=None, executor=ExecutorInfo(
+            ExecutorID(executor), command=CommandInfo("run"), resources=TASK))
+        for name, executor in (("a", "e2"), ("b", "e1"))
+    ]  # fmt: skip
+    bench.core.offers.accept(
+        framework, AcceptOffers(framework.id, (offer.id,), (Operation.of_launch(*tasks),)), 1.0
+    )
+    bench.core.out.take()
+    assert bench.offer(framework, agent_id, TASK).executor_ids == ("e1", "e2")
+    assert bench.offer(other, agent_id, TASK).executor_ids == ()
+    agent = bench.core.state.agents[agent_id]
+    bench.core.tasks.executor_exited(
+        agent, ExitedExecutor(agent_id, framework.id, ExecutorID("e2"), 0)
+    )
+    bench.core.out.take()
+    assert bench.offer(framework, agent_id, TASK).executor_ids == ("e1",)
 
 
 def test_a_task_group_launches_whole_or_not_at_all(bench):
