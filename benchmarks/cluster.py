@@ -21,9 +21,10 @@ written to ``<out>/cluster.json`` beside the plot ``<out>/cluster.png``):
    The top-level launch figures are the 10-framework phase's (the largest phase run, when 10
    is not). ``master_cpu_us_per_launch``: the master's CPU time over the phase (its process and
    its allocator child's) divided by the launches that reached RUNNING, a figure the
-   simulators sharing the cores do not change. ``fixed_rate``: the same figures for 10
-   frameworks at an offered load the master should serve (``--fixed-rate``, 1,000 tasks/s),
-   for the latency goal.
+   simulators sharing the cores do not change; ``master_gc_s``: how much of that CPU time
+   went to Python's garbage collector (the master's ``libprocess/gc_seconds``).
+   ``fixed_rate``: the same figures for 10 frameworks at an offered load the master should
+   serve (``--fixed-rate``, 1,000 tasks/s), for the latency goal.
 3. Hold: launch ``--hold-tasks`` tasks that run until torn down, then measure the master's
    RSS and ``GET /master/state`` with them all running (``hold``; ``state_ms`` is this one,
    the mid-run figure). ``/master/state`` is built on the master's actor, so timing it inside
@@ -125,6 +126,13 @@ class Master:
         if allocator_http:
             return get_json(f"http://{allocator_http}/metrics/snapshot")
         return self.metrics()
+
+    def gc_seconds(self, allocator_http: str | None) -> float:
+        """Seconds the master (and its allocator child) spent in Python's garbage collector."""
+        total = self.metrics().get("libprocess/gc_seconds", 0.0)
+        if allocator_http:
+            total += self.allocator_metrics(allocator_http).get("libprocess/gc_seconds", 0.0)
+        return total
 
     def state_ms(self) -> tuple[float, dict[str, Any]]:
         started = time.perf_counter()
@@ -251,6 +259,7 @@ def run_phase(
         master_ps = master.psutil
         master_ps.cpu_percent(None)
         cpu_before = master.cpu_seconds()
+        gc_before = master.gc_seconds(allocator_http)
         rss_peak = master.rss_mb()
         if profile is not None:
             spy = start_profile(master.process.os_pid, *profile)
@@ -273,6 +282,7 @@ def run_phase(
                 break
         result["master_cpu_percent"] = round(master_ps.cpu_percent(None), 1)
         result["master_cpu_s"] = round(master.cpu_seconds() - cpu_before, 2)
+        result["master_gc_s"] = round(master.gc_seconds(allocator_http) - gc_before, 2)
         result["master_rss_mb"] = rss_peak
         try:
             metrics = master.allocator_metrics(allocator_http)
@@ -436,7 +446,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         headline = phases.get("10") or phases[str(max(args.frameworks))]
         for key in ("launches_per_s", "updates_per_s", "p50_launch_ms", "p99_launch_ms",
                     "cycle_median_s", "master_cpu_percent",
-                    "master_cpu_us_per_launch"):  # fmt: skip
+                    "master_cpu_us_per_launch", "master_gc_s"):  # fmt: skip
             result[key] = headline.get(key)
         if args.fixed_rate:
             # The latency goal's phase: an offered load the master should serve, not its limit.

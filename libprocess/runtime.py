@@ -25,6 +25,7 @@ from libprocess.clock import Clock, Timer, Timers, clock
 from libprocess.events import INITIALIZE, TERMINATE, Dispatch, Exited
 from libprocess.faults import Faults
 from libprocess.future import Future, Promise
+from libprocess.garbage import GC_STATS, GENERATIONS
 from libprocess.host import ProcessState, ProcessTerminated
 from libprocess.http import HttpServer
 from libprocess.metrics import Metrics
@@ -324,6 +325,16 @@ class Runtime:
         metrics.gauge("libprocess/frames_sent", lambda: transport.frames_sent)
         metrics.gauge("libprocess/frames_received", lambda: transport.frames_received)
         metrics.gauge("libprocess/bytes_received", lambda: transport.bytes_received)
+        GC_STATS.install()
+        metrics.gauge("libprocess/gc_seconds", lambda: GC_STATS.total_seconds)
+        for generation in GENERATIONS:
+            metrics.gauge(
+                f"libprocess/gc_collections_{generation}",
+                lambda g=generation: GC_STATS.collections[g],
+            )
+            metrics.gauge(
+                f"libprocess/gc_seconds_{generation}", lambda g=generation: GC_STATS.seconds[g]
+            )
 
     # -- threads ------------------------------------------------------------------------
 

@@ -76,6 +76,7 @@ def test_quick_mode_reports_the_figures(quick_run: tuple[dict, Path, list[int]])
         "master_rss_mb",
         "master_cpu_percent",
         "master_cpu_us_per_launch",
+        "master_gc_s",
         "fixed_rate",
         "state_ms",
         "frameworks",
@@ -89,6 +90,7 @@ def test_quick_mode_reports_the_figures(quick_run: tuple[dict, Path, list[int]])
     assert result["master_rss_mb"] > 0
     assert result["state_ms"] is not None and result["state_ms"] > 0
     assert result["master_cpu_us_per_launch"] > 0
+    assert 0 <= result["master_gc_s"] <= result["frameworks"]["10"]["master_cpu_s"]
     assert result["fixed_rate"]["rate"] == 250 and result["fixed_rate"]["launches_per_s"] > 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
@@ -231,6 +232,17 @@ def test_metrics_snapshot_is_flat_json_with_runtime_counters_and_user_timers(htt
     assert snapshot["test/latency_ms/count"] == 100
     assert snapshot["test/latency_ms/p50"] == pytest.approx(50.5)
     assert snapshot["test/latency_ms/max"] == pytest.approx(100.0)
+
+
+def test_metrics_snapshot_counts_the_garbage_collectors_collections_and_time(http_runtime):
+    before = json.loads(fetch(http_runtime, "/metrics/snapshot")[1])
+    gc.collect()  # a full collection: generation 2
+    after = json.loads(fetch(http_runtime, "/metrics/snapshot")[1])
+    assert after["libprocess/gc_collections_2"] >= before["libprocess/gc_collections_2"] + 1
+    assert after["libprocess/gc_seconds_2"] > before["libprocess/gc_seconds_2"]
+    assert after["libprocess/gc_seconds"] == pytest.approx(
+        sum(after[f"libprocess/gc_seconds_{generation}"] for generation in (0, 1, 2))
+    )
 
 
 def test_the_http_server_stops_with_the_runtime():
