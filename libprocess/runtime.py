@@ -578,6 +578,7 @@ class Runtime:
 
         Local delivery passes ``body`` by reference (do not mutate it after sending);
         remote delivery encodes it with msgpack here, so an unencodable body raises here.
+        A ``wire.Plain`` body is packed faster remotely and unwrapped locally.
         """
         if type(to) is not UPID:
             to = UPID(to)  # an invalid address raises here, in the caller's thread
@@ -587,6 +588,8 @@ class Runtime:
             return  # a test's deliberate drop (libprocess.faults), decided at send time
         if threading.get_ident() != self._thread_id:
             if to.address == self.address:
+                if type(body) is wire.Plain:
+                    body = body.body
                 self.call_on_loop(self._deliver_local, to, name, body, sender)
             else:
                 # Encoded here, so that a bad body raises in the caller, not on the loop.
@@ -596,6 +599,8 @@ class Runtime:
                 self.call_on_loop(lambda: self._transport.send_encoded(to.address, data))
             return
         if to.address == self.address:
+            if type(body) is wire.Plain:
+                body = body.body
             process = self._processes.get(to.id)
             if process is None:
                 if not self._deliver_to_reserved(to.id, (sender, name, body)):

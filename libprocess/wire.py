@@ -49,17 +49,44 @@ def frame_header(count: int) -> bytes:
     return b"\xdd" + count.to_bytes(4, "big")
 
 
+class Plain:
+    """A body its sender vouches is built only of msgpack's plain types: dict, list, str,
+    bytes, int, float, bool and None (as the protocol codec's ``to_wire`` builds them).
+
+    Sent remotely, it is packed by msgspec, about three times as fast as msgpack's packer on a
+    master's offers, without msgpack's refusals (msgspec would quietly pack a set as a list:
+    hence the promise). Delivered locally, the receiver gets ``body`` itself.
+    """
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: Any) -> None:
+        self.body = body
+
+
+def _plain_str(value: Any) -> str:
+    """msgspec's hook for what it does not pack itself: in a plain body, str subclasses
+    (a UPID in a ``pid`` field)."""
+    if isinstance(value, str):
+        return str(value)
+    raise TypeError(f"objects of type {type(value).__name__} are not plain msgpack values")
+
+
 class Encoder:
     """Packs messages one at a time (a reused Packer: not thread-safe, one per runtime loop)."""
 
     def __init__(self, max_message_bytes: int) -> None:
         self._pack = msgpack.Packer(use_bin_type=True).pack
+        self._pack_plain = msgspec.msgpack.Encoder(enc_hook=_plain_str).encode
         self.max_message_bytes = max_message_bytes
 
     def encode(self, to_id: str, sender: str, name: str, body: Any) -> bytes:
         # The Packer resets its buffer when packing fails, so a bad body leaves no trace.
         try:
-            data = self._pack((to_id, sender, name, body))
+            if type(body) is Plain:
+                data = self._pack_plain((to_id, sender, name, body.body))
+            else:
+                data = self._pack((to_id, sender, name, body))
         except (TypeError, ValueError, OverflowError) as error:
             raise _unencodable(to_id, name, error) from None
         if len(data) > self.max_message_bytes:
@@ -67,10 +94,16 @@ class Encoder:
         return data
 
 
+_PLAIN_PACKER = msgspec.msgpack.Encoder(enc_hook=_plain_str)  # thread-safe, unlike Packer
+
+
 def encode_message(to_id: str, sender: str, name: str, body: Any, max_message_bytes: int) -> bytes:
     """One encoded message, like ``Encoder.encode``, but safe to call from any thread."""
     try:
-        data = msgpack.packb((to_id, sender, name, body), use_bin_type=True)
+        if type(body) is Plain:
+            data = _PLAIN_PACKER.encode((to_id, sender, name, body.body))
+        else:
+            data = msgpack.packb((to_id, sender, name, body), use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as error:
         raise _unencodable(to_id, name, error) from None
     if len(data) > max_message_bytes:
@@ -99,8 +132,8 @@ def encode_frame(messages: list[tuple[str, str, str, Any]]) -> bytes:
 
 
 # Frames are decoded by msgspec (the same msgpack, about twice as fast to read as msgpack's
-# own unpacker on the master's small messages); bodies are encoded by msgpack, which refuses
-# what plain msgpack cannot carry (sets, objects) where msgspec would convert them silently.
+# own unpacker on the master's small messages). Bodies are packed by msgpack, which refuses
+# what plain msgpack cannot carry (sets, objects), unless their sender vouches (``Plain``).
 _decode = msgspec.msgpack.Decoder().decode
 
 

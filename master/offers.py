@@ -53,10 +53,11 @@ class OfferBook:
         state = self.state
         batches: dict[FrameworkID, tuple[list[Offer], list[str]]] = {}
         for allocation in allocations:
-            framework_id = FrameworkID(allocation.framework_id)
-            agent_id = AgentID(allocation.agent_id)
-            framework = state.frameworks.get(framework_id)
-            agent = state.agents.get(agent_id)
+            # The allocator's ids are the master's own (str keys find the typed records).
+            framework = state.frameworks.get(allocation.framework_id)
+            agent = state.agents.get(allocation.agent_id)
+            framework_id = framework.id if framework else FrameworkID(allocation.framework_id)
+            agent_id = agent.id if agent else AgentID(allocation.agent_id)
             if agent is not None and allocation.generation != agent.generation:
                 # Made before the agent was removed and added again (it re-registered): the
                 # allocator's new view of the agent holds none of it, so neither does anyone.
@@ -66,12 +67,17 @@ class OfferBook:
                 # Raced with a removal, a deactivation or a broken link: give it back.
                 self.out.allocate(RecoverResources(framework_id, agent_id, allocation.resources))
                 continue
+            resources = allocation.resources
+            if resources == agent.offered:
+                resources = agent.offered
+            else:
+                agent.offered = resources
             offer = Offer(
                 id=self.ids.offer_id(),
                 framework_id=framework_id,
                 agent_id=agent_id,
                 hostname=agent.info.hostname,
-                resources=allocation.resources,
+                resources=resources,
                 attributes=agent.info.attributes,
                 executor_ids=agent.executors.of_framework(framework_id),
                 allocation_info=AllocationInfo(allocation.role),

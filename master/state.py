@@ -83,6 +83,9 @@ class AgentRecord:
     # Invariant: the generation of the allocator's view of this agent, new with every
     # AddAgent the master sends (never reused); an allocation of another is stale (OfferBook).
     generation: int = 0
+    # The resources of the agent's last offer: an equal allocation reuses this value, whose
+    # wire form is then built once (an idle agent is offered the same thing every cycle).
+    offered: Resources | None = None
 
     @property
     def id(self) -> AgentID:

@@ -209,6 +209,20 @@ def test_offers_list_the_frameworks_executors_on_the_agent_until_they_exit(bench
     assert bench.offer(framework, agent_id, TASK).executor_ids == ("e1",)
 
 
+def test_an_agent_offered_the_same_resources_again_reuses_them_and_their_wire_form(bench):
+    agent_id = bench.register_agent()
+    framework = bench.add_framework()
+    first = bench.offer(framework, agent_id)
+    wire = first.resources.to_wire()
+    bench.core.offers.give_back(first.id)
+    again = bench.offer(framework, agent_id)
+    assert again.id != first.id and again.resources is first.resources
+    assert again.resources.to_wire() is wire
+    bench.core.offers.give_back(again.id)
+    smaller = bench.offer(framework, agent_id, TASK)
+    assert smaller.resources == TASK.allocated_to("*") and smaller.resources is not first.resources
+
+
 def test_a_task_group_launches_whole_or_not_at_all(bench):
     agent_id = bench.register_agent()
     framework = bench.add_framework()

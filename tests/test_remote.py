@@ -16,7 +16,7 @@ import pytest
 import zmq
 
 from libprocess import UPID, LaunchOptions, Runtime, TransportConfig, handler, launch
-from libprocess.wire import MessageTooLarge, UnencodableBody, encode_message
+from libprocess.wire import MessageTooLarge, Plain, UnencodableBody, encode_message
 from tests.actors import Collector, Echo, free_port
 
 # Short heartbeats, so that a peer that stops answering is lost within a second.
@@ -190,6 +190,27 @@ def test_unencodable_body_raises_in_the_sending_handler_and_spoils_nothing(home,
     # The good messages around the bad one share a batch, intact and in order.
     assert [remote.next()[2], remote.next()[2]] == [1, 2]
     assert remote.inbox.empty()
+
+
+def test_a_plain_body_arrives_as_its_contents_remotely_and_is_itself_locally(home, other):
+    remote, local, sender = Collector(), Collector(), Collector()
+    other.spawn(remote)
+    home.spawn(local)
+    home.spawn(sender)
+    body = {"pid": UPID(f"x@{home.address}"), "items": [1, 2.5, b"\x00", None, True], "n": -3}
+
+    def send_both() -> None:
+        sender.send(remote.pid, "plain", Plain(body))
+        sender.send(local.pid, "plain", Plain(body))
+
+    home.dispatch(sender, send_both).result(5)
+    assert remote.next() == (sender.pid, "plain", {**body, "pid": f"x@{home.address}"})
+    assert local.next()[2] is body  # unwrapped, by reference, as local bodies are
+    with pytest.raises(UnencodableBody, match=r"'plain'.*object"):
+        home.send(remote.pid, "plain", Plain({"bad": object()}), sender=sender.pid)
+    assert encode_message("a", "", "n", Plain([1, "x"]), 100) == msgpack.packb(
+        ["a", "", "n", [1, "x"]]
+    )
 
 
 def test_message_over_the_limit_raises_at_send(collector, other):

@@ -21,6 +21,7 @@ import structlog
 from corral.protocol.messages import Message, decode_message
 from corral.protocol.wire import ProtocolError
 from libprocess import UPID, Process
+from libprocess.wire import Plain
 
 log = structlog.get_logger("corral.protocol")
 
@@ -49,7 +50,8 @@ class ProtocolProcess(Process):
                     self.install(message_type.NAME, self._decoding(getattr(self, attr)))
 
     def send_message(self, to: UPID | str, message: Message) -> None:
-        self.send(to, message.NAME, message.to_wire())
+        # The codec's wire form holds only plain msgpack values: it may take the fast packer.
+        self.send(to, message.NAME, Plain(message.to_wire()))
 
     def _decoding(self, method: Callable[[UPID | None, Any], Any]) -> Callable:
         message_type = method.__corral_receives__
