@@ -31,7 +31,7 @@ from typing import Any, Self
 
 import msgspec
 
-from corral.ids import _ID, InvalidID
+from corral.ids import _ID, InvalidID, OfferID
 from corral.resources import InvalidResources, Resources
 from corral.roles import InvalidRole, validate_role
 
@@ -451,7 +451,9 @@ def _wrapped_codec(tp: Any, key: str, metadata: Any) -> tuple[Encode, Decode, st
 
 def _id_codec(cls: type[_ID]) -> tuple[Encode, Decode, str]:
     what = _a(f"{cls.KIND} {{'value': <text>}}")
-    known: dict[str, _ID] = {}
+    # An offer id comes back once (an accept or a decline): remembering it would only push
+    # out the ids that recur. The others are looked up before they are validated.
+    known: dict[str, _ID] | None = None if cls is OfferID else {}
 
     def encode(value: _ID) -> dict[str, str]:
         return {"value": str(value)}
@@ -464,15 +466,16 @@ def _id_codec(cls: type[_ID]) -> tuple[Encode, Decode, str]:
             return text
         if not isinstance(text, str):
             raise _expected("value", "a str", text)
-        value = known.get(text)
+        value = known.get(text) if known is not None else None
         if value is None:
             try:
                 value = cls(text)
             except InvalidID as error:
                 raise ProtocolError("", str(error)) from None
-            if len(known) >= MEMO_LIMIT:
-                known.clear()
-            known[value] = value
+            if known is not None:
+                if len(known) >= MEMO_LIMIT:
+                    known.clear()
+                known[value] = value
         return value
 
     return encode, decode, what
