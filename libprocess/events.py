@@ -58,13 +58,14 @@ class Exited:
 
 
 class Dispatch:
-    __slots__ = ("args", "kwargs", "method", "promise")
+    __slots__ = ("ahead", "args", "kwargs", "method", "promise")
 
     def __init__(self, method: Callable | str, args: tuple, kwargs: dict, promise: Promise):
         self.method = method
         self.args = args
         self.kwargs = kwargs
         self.promise = promise
+        self.ahead = False  # queued before the events already waiting (Runtime.dispatch_ahead)
 
     def serve(self, process: Process) -> bool:
         promise = self.promise

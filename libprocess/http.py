@@ -1,7 +1,9 @@
 """The runtime's HTTP server (aiohttp): process routes at ``/<id><path>``, and metrics.
 
 Requests are handed to the owning process as a dispatch, so a route handler runs
-inside its process like any other event and may read its state without locks. The
+inside its process like any other event and may read its state without locks; a route
+installed with ``ahead=True`` is dispatched before the events already queued (reads that
+must answer however busy the process is). The
 request body is read before the dispatch (a handler cannot await): ``request_body``
 gives it to the handler.
 
@@ -107,6 +109,8 @@ class Served(Protocol):
 
     def dispatch(self, target: Process, method: Callable, *args: Any) -> Future[Any]: ...
 
+    def dispatch_ahead(self, target: Process, method: Callable, *args: Any) -> Future[Any]: ...
+
 
 class HttpServer:
     """setup → start → stop, one method each, on the runtime's loop."""
@@ -174,7 +178,8 @@ class HttpServer:
             )
         handler, _ = route
         request[_BODY] = await request.read() if request.body_exists else b""
-        future: Future = runtime.dispatch(process, handler, request)
+        dispatch = runtime.dispatch_ahead if path in process.ahead_routes else runtime.dispatch
+        future: Future = dispatch(process, handler, request)
         try:
             response = await future
         except web.HTTPException:

@@ -96,6 +96,7 @@ class Process:
             path: (getattr(self, attr), description)
             for path, (attr, description) in self._class_routes.items()
         }
+        self._ahead_routes: set[str] = set()
 
     # -- identity -------------------------------------------------------------------
 
@@ -159,14 +160,30 @@ class Process:
         _refuse_coroutine(handler, f"message handler {name!r}")
         self.mailbox.handlers[name] = handler
 
-    def route(self, path: str, handler: Callable, description: str = "") -> None:
-        """Serve HTTP requests for ``/<id><path>`` with ``handler(request)``."""
+    def route(
+        self, path: str, handler: Callable, description: str = "", *, ahead: bool = False
+    ) -> None:
+        """Serve HTTP requests for ``/<id><path>`` with ``handler(request)``.
+
+        ``ahead``: each request is served before the events already queued for the process
+        (``Runtime.dispatch_ahead``), for reads that must answer in time however far behind
+        the process is (a busy master's ``/master/state``); still one event at a time.
+        """
         if not path.startswith("/"):
             raise ValueError(f"an HTTP route starts with '/', got {path!r}")
         if not callable(handler):
             raise TypeError(f"HTTP route {path!r} needs a callable handler, got {handler!r}")
         _refuse_coroutine(handler, f"HTTP route {path!r}")
         self._routes[path] = (handler, description)
+        if ahead:
+            self._ahead_routes.add(path)
+        else:
+            self._ahead_routes.discard(path)
+
+    @property
+    def ahead_routes(self) -> frozenset[str]:
+        """The paths of the routes served ahead of the queued events (``route(ahead=True)``)."""
+        return frozenset(self._ahead_routes)
 
     def alias(self, public_path: str, path: str) -> None:
         """Serve this process's route ``path`` also at ``public_path`` (e.g. Mesos's

@@ -13,11 +13,11 @@ Two families, both plain functions of the master's records (no I/O, no clock rea
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.ids import AgentID, FrameworkID
+from corral.ids import AgentID, ExecutorID, FrameworkID
 from corral.protocol import ExecutorInfo, Offer, json_compatible
 from corral.resources import Resources
 from corral.v1.model import resources_map, unallocated_json
@@ -93,13 +93,14 @@ def with_resource_maps(entry: dict[str, Any]) -> dict[str, Any]:
     return {**entry, "resources": resources_map(Resources.from_json(resources))}
 
 
-def framework_with_resource_maps(framework: dict[str, Any]) -> dict[str, Any]:
-    """A framework of ``/master/state`` with its tasks' and offers' resources as maps."""
+def framework_with_resource_maps(
+    framework: dict[str, Any],
+    with_maps: Callable[[dict[str, Any]], dict[str, Any]] = with_resource_maps,
+) -> dict[str, Any]:
+    """A framework of ``/master/state`` with its tasks' and offers' resources as maps
+    (``with_maps`` of each: ``with_resource_maps``, or a cache of it)."""
     lists = ("tasks", "completed_tasks", "unreachable_tasks", "offers")
-    return {
-        **framework,
-        **{key: [with_resource_maps(e) for e in framework.get(key, [])] for key in lists},
-    }
+    return {**framework, **{key: [with_maps(e) for e in framework.get(key, [])] for key in lists}}
 
 
 def offered_on(state: MasterState, offers: Iterable[Any]) -> Resources:
@@ -141,30 +142,56 @@ def agent_json(
     }
 
 
+def executors_by_framework(
+    state: MasterState,
+) -> dict[FrameworkID, list[tuple[AgentRecord, ExecutorID, Resources]]]:
+    """Each framework's executors, in the order ``framework_json`` lists them: by agent,
+    then by executor id (one pass over the agents for all frameworks)."""
+    found: dict[FrameworkID, list[tuple[AgentRecord, ExecutorID, Resources]]] = {}
+    for agent in state.agents.values():
+        if agent.executors:
+            for (framework_id, executor_id), resources in sorted(agent.executors.items()):
+                found.setdefault(framework_id, []).append((agent, executor_id, resources))
+    return found
+
+
 def framework_json(
-    state: MasterState, framework: FrameworkRecord, registered: float
+    state: MasterState,
+    framework: FrameworkRecord,
+    registered: float,
+    executors: list[tuple[AgentRecord, ExecutorID, Resources]] | None = None,
+    render_tasks: Callable[[Iterable[TaskRecord]], list[dict[str, Any]]] | None = None,
+    tasks_total: Callable[[FrameworkRecord, list[TaskRecord]], Resources] | None = None,
 ) -> dict[str, Any]:
     """A framework as ``/master/frameworks`` lists it: Mesos's keys plus Corral's own (``pid``,
-    ``connected``, ``failover_timeout``, ``capabilities`` as names)."""
+    ``connected``, ``failover_timeout``, ``capabilities`` as names).
+
+    ``executors``: the framework's, from ``executors_by_framework`` (found here when None);
+    ``render_tasks``: the tasks' JSON (the state's fragments give theirs, built once);
+    ``tasks_total``: the sum of its live tasks' resources (kept between builds by the state).
+    """
     info = framework.info
     tasks = [state.tasks[(framework.id, t)] for t in state.tasks_of(framework.id)]
-    used = Resources()
-    for task in tasks:
-        used = used + task.resources
-    executors = []
-    for agent in state.agents.values():
-        for (framework_id, executor_id), resources in sorted(agent.executors.items()):
-            if framework_id == framework.id:
-                used = used + resources
-                executors.append(
-                    {
-                        "executor_id": executor_id,
-                        "framework_id": framework_id,
-                        "slave_id": agent.id,
-                        "agent_id": agent.id,
-                        "resources": resources_map(resources),
-                    }
-                )
+    if tasks_total is not None:
+        used = tasks_total(framework, tasks)
+    else:
+        used = Resources()
+        for task in tasks:
+            used = used + task.resources
+    if executors is None:
+        executors = executors_by_framework(state).get(framework.id, [])
+    executor_entries = []
+    for agent, executor_id, resources in executors:
+        used = used + resources
+        executor_entries.append(
+            {
+                "executor_id": executor_id,
+                "framework_id": framework.id,
+                "slave_id": agent.id,
+                "agent_id": agent.id,
+                "resources": resources_map(resources),
+            }
+        )
     offers = [state.offers[offer_id].offer for offer_id in sorted(framework.offers)]
     return {
         "id": framework.id,
@@ -188,11 +215,15 @@ def framework_json(
         "resources": resources_map(used),
         "used_resources": resources_map(used),
         "offered_resources": resources_map(offered_on(state, framework.offers)),
-        "tasks": [task_json(task) for task in tasks],
+        "tasks": render_tasks(tasks) if render_tasks else [task_json(task) for task in tasks],
         "unreachable_tasks": [],
-        "completed_tasks": [task_json(task) for task in framework.completed],
+        "completed_tasks": (
+            render_tasks(framework.completed)
+            if render_tasks
+            else [task_json(task) for task in framework.completed]
+        ),
         "offers": [offer_json(offer) for offer in offers],
-        "executors": executors,
+        "executors": executor_entries,
         "completed_executors": [],
     }
 

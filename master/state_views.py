@@ -12,18 +12,20 @@ stalls the master; ``?jsonp=callback`` wraps the JSON for the Mesos web UI. ``PO
 
 from __future__ import annotations
 
+import heapq
 import json
+import operator
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import web
 
 import corral
 from corral.ids import AgentID, FrameworkID
-from corral.protocol import Offer, json_compatible
+from corral.protocol import TaskStatus, json_compatible
 from corral.resources import Resources
 from corral.task_states import TaskState
 from corral.v1.http import JSON, CallError, json_body, text
@@ -32,6 +34,7 @@ from libprocess.http import request_body
 from master import mesos_state
 from master.observer import Observer
 from master.state import AgentRecord, FrameworkRecord, TaskRecord
+from master.state_fragments import StateFragments
 from master.state_snapshot import StateSnapshot
 from master.surface import MasterSurface
 
@@ -49,8 +52,20 @@ class StateViews(Observer):
         self.registered = mesos_state.Registered()
         self.completed_frameworks: deque[dict[str, Any]] = deque(maxlen=COMPLETED_FRAMEWORKS_KEPT)
         self.started = time.time()
+        self.fragments = StateFragments()
+        self._slaves = self.fragments.table(mesos_state.agent_json)
+        self._agents = self.fragments.table(
+            lambda agent, records: _agent_json(agent, records.used_on(agent))
+        )
+        self._tasks = self.fragments.table(mesos_state.task_json)
+        self._own_tasks = self.fragments.table(_task_json)
+        self._completed = self.fragments.table(lambda entry: entry)  # never changed once made
+        self._totals = _TaskTotals()
         self.snapshot = StateSnapshot(
-            self.build_state, master.runtime.clock.now, master.options.state_cache_seconds
+            self.build_state,
+            master.runtime.clock.now,
+            master.options.state_cache_seconds,
+            self.fragments.dumps,
         )
 
     # -- the routes (installed on the master process) ---------------------------------------
@@ -81,7 +96,9 @@ class StateViews(Observer):
              "re-register"),
         ]  # fmt: skip
         for path, handler, description in routes:
-            master.route(path, handler, description)
+            # Reads are served ahead of the master's queued messages: a poll answers in the
+            # time of a build (or none: a cached one), not of the master's backlog.
+            master.route(path, handler, description, ahead=path != "/agents/gone")
         for path in _ALIASED:
             master.alias(path, path)
 
@@ -131,10 +148,11 @@ class StateViews(Observer):
             "frameworks",
             lambda state: {
                 "frameworks": [
-                    mesos_state.framework_with_resource_maps(f) for f in state["frameworks"]
+                    mesos_state.framework_with_resource_maps(f, self._with_resource_maps)
+                    for f in state["frameworks"]
                 ],
                 "completed_frameworks": [
-                    mesos_state.framework_with_resource_maps(f)
+                    mesos_state.framework_with_resource_maps(f, self._with_resource_maps)
                     for f in state["completed_frameworks"]
                 ],
                 "unregistered_frameworks": state["unregistered_frameworks"],
@@ -221,93 +239,96 @@ class StateViews(Observer):
 
     def build_state(self) -> dict[str, Any]:
         """``/master/state``: Mesos's keys, plus Corral's own (``agents``, ``tasks``,
-        ``unreachable_agents``, ``recovered_agents``) that ``corral`` reads."""
+        ``unreachable_agents``, ``recovered_agents``, ``allocator``) that ``corral`` reads.
+
+        Each agent's, framework's task's and completed framework's JSON is a fragment
+        (master/state_fragments.py), built again only when what it shows changed; the lists
+        and the few keys around them are built anew.
+        """
         master = self.master
         records = self.records
-        state = self.describe()
-        slaves = [
-            mesos_state.agent_json(
-                records, agent, self.agent_time(agent.id), agent.id in records.deactivated
+        fragments = self.fragments
+        tasks = records.tasks
+        slaves, agents = [], []
+        for agent in records.agents.values():
+            registered = self.agent_time(agent.id)
+            deactivated = agent.id in records.deactivated
+            key = (
+                agent.info,
+                agent.pid,
+                agent.version,
+                agent.connected,
+                agent.pending_removal,
+                registered,
+                deactivated,
+                tuple([tasks[task_key].resources for task_key in agent.tasks]),
+                tuple(agent.offers),
+                tuple(agent.executors.items()),
             )
-            for agent in records.agents.values()
+            slaves.append(self._slaves.get(agent, key, records, agent, registered, deactivated))
+            agents.append(self._agents.get(agent, key, agent, records))
+        deactivated_count = sum(not slave["active"] for slave in slaves)
+        executors = mesos_state.executors_by_framework(records)
+        frameworks = [
+            mesos_state.framework_json(
+                records,
+                framework,
+                self.framework_time(framework.id),
+                executors.get(framework.id, []),
+                self._task_fragments,
+                self._totals.of,
+            )
+            for framework in records.frameworks.values()
         ]
-        deactivated = sum(not slave["active"] for slave in slaves)
-        state.update(
-            {
-                "version": mesos_state.MESOS_VERSION,
-                "corral_version": corral.__version__,
-                "build_date": BUILD_DATE,
-                "build_user": "corral",
-                "start_time": self.started,
-                "elected_time": self.started,
-                "leader": str(master.pid),
-                "leader_info": json_compatible(master.master_info.to_wire()),
-                "activated_slaves": len(slaves) - deactivated,
-                "deactivated_slaves": deactivated,
-                "unreachable_slaves": len(records.unreachable),
-                "flags": self.flags(),
-                "capabilities": [],
-                "slaves": slaves,
-                "frameworks": [
-                    mesos_state.framework_json(records, f, self.framework_time(f.id))
-                    for f in records.frameworks.values()
-                ],
-                "completed_frameworks": list(self.completed_frameworks),
-                "orphan_tasks": [],
-                "unregistered_frameworks": sorted(records.recovered_frameworks),
-            }
-        )
-        return state
-
-    def describe(self) -> dict[str, Any]:
-        """Corral's own keys of ``/master/state`` (``agents``, ``tasks``,
-        ``unreachable_agents``, ``recovered_agents``, ``allocator``), which ``corral`` reads."""
-        master = self.master
-        state = self.records
-        frameworks = []
-        for framework in state.frameworks.values():
-            tasks = [state.tasks[(framework.id, t)] for t in state.tasks_of(framework.id)]
-            frameworks.append(
-                {
-                    "id": framework.id,
-                    "name": framework.info.name,
-                    "user": framework.info.user,
-                    "pid": framework.pid,
-                    "roles": list(framework.roles),
-                    "active": framework.active,
-                    "connected": framework.connected,
-                    "failover_timeout": framework.info.failover_timeout,
-                    "capabilities": [c.type.value for c in framework.info.capabilities],
-                    "tasks": [_task_json(task) for task in tasks],
-                    "completed_tasks": [_task_json(task) for task in framework.completed],
-                    "offers": [
-                        _offer_json(state.offers[offer_id].offer)
-                        for offer_id in sorted(framework.offers)
-                    ],
-                }
-            )
-        all_tasks = [_task_json(task) for task in state.tasks.values()]
-        for framework in state.frameworks.values():
-            all_tasks.extend(_task_json(task) for task in framework.completed)
-        return {
+        self._totals.keep(records.frameworks)
+        all_tasks = self._own_tasks.many(tasks.values(), _task_key)
+        for framework in records.frameworks.values():
+            all_tasks.extend(self._own_tasks.many(framework.completed, _task_key))
+        completed = [self._completed.get(entry, (), entry) for entry in self.completed_frameworks]
+        state = {
             "id": master.ids_prefix,
             "allocator": master.allocator_info(),
             "pid": str(master.pid),
             "hostname": master.options.hostname,
-            "version": corral.__version__,
-            "agents": [_agent_json(agent, state.used_on(agent)) for agent in state.agents.values()],
+            "version": mesos_state.MESOS_VERSION,
+            "agents": agents,
             "unreachable_agents": [
                 {"id": agent_id, "hostname": info.hostname}
-                for agent_id, info in state.unreachable.items()
+                for agent_id, info in records.unreachable.items()
             ],
             "recovered_agents": [  # in the registry, not re-registered since the master started
                 {"id": agent_id, "hostname": info.hostname}
-                for agent_id, info in sorted(state.recovering.items())
-                if agent_id not in state.agents
+                for agent_id, info in sorted(records.recovering.items())
+                if agent_id not in records.agents
             ],
             "frameworks": frameworks,
             "tasks": all_tasks,
+            "corral_version": corral.__version__,
+            "build_date": BUILD_DATE,
+            "build_user": "corral",
+            "start_time": self.started,
+            "elected_time": self.started,
+            "leader": str(master.pid),
+            "leader_info": json_compatible(master.master_info.to_wire()),
+            "activated_slaves": len(slaves) - deactivated_count,
+            "deactivated_slaves": deactivated_count,
+            "unreachable_slaves": len(records.unreachable),
+            "flags": self.flags(),
+            "capabilities": [],
+            "slaves": slaves,
+            "completed_frameworks": completed,
+            "orphan_tasks": [],
+            "unregistered_frameworks": sorted(records.recovered_frameworks),
         }
+        fragments.sweep()
+        return state
+
+    def _task_fragments(self, tasks: Iterable[TaskRecord]) -> list[dict[str, Any]]:
+        """Tasks as a framework of ``/master/state`` lists them (Mesos's keys)."""
+        return self._tasks.many(tasks, _task_key)
+
+    def _with_resource_maps(self, entry: dict[str, Any]) -> dict[str, Any]:
+        return self.fragments.derived(entry, "maps", mesos_state.with_resource_maps)
 
     def v1_agents(self) -> dict[str, Any]:
         records = self.records
@@ -446,17 +467,19 @@ class StateViews(Observer):
 
         def derive(state: dict[str, Any]) -> dict[str, Any]:
             tasks = [
-                mesos_state.with_resource_maps(task)
+                task
                 for framework in state["frameworks"]
                 for task in framework["tasks"] + framework["completed_tasks"]
                 if (framework_id is None or task["framework_id"] == framework_id)
                 and (task_id is None or task["id"] == task_id)
             ]
-            tasks.sort(
-                key=lambda t: (t["statuses"][-1]["timestamp"] if t["statuses"] else 0.0, t["id"]),
-                reverse=order == "des",
-            )
-            return {"tasks": tasks[offset:] if limit == -1 else tasks[offset : offset + limit]}
+            if limit == -1:
+                tasks.sort(key=_latest_status_time, reverse=order == "des")
+                page = tasks[offset:]
+            else:  # as sorting them all, then slicing (heapq's nsmallest/nlargest are stable)
+                pick = heapq.nlargest if order == "des" else heapq.nsmallest
+                page = pick(offset + limit, tasks, key=_latest_status_time)[offset:]
+            return {"tasks": [self._with_resource_maps(task) for task in page]}
 
         return self.state_response(request, name, derive)
 
@@ -512,6 +535,56 @@ _ALIASED = (
 _TASK_LISTS = frozenset({"tasks", "completed_tasks", "unreachable_tasks", "offers", "executors"})
 
 
+# What a task's JSON is made of that can change (nothing else of a task record does); in C,
+# as it runs for every task at every build.
+_task_key: Callable[[TaskRecord], tuple[TaskState, TaskStatus | None]] = operator.attrgetter(
+    "state", "status"
+)
+
+
+class _TaskTotals:
+    """Each framework's live tasks' resources summed, kept between builds: a build adds the
+    tasks that came and takes off those that went, where that is exact (scalars: whole
+    millis); a framework whose leaving tasks held ranges or sets (ports) is summed anew."""
+
+    def __init__(self) -> None:
+        # framework id -> (the tasks summed, by id; their total)
+        self._kept: dict[FrameworkID, tuple[dict[int, TaskRecord], Resources]] = {}
+
+    def of(self, framework: FrameworkRecord, tasks: list[TaskRecord]) -> Resources:
+        now = {id(task): task for task in tasks}
+        kept = self._kept.get(framework.id)
+        total = None
+        if kept is not None:
+            before, total = kept
+            gone = [task for ident, task in before.items() if now.get(ident) is not task]
+            if any(task.resources.has_non_scalars() for task in gone):
+                total = None
+            else:
+                for task in gone:
+                    total = total - task.resources
+                for ident, task in now.items():
+                    if before.get(ident) is not task:
+                        total = total + task.resources
+        if total is None:
+            total = Resources()
+            for task in tasks:
+                total = total + task.resources
+        self._kept[framework.id] = (now, total)
+        return total
+
+    def keep(self, frameworks: Iterable[FrameworkID]) -> None:
+        """Forget the frameworks not listed (after a build)."""
+        for framework_id in set(self._kept) - set(frameworks):
+            del self._kept[framework_id]
+
+
+def _latest_status_time(task: dict[str, Any]) -> tuple[float, str]:
+    """How ``/master/tasks`` orders tasks: by their latest status's time, then id."""
+    statuses = task["statuses"]
+    return (statuses[-1]["timestamp"] if statuses else 0.0, task["id"])
+
+
 def _task_json(task: TaskRecord) -> dict[str, Any]:
     return {
         "id": task.task_id,
@@ -521,14 +594,6 @@ def _task_json(task: TaskRecord) -> dict[str, Any]:
         "executor_id": task.executor_id or "",
         "state": task.state.value,
         "resources": unallocated_json(task.resources),
-    }
-
-
-def _offer_json(offer: Offer) -> dict[str, Any]:
-    return {
-        "id": offer.id,
-        "agent_id": offer.agent_id,
-        "resources": offer.resources.unallocated().to_json(),
     }
 
 

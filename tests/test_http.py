@@ -130,6 +130,43 @@ def test_routes_read_state_consistently_while_messages_stream_in(http_runtime):
         pumper.join(WAIT)
 
 
+class Backlog(Ledger):
+    """A ledger whose every "more" queues another while ``refill``: its mailbox holds the
+    same number of messages until ``refill`` is turned off."""
+
+    refill = True
+
+    @handler("more")
+    def more(self, sender, body) -> None:
+        self.add(sender, body)
+        if self.refill:
+            self.send(self.pid, "more")
+
+    def show_and_stop(self, request: web.Request) -> web.Response:
+        self.refill = False
+        return self.show_state(request)
+
+
+def test_a_route_served_ahead_answers_before_the_queued_messages(http_runtime):
+    backlog = 20_000
+    for ahead in (False, True):
+        ledger = Backlog()
+        ledger.refill = ahead  # without it, a fixed backlog: the answer waits for all of it
+        http_runtime.spawn(ledger)
+        ledger.route("/count", ledger.show_and_stop, "the counts", ahead=ahead)
+        assert ledger.ahead_routes == ({"/count"} if ahead else set())
+        http_runtime.dispatch(ledger, lambda ledger=ledger: [
+            ledger.send(ledger.pid, "more") for _ in range(backlog)]).result(WAIT)  # fmt: skip
+        status, body, _ = fetch(http_runtime, f"/{ledger.pid.id}/count")
+        state = json.loads(body)
+        assert status == 200 and state["total"] == 2 * state["count"]  # between two messages
+        drained = http_runtime.dispatch(ledger, lambda ledger=ledger: ledger.count).result(WAIT)
+        if ahead:  # answered with the whole backlog still queued behind it
+            assert drained == state["count"] + backlog
+        else:  # answered after all of it
+            assert state["count"] == drained == backlog
+
+
 def test_the_request_body_is_handed_to_the_route(http_runtime):
     pid = http_runtime.spawn(Ledger())
     payload = json.dumps({"type": "SUBSCRIBE"}).encode()

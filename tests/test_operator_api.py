@@ -35,6 +35,7 @@ from corral.v1.recordio import Decoder
 from libprocess import Runtime
 from master import MasterProcess
 from master.state import AgentRecord
+from master.state_views import StateViews
 from tests.master_actors import FakeAgent
 from tests.test_master import OPTIONS, Cluster
 
@@ -374,6 +375,107 @@ def test_without_a_floor_builds_take_at_most_their_share_of_the_masters_time(
         request(address(cluster), "/master/state")
     # 0.5 s of polling: one build, then at most one per 0.5 s (50 ms / BUILD_SHARE).
     assert builds(cluster) <= 2
+
+
+def polled(cluster: Cluster, path: str = "/master/state") -> bytes:
+    """``path``'s body as the next poll after the cache expired gets it."""
+    views = cluster.master.views
+    cluster.runtime.dispatch(cluster.master, views.snapshot.invalidate).result(5)
+    status, _, body = request(address(cluster), path)
+    assert status == 200, body
+    return body
+
+
+def from_scratch(cluster: Cluster) -> bytes:
+    """``/master/state`` as a build with no fragments kept from before makes it."""
+    master = cluster.master
+
+    def build() -> bytes:
+        kept = master.views
+        fresh = StateViews(master)
+        fresh.registered, fresh.started = kept.registered, kept.started
+        fresh.completed_frameworks = kept.completed_frameworks
+        return json.dumps(fresh.build_state(), separators=(",", ":")).encode()
+
+    return cluster.runtime.dispatch(master, build).result(5)
+
+
+def test_each_poll_shows_the_changes_since_the_last_and_nothing_stale(running):
+    cluster, at = running, address(running)
+    first = polled(cluster)
+    assert first == from_scratch(cluster)
+    (framework,) = json.loads(first)["frameworks"]
+    assert [(t["id"], t["state"]) for t in framework["tasks"]] == [("t1", "TASK_RUNNING")]
+
+    cluster.launch("t2")
+    cluster.update("t2", TaskState.TASK_RUNNING)
+    cluster.update("t1", TaskState.TASK_FINISHED)
+    cluster.settle()
+    body = polled(cluster)
+    assert body == from_scratch(cluster)
+    state = json.loads(body)
+    (framework,) = state["frameworks"]
+    assert [(t["id"], t["state"]) for t in framework["tasks"]] == [("t2", "TASK_RUNNING")]
+    assert [(t["id"], t["state"]) for t in framework["completed_tasks"]] == [
+        ("t1", "TASK_FINISHED")
+    ]
+    assert framework["used_resources"]["cpus"] == 1  # t2's; t1's went back
+    (slave,) = state["slaves"]
+    assert slave["used_resources"]["cpus"] == 1
+    assert {(t["id"], t["state"]) for t in state["tasks"]} == {
+        ("t1", "TASK_FINISHED"),
+        ("t2", "TASK_RUNNING"),
+    }
+    newest = json.loads(polled(cluster, "/master/tasks?limit=1"))["tasks"]
+    assert [(t["id"], t["state"]) for t in newest] == [("t2", "TASK_RUNNING")]
+
+    offer = cluster.next_offer_or_wait()  # a task holding ports comes and goes
+    cluster.accept(offer, cluster.task("web", Resources.parse("cpus:1;mem:32;ports:[31000-31001]")))
+    cluster.agent.next(RunTask)
+    cluster.update("web", TaskState.TASK_RUNNING)
+    cluster.settle()
+    (framework,) = json.loads(polled(cluster))["frameworks"]
+    assert framework["used_resources"]["ports"] == "[31000-31001]"
+    cluster.update("web", TaskState.TASK_FAILED)
+    cluster.settle()
+    body = polled(cluster)
+    assert body == from_scratch(cluster)
+    (framework,) = json.loads(body)["frameworks"]
+    assert "ports" not in framework["used_resources"] and framework["used_resources"]["cpus"] == 1
+
+    second = FakeAgent()
+    cluster.peers.spawn(second)
+    second_id = register_agent(cluster, second, host="host-b")
+    assert {s["id"] for s in json.loads(polled(cluster))["slaves"]} == {
+        cluster.agent_id,
+        second_id,
+    }
+    gone = {"type": "MARK_AGENT_GONE", "mark_agent_gone": {"agent_id": {"value": second_id}}}
+    assert call(at, gone)[0] == 200
+    cluster.settle()
+    state = json.loads(polled(cluster))
+    assert [s["id"] for s in state["slaves"]] == [cluster.agent_id]
+    assert [a["id"] for a in state["agents"]] == [cluster.agent_id]
+    assert polled(cluster) == from_scratch(cluster)
+
+    teardown = {"type": "TEARDOWN", "teardown": {"framework_id": {"value": cluster.framework_id}}}
+    assert call(at, teardown)[0] == 200
+    cluster.settle()
+    body = polled(cluster)
+    assert body == from_scratch(cluster)
+    state = json.loads(body)
+    assert state["frameworks"] == [] and state["tasks"] == []
+    (slave,) = state["slaves"]
+    assert slave["used_resources"]["cpus"] == 0
+    (done,) = state["completed_frameworks"]
+    assert {(t["id"], t["state"]) for t in done["completed_tasks"]} == {
+        ("t1", "TASK_FINISHED"),
+        ("web", "TASK_FAILED"),
+        ("t2", "TASK_KILLED"),
+    }
+    assert json.loads(polled(cluster, "/master/tasks"))["tasks"] == []
+    summary = json.loads(polled(cluster, "/master/state-summary"))
+    assert summary["frameworks"] == [] and len(summary["slaves"]) == 1
 
 
 # -- POST /api/v1 -------------------------------------------------------------------------

@@ -340,6 +340,43 @@ def test_dispatch_by_name_bound_method_class_function_and_lambda(runtime):
     assert loop_thread != threading.get_ident()
 
 
+def test_dispatch_ahead_is_served_before_queued_events_and_in_its_own_order(runtime):
+    recorder = Recorder()
+    pid = runtime.spawn(recorder)
+    runtime.settle()  # initialized: nothing queued
+    order: list = []
+    done = threading.Event()
+
+    def queue_then_jump() -> None:  # on the loop: nothing is served in between
+        for index in range(3):
+            runtime.dispatch(pid, order.append, f"queued-{index}")
+        runtime.dispatch_ahead(pid, order.append, "ahead-0")
+        runtime.dispatch_ahead(pid, order.append, "ahead-1")
+        runtime.dispatch(pid, done.set)
+
+    runtime.call_on_loop(queue_then_jump)
+    assert done.wait(WAIT)
+    assert order == ["ahead-0", "ahead-1", "queued-0", "queued-1", "queued-2"]
+
+
+def test_dispatch_ahead_waits_for_initialize_and_fails_for_an_ended_process(runtime):
+    log: list = []
+    recorder = Recorder(log=log)
+    seen: list = []
+
+    def spawn_and_jump() -> None:
+        runtime.spawn(recorder)
+        runtime.dispatch_ahead(recorder, lambda: seen.append(list(log)))
+
+    runtime.call_on_loop(spawn_and_jump)
+    runtime.settle()
+    assert seen == [[(recorder.pid.id, "initialize")]]
+    runtime.terminate(recorder)
+    runtime.wait(recorder).result(WAIT)
+    with pytest.raises((ProcessTerminated, UnknownProcess)):
+        runtime.dispatch_ahead(recorder.pid, lambda: None).result(WAIT)
+
+
 def test_dispatch_of_a_base_class_function_binds_to_a_subclass_process(runtime):
     savings = SavingsAccount()
     pid = runtime.spawn(savings)
