@@ -487,7 +487,7 @@ class HierarchicalAllocator:
             walk = [
                 agent for agent_id, agent in agents.items() if agent.active and agent_id in chosen
             ]
-        offers: dict[tuple[str, str, _Agent], Resources] = {}  # (framework, role, agent) ->
+        offers = _Offers()
 
         consumed: dict[str, dict[str, int]] = {}
         for role in self._quotas:
@@ -512,13 +512,9 @@ class HierarchicalAllocator:
             self._stage_one(walk, offers, budget, now)
         self._rng.shuffle(walk)
         self._stage_two(walk, offers, budget, now)
-        new = tuple.__new__  # Allocation(...) without its keyword-handling __new__
-        return [
-            new(Allocation, (framework_id, role, agent.id, resources, agent.generation))
-            for (framework_id, role, agent), resources in offers.items()
-        ]
+        return offers.made
 
-    def _stage_one(self, walk: list[_Agent], offers: dict, budget: _Budget, now: float):
+    def _stage_one(self, walk: list[_Agent], offers: _Offers, budget: _Budget, now: float):
         """Roles with quota guarantees they have not been given yet, in DRF order."""
         roles = self._roles
         candidates: list[tuple] = []
@@ -597,7 +593,7 @@ class HierarchicalAllocator:
             for role in {entry[1] for entry in made}:
                 heapq.heappush(candidates, _entry(roles.top_level_node(role), role))
 
-    def _stage_two(self, walk: list[_Agent], offers: dict, budget: _Budget, now: float):
+    def _stage_two(self, walk: list[_Agent], offers: _Offers, budget: _Budget, now: float):
         """Everyone by DRF, within quota limits, keeping the headroom guarantees still need."""
         roles = self._roles
         frameworks = self._frameworks
@@ -608,7 +604,9 @@ class HierarchicalAllocator:
         popped_roles: list = []
         popped_frameworks: list = []
         take_whole = self._take_whole if not budget.required else None
-        merge = bool(offers)  # stage 1 made offers: the same (framework, role, agent) may recur
+        # Stage 1 made offers: one may be for the agent that is offered whole now. (Stage 2
+        # visits each agent once, so otherwise a whole-pool offer is the agent's only one.)
+        merge = bool(offers.made)
         for agent in walk:
             if agent.available is EMPTY:
                 continue
@@ -686,7 +684,7 @@ class HierarchicalAllocator:
             if role in roles:
                 roles.activate(role)
 
-    def _take_whole(self, agent: _Agent, offers: dict, quotas: dict, merge: bool) -> str | None:
+    def _take_whole(self, agent: _Agent, offers: _Offers, quotas: dict, merge: bool) -> str | None:
         """The usual case, without generators: the first framework of the first role takes
         the agent's whole free pool. None when that is not what the full walk would decide
         (then the caller walks; nothing was changed here). Returns the role it went to.
@@ -731,9 +729,12 @@ class HierarchicalAllocator:
                 return None
         resources = agent.available
         allocated = agent.allocated_form(resources, role)
-        key = (framework_id, role, agent)
-        previous = offers.get(key) if merge else None
-        offers[key] = allocated if previous is None else previous + allocated
+        if merge:
+            offers.add(framework_id, role, agent, allocated)
+        else:
+            offers.made.append(
+                _new(Allocation, (framework_id, role, agent.id, allocated, agent.generation))
+            )
         held = agent.allocated.get(framework_id)
         agent.allocated[framework_id] = allocated if held is None else held + allocated
         agent.undo = (allocated, agent.used, resources, amounts, agent.fits)
@@ -801,7 +802,7 @@ class HierarchicalAllocator:
 
     def _give(
         self,
-        offers: dict,
+        offers: _Offers,
         made: list,
         agent: _Agent,
         framework_id: str,
@@ -810,9 +811,7 @@ class HierarchicalAllocator:
     ) -> None:
         """Take ``resources`` off the agent now; the sorters learn of it in ``_settle``."""
         allocated = agent.allocated_form(resources, role)
-        key = (framework_id, role, agent)
-        previous = offers.get(key)
-        offers[key] = allocated if previous is None else previous + allocated
+        offers.add(framework_id, role, agent, allocated)
         held = agent.allocated.get(framework_id)
         agent.allocated[framework_id] = allocated if held is None else held + allocated
         if resources is agent.available:
@@ -1009,6 +1008,32 @@ class HierarchicalAllocator:
         if framework is None:
             raise AllocatorError(f"framework {framework_id} is not known to the allocator")
         return framework
+
+
+class _Offers:
+    """A cycle's allocations, in the order first made, one per (framework, role, agent):
+    what is allocated again to the same key in the cycle is added to it."""
+
+    __slots__ = ("index", "made")
+
+    def __init__(self) -> None:
+        self.made: list[Allocation] = []
+        self.index: dict[tuple[str, str, str], int] = {}  # key -> its position in made
+
+    def add(self, framework_id: str, role: str, agent: _Agent, allocated: Resources) -> None:
+        key = (framework_id, role, agent.id)
+        at = self.index.get(key)
+        if at is None:
+            self.index[key] = len(self.made)
+            self.made.append(
+                _new(Allocation, (framework_id, role, agent.id, allocated, agent.generation))
+            )
+        else:
+            earlier = self.made[at]
+            self.made[at] = earlier._replace(resources=earlier.resources + allocated)
+
+
+_new = tuple.__new__  # builds an Allocation without NamedTuple's argument-handling __new__
 
 
 class _Budget:
