@@ -15,6 +15,9 @@ once the agent is done (so each agent sees a snapshot of the order, as Mesos's p
 quota, reservation or headroom is involved; agents with nothing free skipped outright; in
 stage 1 only roles still owed something are visited; in stage 2 roles whose quota limits
 are used up are taken out of the order for agents that have nothing else to give them.
+Agents with equal totals share one ``_Shape`` (the total, its quantities, its allocated form
+per role), so offering a fresh agent whole copies nothing; allocations are built as they
+are made, in order (``_Offers``).
 """
 
 from __future__ import annotations
@@ -728,7 +731,9 @@ class HierarchicalAllocator:
             if by_agent and agent.id in by_agent:
                 return None
         resources = agent.available
-        allocated = agent.allocated_form(resources, role)
+        allocated = agent.shape.allocated.get(role) if resources is agent.total else None
+        if allocated is None:
+            allocated = agent.allocated_form(resources, role)
         if merge:
             offers.add(framework_id, role, agent, allocated)
         else:
