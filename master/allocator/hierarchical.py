@@ -610,12 +610,17 @@ class HierarchicalAllocator:
         # Stage 1 made offers: one may be for the agent that is offered whole now. (Stage 2
         # visits each agent once, so otherwise a whole-pool offer is the agent's only one.)
         merge = bool(offers.made)
+        # With one active role and no quota, allocations to the role cannot change the role
+        # order: the role sorter learns of the whole-agent ones at the end of the stage, alike
+        # ones (the same quantities object: agents of one shape) recorded at once.
+        sole = None if quotas else roles.first()
+        late: dict[int, list] | None = {} if sole is not None and roles.alone(sole) else None
         for agent in walk:
             if agent.available is EMPTY:
                 continue
             reserved_here = agent.reserved and agent.available.has_reserved()
             if not reserved_here and take_whole is not None:
-                taker = take_whole(agent, offers, quotas, merge)
+                taker = take_whole(agent, offers, quotas, merge, late)
                 if taker is not None:
                     if quotas:
                         self._note_saturation((taker,), saturated, budget)
@@ -686,11 +691,17 @@ class HierarchicalAllocator:
         for role in saturated:
             if role in roles:
                 roles.activate(role)
+        if late:
+            for amounts, times in late.values():
+                roles.allocated(sole, amounts, times)
 
-    def _take_whole(self, agent: _Agent, offers: _Offers, quotas: dict, merge: bool) -> str | None:
+    def _take_whole(
+        self, agent: _Agent, offers: _Offers, quotas: dict, merge: bool, late: dict | None
+    ) -> str | None:
         """The usual case, without generators: the first framework of the first role takes
         the agent's whole free pool. None when that is not what the full walk would decide
         (then the caller walks; nothing was changed here). Returns the role it went to.
+        ``late``: where to keep the role sorter's update for later (see ``_stage_two``).
 
         What ``_give`` and ``_count_one`` do, written out for this case: no walk is under
         way, so the sorters learn of it at once; nothing here is reserved (the caller
@@ -757,7 +768,14 @@ class HierarchicalAllocator:
         previous = by_agent.get(agent.id)
         by_agent[agent.id] = allocated if previous is None else previous + allocated
         sorter.allocated(framework_id, amounts)
-        self._roles.allocated(role, amounts)
+        if late is None:
+            self._roles.allocated(role, amounts)
+        else:
+            alike = late.get(id(amounts))  # (the entry holds amounts: its id stays its own)
+            if alike is None:
+                late[id(amounts)] = [amounts, 1]
+            else:
+                alike[1] += 1
         return role
 
     def _note_saturation(self, roles: Iterable[str], saturated: list[str], budget: _Budget):
