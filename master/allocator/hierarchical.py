@@ -17,7 +17,8 @@ stage 1 only roles still owed something are visited; in stage 2 roles whose quot
 are used up are taken out of the order for agents that have nothing else to give them.
 Agents with equal totals share one ``_Shape`` (the total, its quantities, its allocated form
 per role), so offering a fresh agent whole copies nothing; allocations are built as they
-are made, in order (``_Offers``).
+are made, in order (``_Offers``); with a single active role and no quota, the role sorter
+learns of stage 2's whole-agent allocations at the end of the stage, in one step per shape.
 """
 
 from __future__ import annotations
