@@ -51,6 +51,13 @@ def given_to(offers, framework_id: str) -> Resources:
     return total
 
 
+def by_agent(offers) -> dict[str, Resources]:
+    result: dict[str, Resources] = {}
+    for (_, _, agent), resources in offers.items():
+        result[agent] = result.get(agent, Resources()) + resources
+    return result
+
+
 def by_role(offers) -> dict[str, Resources]:
     result: dict[str, Resources] = {}
     for (_, role, _), resources in offers.items():
@@ -129,6 +136,38 @@ def test_update_agent_grows_and_shrinks_the_free_pool(make):
     a.recover_resources("f1", "a1", R("cpus:6;mem:512;disk:50").allocated_to("r"))
     a.update_agent("a1", R("cpus:1;mem:64"))
     assert cycle(a, 2.0) == {("f1", "r", "a1"): R("cpus:1;mem:64")}
+
+
+def test_agents_alike_are_each_offered_their_own_total_through_updates(make):
+    """Agents with equal totals (parsed apart, as a master holds them) are offered alike, and
+    one's update or removal changes nothing for the others."""
+    a = make()
+    for agent_id in ("a1", "a2", "a3"):
+        a.add_agent(agent_id, R("cpus:2;mem:512;ports:[31000-31009]"))
+    a.add_framework("f1", ["r"])
+    whole = R("cpus:2;mem:512;ports:[31000-31009]")
+    assert cycle(a) == {("f1", "r", agent_id): whole for agent_id in ("a1", "a2", "a3")}
+    for agent_id in ("a1", "a2", "a3"):
+        a.recover_resources("f1", agent_id, whole.allocated_to("r"))
+    a.update_agent("a1", R("cpus:4;mem:512"))
+    a.remove_agent("a2")
+    a.add_agent("a4", R("cpus:2;mem:512;ports:[31000-31009]"))
+    a.add_framework("f2", ["s"])
+    offers = cycle(a, 1.0)
+    assert by_agent(offers) == {"a1": R("cpus:4;mem:512"), "a3": whole, "a4": whole}
+    a.update_agent("a3", R("cpus:4;mem:512"))  # now alike to a1, and a3 still holds its old total
+    assert by_agent(cycle(a, 2.0)) == {"a3": R("cpus:2")}
+
+
+def test_agents_with_nothing_free_are_passed_over(make):
+    a = make()
+    a.add_framework("f1", ["r"])
+    a.add_agent("empty", Resources())
+    a.add_agent("full", R("cpus:2;mem:512"), used={"f1": R("cpus:2;mem:512").allocated_to("r")})
+    a.add_agent("a1", R("cpus:1;mem:128"))
+    assert cycle(a) == {("f1", "r", "a1"): R("cpus:1;mem:128")}
+    a.recover_resources("f1", "full", R("cpus:2;mem:512").allocated_to("r"))
+    assert cycle(a, 1.0) == {("f1", "r", "full"): R("cpus:2;mem:512")}
 
 
 def test_update_agent_with_new_reservations_keeps_them_for_their_role(make):
@@ -502,6 +541,18 @@ def test_quota_guarantee_is_met_first_even_for_a_role_with_a_higher_share(make):
     a.add_agent("a1", R("cpus:8;mem:8192"), used={"fq": R("mem:4096").allocated_to("q")})
     offers = cycle(a)
     assert offers == {("fq", "q", "a1"): R("cpus:4"), ("fr", "r", "a1"): R("cpus:4;mem:4096")}
+
+
+def test_a_guarantee_and_the_fair_share_on_one_agent_are_one_allocation(make):
+    """Stage 1 gives the guaranteed part, stage 2 the rest of the agent to the same
+    framework: the cycle returns them as one allocation."""
+    a = make()
+    a.set_quota("q", Quota({"cpus": 1 * CPU}))
+    a.add_framework("fq", ["q"])
+    a.add_agent("a1", R("cpus:4;mem:1024"))
+    allocations = a.allocate(0.0)
+    assert [(x.framework_id, x.role, x.agent_id) for x in allocations] == [("fq", "q", "a1")]
+    assert allocations[0].resources == R("cpus:4;mem:1024").allocated_to("q")
 
 
 def test_quota_guarantees_are_met_across_agents(make):

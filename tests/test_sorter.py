@@ -345,6 +345,42 @@ def test_changes_after_restore_are_seen():
     assert s.sort() == ["b", "c", "a"]
 
 
+def test_allocated_times_n_is_n_allocations():
+    once, many = sorter(), sorter()
+    for s in (once, many):
+        for client in ("a/x", "a/y", "b"):
+            s.add(client)
+        s.allocated("b", cpus(6))
+    for _ in range(3):
+        once.allocated("a/x", cpus(2))
+    many.allocated("a/x", cpus(2), times=3)
+    for s in (once, many):
+        assert s.allocation("a/x") == cpus(6)
+        assert s.subtree_allocation("a") == cpus(6)
+        # a and b hold 6 cpus each: b goes first for its one allocation to a's three (with
+        # a counted once, a would go first by name).
+        assert s.sort() == ["b", "a/y", "a/x"]
+        s.allocated("a/y", cpus(6))  # within a too: a/y's one allocation goes first
+        assert s.sort() == ["b", "a/y", "a/x"]
+
+
+def test_alone_says_whether_a_client_has_nothing_to_be_ordered_against():
+    s = sorter()
+    s.add("a/x")
+    assert s.alone("a/x")
+    s.add("a/y", active=False)
+    assert s.alone("a/x")  # an inactive sibling is not ordered
+    s.activate("a/y")
+    assert not s.alone("a/x")
+    s.deactivate("a/y")
+    s.add("b")
+    assert not s.alone("a/x")  # subtree a is ordered against b
+    s.deactivate("b")
+    assert s.alone("a/x")
+    s.deactivate("a/x")
+    assert not s.alone("a/x")
+
+
 # -- a brute-force model of the documented order --------------------------------------------------
 
 

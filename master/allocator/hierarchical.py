@@ -15,6 +15,10 @@ once the agent is done (so each agent sees a snapshot of the order, as Mesos's p
 quota, reservation or headroom is involved; agents with nothing free skipped outright; in
 stage 1 only roles still owed something are visited; in stage 2 roles whose quota limits
 are used up are taken out of the order for agents that have nothing else to give them.
+Agents with equal totals share one ``_Shape`` (the total, its quantities, its allocated form
+per role), so offering a fresh agent whole copies nothing; allocations are built as they
+are made, in order (``_Offers``); with a single active role and no quota, the role sorter
+learns of stage 2's whole-agent allocations at the end of the stage, in one step per shape.
 """
 
 from __future__ import annotations
@@ -41,6 +45,27 @@ from master.allocator.sorter import DRFSorter
 EMPTY = Resources()
 
 
+class _Shape:
+    """What agents with equal totals share: one ``Resources`` for the total, its quantities,
+    and its allocated forms by role. Most cycles offer agents whole, so an agent alike to
+    others is offered a form made once for them all rather than a fresh copy (and a
+    homogeneous cluster holds one total, not 20,000 equal ones)."""
+
+    __slots__ = ("agents", "allocated", "total", "total_q")
+
+    def __init__(self, total: Resources) -> None:
+        self.total = total
+        self.total_q = total.quantities()  # read-only: shared by every agent of the shape
+        self.allocated: dict[str, Resources] = {}  # role -> total.allocated_to(role)
+        self.agents = 0  # agents of this shape; the allocator forgets it at zero
+
+    def allocated_to(self, role: str) -> Resources:
+        allocated = self.allocated.get(role)
+        if allocated is None:
+            allocated = self.allocated[role] = self.total.allocated_to(role)
+        return allocated
+
+
 class _Agent:
     __slots__ = (
         "active",
@@ -52,6 +77,7 @@ class _Agent:
         "gpus",
         "id",
         "reserved",
+        "shape",
         "total",
         "total_q",
         "undo",
@@ -59,18 +85,20 @@ class _Agent:
         "whole_offer",
     )
 
-    def __init__(self, agent_id: str, total: Resources, generation: int = 0) -> None:
+    def __init__(self, agent_id: str, shape: _Shape, generation: int = 0) -> None:
         self.id = agent_id
         self.generation = generation  # given by add_agent, echoed in its allocations
-        self.total = total
+        self.shape = shape
+        total = self.total = shape.total
         self.gpus = total.scalar_millis("gpus") > 0
         self.reserved = total.has_reserved()  # False: nothing here is ever reserved
-        # Invariant: used == sum of allocated[*].unallocated(); available == total - used.
+        # Invariant: used == sum of allocated[*].unallocated(); available == total - used,
+        # and it is EMPTY (that object) exactly when nothing is free, so that the cycle
+        # tells an agent with nothing to give by identity.
         self.allocated: dict[str, Resources] = {}  # framework id -> resources (allocated form)
         self.used = EMPTY
         self.available = total
-        self.available_q = total.quantities()
-        self.total_q = self.available_q
+        self.available_q = self.total_q = shape.total_q  # read-only, as available_q always
         self.fits = True  # used is within total (not so after the total shrank under it)
         self.active = True
         # After the whole free pool went to one offer: (that allocation, and the agent's
@@ -78,15 +106,29 @@ class _Agent:
         # decline) restores them without resource arithmetic. None once anything else changed.
         self.undo: tuple | None = None
         # (free pool, role, that pool allocated to the role): Resources are immutable, so the
-        # allocated form of a pool that is offered again and again is made only once.
+        # allocated form of a pool that is offered again and again is made only once. (A
+        # pool that is the whole total takes its form from the shape instead.)
         self.whole_offer: tuple | None = None
 
     def set_used(self, used: Resources) -> None:
         self.undo = None
         self.used = used
-        self.available = self.total - used
-        self.available_q = self.available.quantities()
+        available = self.total - used if used else self.total
+        self.available = available if available else EMPTY
+        self.available_q = available.quantities() if used else self.total_q
         self.fits = self.total.contains(used)
+
+    def allocated_form(self, resources: Resources, role: str) -> Resources:
+        """``resources`` (a part of the free pool, or all of it) allocated to ``role``."""
+        if resources is self.total:
+            return self.shape.allocated_to(role)
+        cached = self.whole_offer
+        if cached is not None and cached[0] is resources and cached[1] == role:
+            return cached[2]
+        allocated = resources.allocated_to(role)
+        if resources is self.available:
+            self.whole_offer = (resources, role, allocated)
+        return allocated
 
 
 class _Framework:
@@ -125,6 +167,8 @@ class HierarchicalAllocator:
         self.options = options or AllocatorOptions()
         self._rng = random.Random(seed)
         self._agents: dict[str, _Agent] = {}
+        # Invariant: _shapes[total].agents is the number of agents whose total equals it.
+        self._shapes: dict[Resources, _Shape] = {}
         self._frameworks: dict[str, _Framework] = {}
         self._weights: dict[str, float] = {}
         self._quotas: dict[str, Quota] = {}
@@ -163,7 +207,7 @@ class HierarchicalAllocator:
         if agent_id in self._agents:
             raise AllocatorError(f"agent {agent_id} is already known")
         used = checked_used(agent_id, used)
-        agent = self._agents[agent_id] = _Agent(agent_id, total, generation)
+        agent = self._agents[agent_id] = _Agent(agent_id, self._shape(total), generation)
         self._add_total(total, 1)
         for framework_id, resources in (used or {}).items():
             self._track(agent, framework_id, resources)
@@ -173,18 +217,35 @@ class HierarchicalAllocator:
         for framework_id, resources in list(agent.allocated.items()):
             self._untrack(agent, framework_id, resources)
         self._add_total(agent.total, -1)
+        self._release(agent.shape)
         del self._agents[agent_id]
         self._drop_agent_filters(agent_id)
 
     def update_agent(self, agent_id: str, total: Resources) -> None:
         agent = self._agent(agent_id)
         self._add_total(agent.total, -1)
-        agent.total = total
-        agent.total_q = total.quantities()
+        self._release(agent.shape)
+        shape = agent.shape = self._shape(total)
+        agent.total = shape.total
+        agent.total_q = shape.total_q
+        agent.whole_offer = None
         agent.gpus = total.scalar_millis("gpus") > 0
         agent.reserved = total.has_reserved()
         agent.set_used(agent.used)
         self._add_total(total, 1)
+
+    def _shape(self, total: Resources) -> _Shape:
+        """The shape of agents whose total equals ``total`` (made on first sight)."""
+        shape = self._shapes.get(total)
+        if shape is None:
+            shape = self._shapes[total] = _Shape(total if total else EMPTY)
+        shape.agents += 1
+        return shape
+
+    def _release(self, shape: _Shape) -> None:
+        shape.agents -= 1
+        if not shape.agents:
+            del self._shapes[shape.total]
 
     def activate_agent(self, agent_id: str) -> None:
         self._agent(agent_id).active = True
@@ -424,11 +485,13 @@ class HierarchicalAllocator:
         self._refresh_shares()
         agents = self._agents
         if candidates is None:
-            agent_ids = [agent_id for agent_id, agent in agents.items() if agent.active]
+            walk = [agent for agent in agents.values() if agent.active]
         else:
             chosen = set(candidates)
-            agent_ids = [aid for aid, agent in agents.items() if agent.active and aid in chosen]
-        offers: dict[tuple[str, str, str], Resources] = {}
+            walk = [
+                agent for agent_id, agent in agents.items() if agent.active and agent_id in chosen
+            ]
+        offers = _Offers()
 
         consumed: dict[str, dict[str, int]] = {}
         for role in self._quotas:
@@ -446,18 +509,16 @@ class HierarchicalAllocator:
         headroom = q.subtract(headroom, q.subtract(self._reserved_all, self._reserved_held))
         budget = self._budget = _Budget(consumed, required, headroom)
 
+        # (Shuffling the agents themselves, not their ids, gives the same order: a shuffle
+        # depends only on the list's length and the RNG.)
         if any(quota.guarantees for quota in self._quotas.values()):
-            self._rng.shuffle(agent_ids)  # stage 1 only runs (and shuffles) for guarantees
-            self._stage_one(agent_ids, offers, budget, now)
-        self._rng.shuffle(agent_ids)
-        self._stage_two(agent_ids, offers, budget, now)
-        agents = self._agents
-        return [
-            Allocation(framework_id, role, agent_id, resources, agents[agent_id].generation)
-            for (framework_id, role, agent_id), resources in offers.items()
-        ]
+            self._rng.shuffle(walk)  # stage 1 only runs (and shuffles) for guarantees
+            self._stage_one(walk, offers, budget, now)
+        self._rng.shuffle(walk)
+        self._stage_two(walk, offers, budget, now)
+        return offers.made
 
-    def _stage_one(self, agent_ids: list[str], offers: dict, budget: _Budget, now: float):
+    def _stage_one(self, walk: list[_Agent], offers: _Offers, budget: _Budget, now: float):
         """Roles with quota guarantees they have not been given yet, in DRF order."""
         roles = self._roles
         candidates: list[tuple] = []
@@ -466,12 +527,11 @@ class HierarchicalAllocator:
             if owed and role in self._tracked:
                 candidates.append(_entry(roles.top_level_node(role), role))
         heapq.heapify(candidates)
-        agents = self._agents
         popped_frameworks: list = []
-        for agent_id in agent_ids:
-            agent = agents[agent_id]
-            if not agent.available or not candidates:
+        for agent in walk:
+            if agent.available is EMPTY or not candidates:
                 continue
+            agent_id = agent.id
             taken: list[tuple] = []
             made: list[tuple] = []
             while candidates and agent.available:
@@ -530,16 +590,15 @@ class HierarchicalAllocator:
                     budget.consumed[role] = q.add(budget.consumed.get(role, {}), increase)
                     budget.required = q.subtract(budget.required, guaranteed.quantities())
                     budget.headroom = q.subtract(budget.headroom, increase)
-            self._settle(agent_id, made)
+            self._settle(agent, made)
             DRFSorter.restore(popped_frameworks)
             for entry in taken:
                 heapq.heappush(candidates, entry)
             for role in {entry[1] for entry in made}:
                 heapq.heappush(candidates, _entry(roles.top_level_node(role), role))
 
-    def _stage_two(self, agent_ids: list[str], offers: dict, budget: _Budget, now: float):
+    def _stage_two(self, walk: list[_Agent], offers: _Offers, budget: _Budget, now: float):
         """Everyone by DRF, within quota limits, keeping the headroom guarantees still need."""
-        agents = self._agents
         roles = self._roles
         frameworks = self._frameworks
         role_frameworks = self._role_frameworks
@@ -548,17 +607,26 @@ class HierarchicalAllocator:
         saturated = self._saturate(budget)
         popped_roles: list = []
         popped_frameworks: list = []
-        for agent_id in agent_ids:
-            agent = agents[agent_id]
-            if not agent.available:
+        take_whole = self._take_whole if not budget.required else None
+        # Stage 1 made offers: one may be for the agent that is offered whole now. (Stage 2
+        # visits each agent once, so otherwise a whole-pool offer is the agent's only one.)
+        merge = bool(offers.made)
+        # With one active role and no quota, allocations to the role cannot change the role
+        # order: the role sorter learns of the whole-agent ones at the end of the stage, alike
+        # ones (the same quantities object: agents of one shape) recorded at once.
+        sole = None if quotas else roles.first()
+        late: dict[int, list] | None = {} if sole is not None and roles.alone(sole) else None
+        for agent in walk:
+            if agent.available is EMPTY:
                 continue
             reserved_here = agent.reserved and agent.available.has_reserved()
-            if not reserved_here and not budget.required:
-                taker = self._take_whole(agent, offers, quotas, now)
+            if not reserved_here and take_whole is not None:
+                taker = take_whole(agent, offers, quotas, merge, late)
                 if taker is not None:
                     if quotas:
                         self._note_saturation((taker,), saturated, budget)
                     continue
+            agent_id = agent.id
             if reserved_here and saturated:
                 for role in saturated:
                     roles.activate(role)
@@ -613,7 +681,7 @@ class HierarchicalAllocator:
                         if not quota.is_default():
                             budget.consumed[top] = q.add(budget.consumed[top], additional_q)
                         budget.headroom = q.subtract(budget.headroom, additional_q)
-            self._settle(agent_id, made)
+            self._settle(agent, made)
             DRFSorter.restore(popped_frameworks)
             DRFSorter.restore(popped_roles)
             if reserved_here and saturated:
@@ -624,41 +692,91 @@ class HierarchicalAllocator:
         for role in saturated:
             if role in roles:
                 roles.activate(role)
+        if late:
+            for amounts, times in late.values():
+                roles.allocated(sole, amounts, times)
 
-    def _take_whole(self, agent: _Agent, offers: dict, quotas: dict, now: float) -> str | None:
+    def _take_whole(
+        self, agent: _Agent, offers: _Offers, quotas: dict, merge: bool, late: dict | None
+    ) -> str | None:
         """The usual case, without generators: the first framework of the first role takes
         the agent's whole free pool. None when that is not what the full walk would decide
-        (then the caller walks; nothing was changed here). Returns the role it went to."""
+        (then the caller walks; nothing was changed here). Returns the role it went to.
+        ``late``: where to keep the role sorter's update for later (see ``_stage_two``).
+
+        What ``_give`` and ``_count_one`` do, written out for this case: no walk is under
+        way, so the sorters learn of it at once; nothing here is reserved (the caller
+        checked), so there are no reservations to account."""
         role = self._roles.first()
         if role is None:
             return None
-        top = role.partition("/")[0]
-        quota = quotas.get(top) if quotas else None
-        if quota is not None and quota.limits:
-            return None
-        framework_id = self._role_frameworks[role].first()
+        if quotas:
+            top = role.partition("/")[0]
+            quota = quotas.get(top)
+            if quota is not None and quota.limits:
+                return None
+        else:
+            quota = None
+        sorter = self._role_frameworks[role]
+        framework_id = sorter.first()
         if framework_id is None:
             return None
         framework = self._frameworks[framework_id]
-        if not self._allocatable(agent.available_q, role, framework):
-            return None
+        amounts = agent.available_q
+        minimums = self._minimums
+        if framework.min_allocatable:
+            minimums = framework.min_allocatable.get(role, minimums)
+        if minimums:
+            get = amounts.get
+            for minimum in minimums:
+                for name, amount in minimum.items():
+                    if get(name, 0) < amount:
+                        break
+                else:
+                    break  # this one is met
+            else:
+                return None  # none is met
         if agent.gpus and not framework.gpu and self.options.filter_gpu_resources:
             return None
         if framework.filters:
             by_agent = framework.filters.get(role)
             if by_agent and agent.id in by_agent:
                 return None
-        made: list = []
-        amounts = agent.available_q
-        self._give(offers, made, agent, framework_id, role, agent.available)
+        resources = agent.available
+        allocated = agent.shape.allocated.get(role) if resources is agent.total else None
+        if allocated is None:
+            allocated = agent.allocated_form(resources, role)
+        if merge:
+            offers.add(framework_id, role, agent, allocated)
+        else:
+            offers.made.append(
+                _new(Allocation, (framework_id, role, agent.id, allocated, agent.generation))
+            )
+        held = agent.allocated.get(framework_id)
+        agent.allocated[framework_id] = allocated if held is None else held + allocated
+        agent.undo = (allocated, agent.used, resources, amounts, agent.fits)
+        agent.used = agent.total if agent.fits else agent.used + resources
+        agent.available = EMPTY
+        agent.available_q = {}
         if quotas and amounts:
             budget = self._budget
             if quota is not None:
                 budget.consumed[top] = q.add(budget.consumed[top], amounts)
             budget.headroom = q.subtract(budget.headroom, amounts)
-        # No walk is under way, so the sorters can learn of it at once.
-        _, _, allocated, amounts = made[0]
-        self._count_one(framework, agent.id, role, allocated, amounts, True)
+        by_agent = framework.held.get(role)
+        if by_agent is None:
+            by_agent = framework.held[role] = {}
+        previous = by_agent.get(agent.id)
+        by_agent[agent.id] = allocated if previous is None else previous + allocated
+        sorter.allocated(framework_id, amounts)
+        if late is None:
+            self._roles.allocated(role, amounts)
+        else:
+            alike = late.get(id(amounts))  # (the entry holds amounts: its id stays its own)
+            if alike is None:
+                late[id(amounts)] = [amounts, 1]
+            else:
+                alike[1] += 1
         return role
 
     def _note_saturation(self, roles: Iterable[str], saturated: list[str], budget: _Budget):
@@ -708,7 +826,7 @@ class HierarchicalAllocator:
 
     def _give(
         self,
-        offers: dict,
+        offers: _Offers,
         made: list,
         agent: _Agent,
         framework_id: str,
@@ -716,16 +834,8 @@ class HierarchicalAllocator:
         resources: Resources,
     ) -> None:
         """Take ``resources`` off the agent now; the sorters learn of it in ``_settle``."""
-        cached = agent.whole_offer
-        if cached is not None and cached[0] is resources and cached[1] == role:
-            allocated = cached[2]
-        else:
-            allocated = resources.allocated_to(role)
-            if resources is agent.available:
-                agent.whole_offer = (resources, role, allocated)
-        key = (framework_id, role, agent.id)
-        previous = offers.get(key)
-        offers[key] = allocated if previous is None else previous + allocated
+        allocated = agent.allocated_form(resources, role)
+        offers.add(framework_id, role, agent, allocated)
         held = agent.allocated.get(framework_id)
         agent.allocated[framework_id] = allocated if held is None else held + allocated
         if resources is agent.available:
@@ -740,8 +850,9 @@ class HierarchicalAllocator:
             agent.set_used(agent.used + resources)
         made.append((framework_id, role, allocated, amounts))
 
-    def _settle(self, agent_id: str, made: list) -> None:
+    def _settle(self, agent: _Agent, made: list) -> None:
         frameworks = self._frameworks
+        agent_id = agent.id
         for framework_id, role, allocated, amounts in made:
             self._count_one(frameworks[framework_id], agent_id, role, allocated, amounts, True)
 
@@ -921,6 +1032,32 @@ class HierarchicalAllocator:
         if framework is None:
             raise AllocatorError(f"framework {framework_id} is not known to the allocator")
         return framework
+
+
+class _Offers:
+    """A cycle's allocations, in the order first made, one per (framework, role, agent):
+    what is allocated again to the same key in the cycle is added to it."""
+
+    __slots__ = ("index", "made")
+
+    def __init__(self) -> None:
+        self.made: list[Allocation] = []
+        self.index: dict[tuple[str, str, str], int] = {}  # key -> its position in made
+
+    def add(self, framework_id: str, role: str, agent: _Agent, allocated: Resources) -> None:
+        key = (framework_id, role, agent.id)
+        at = self.index.get(key)
+        if at is None:
+            self.index[key] = len(self.made)
+            self.made.append(
+                _new(Allocation, (framework_id, role, agent.id, allocated, agent.generation))
+            )
+        else:
+            earlier = self.made[at]
+            self.made[at] = earlier._replace(resources=earlier.resources + allocated)
+
+
+_new = tuple.__new__  # builds an Allocation without NamedTuple's argument-handling __new__
 
 
 class _Budget:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from corral.resources import Resources
 from corral.roles import InvalidRole, validate_role
 
 
-@dataclass(frozen=True, slots=True)
-class Allocation:
-    """Resources (marked as allocated to ``role``) the master should offer."""
+class Allocation(NamedTuple):
+    """Resources (marked as allocated to ``role``) the master should offer.
+
+    A named tuple rather than a frozen dataclass: a cycle at 20,000 agents makes 20,000 of
+    them, and a tuple is built in a third of the time (just as immutable and hashable)."""
 
     framework_id: str
     role: str

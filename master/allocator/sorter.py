@@ -137,7 +137,7 @@ class DRFSorter:
         leaf = self._leaves.pop(client)
         parent = leaf.parent
         if leaf.allocation:
-            self._propagate(parent, leaf.allocation, -1, count=False)
+            self._propagate(parent, leaf.allocation, -1, count=0)
         self._detach(leaf)
         # Collapse internal nodes left with nothing, or with only a virtual leaf.
         while parent is not self._root:
@@ -172,23 +172,39 @@ class DRFSorter:
     def is_active(self, client: str) -> bool:
         return self._leaves[client].active
 
+    def alone(self, client: str) -> bool:
+        """Whether ``client`` is active and nothing else in its path can be ordered against
+        it (every node from its leaf up has no other active sibling): then allocations to it
+        cannot change the order, and may be recorded late. (False when unsure.)"""
+        node = self._leaves[client]
+        if not node.active:
+            return False
+        while node is not self._root:
+            node = node.parent
+            if node.live != 1:
+                return False
+        return True
+
     # -- allocations ----------------------------------------------------------------------
 
-    def allocated(self, client: str, quantities: Mapping[str, int]) -> None:
-        """Record an allocation: it adds to the client's and every ancestor's allocation and
-        allocation count, and reorders them. (The allocator's hot path: written out flat.)"""
+    def allocated(self, client: str, quantities: Mapping[str, int], times: int = 1) -> None:
+        """Record an allocation (``times`` alike ones): it adds to the client's and every
+        ancestor's allocation and allocation count, and reorders them. (The allocator's hot
+        path: written out flat.)"""
         leaf = self._leaves[client]
+        if times != 1:
+            quantities = {name: amount * times for name, amount in quantities.items()}
         allocation = leaf.allocation
         get = allocation.get
         for name, amount in quantities.items():
             allocation[name] = get(name, 0) + amount
-        leaf.count += 1
-        leaf.own_count += 1
+        leaf.count += times
+        leaf.own_count += times
         parent = leaf.parent
         if leaf.active and parent.live == 1 and (parent.lazy is None or parent.lazy is leaf):
             parent.lazy = leaf  # alone among its siblings: nothing to reorder
             if parent is not self._root:
-                self._propagate(parent, quantities, 1, count=True)
+                self._propagate(parent, quantities, 1, count=times)
             return
         weights = self._weights
         weight = weights.get(leaf.path, 1.0) if weights else 1.0
@@ -205,13 +221,13 @@ class DRFSorter:
                 if len(heap) > 2 * parent.live + 32:
                     self._compact(parent)
         if parent is not self._root:
-            self._propagate(parent, quantities, 1, count=True)
+            self._propagate(parent, quantities, 1, count=times)
 
     def unallocated(self, client: str, quantities: Mapping[str, int]) -> None:
         leaf = self._leaves[client]
         _add_into(leaf.allocation, quantities, -1)
         self._reposition(leaf)
-        self._propagate(leaf.parent, quantities, -1, count=False)
+        self._propagate(leaf.parent, quantities, -1, count=0)
 
     def allocation(self, client: str) -> dict[str, int]:
         return dict(self._leaves[client].allocation)
@@ -377,11 +393,12 @@ class DRFSorter:
             node.share = self._share_of(node)
             node.version = next(_versions)
 
-    def _propagate(self, node: _Node, quantities: Mapping[str, int], sign: int, count: bool):
+    def _propagate(self, node: _Node, quantities: Mapping[str, int], sign: int, count: int):
+        """Add ``quantities`` (times ``sign``) and ``count`` allocations up to the root."""
         while node is not self._root:
             _add_into(node.allocation, quantities, sign)
             if count:
-                node.count += 1
+                node.count += count
             self._reposition(node)
             node = node.parent
 
