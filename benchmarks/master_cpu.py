@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/master.py [--agents N] [--frameworks F] [--rounds R]
+    .venv/bin/python benchmarks/master_cpu.py [--agents N] [--frameworks F] [--rounds R]
         [--tasks-per-round T] [--profile N] [--log-level L]
 
 ``benchmarks/cluster.py`` measures the whole cluster, where the master shares two cores with
