@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import re
 import uuid
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 MAX_ID_LENGTH = 255  # ids become path components; most filesystems cap a name at 255 bytes
 
@@ -104,6 +104,8 @@ class ContainerID(_ID):
     KIND = "container id"
 
 
+_IdT = TypeVar("_IdT", bound=_ID)
+
 ID_TYPES: tuple[type[_ID], ...] = (FrameworkID, AgentID, TaskID, ExecutorID, OfferID, ContainerID)
 
 
@@ -119,18 +121,29 @@ class IdGenerator:
     def __init__(self, prefix: str | None = None) -> None:
         self.prefix = str(uuid.uuid4()) if prefix is None else prefix
         _ID(self.prefix)  # the prefix must itself be a valid id
+        self._room = MAX_ID_LENGTH - len(self.prefix.encode("utf-8"))
         self._frameworks = itertools.count()
         self._agents = itertools.count()
         self._offers = itertools.count()
 
+    # A valid prefix with ASCII letters, digits and a dash appended is a valid id while it
+    # fits: the ids are made without checking again (a master makes an offer id for each of
+    # thousands of offers a cycle).
+
     def framework_id(self) -> FrameworkID:
-        return FrameworkID(f"{self.prefix}-{next(self._frameworks):04d}")
+        return self._made(FrameworkID, f"-{next(self._frameworks):04d}")
 
     def agent_id(self) -> AgentID:
-        return AgentID(f"{self.prefix}-S{next(self._agents)}")
+        return self._made(AgentID, f"-S{next(self._agents)}")
 
     def offer_id(self) -> OfferID:
-        return OfferID(f"{self.prefix}-O{next(self._offers)}")
+        return self._made(OfferID, f"-O{next(self._offers)}")
+
+    def _made(self, cls: type[_IdT], suffix: str) -> _IdT:
+        text = self.prefix + suffix
+        if len(suffix) > self._room:  # past the length limit: the check says so
+            return cls(text)
+        return str.__new__(cls, text)
 
 
 def new_container_id() -> ContainerID:

@@ -92,6 +92,13 @@ def test_a_generator_refuses_a_prefix_unusable_in_ids():
         IdGenerator("a/b")
 
 
+def test_generated_ids_are_refused_once_the_prefix_leaves_no_room_for_them():
+    ids = IdGenerator("é" * 126)  # 252 bytes of prefix: room for three more
+    assert ids.offer_id() == "é" * 126 + "-O0" and type(ids.agent_id()) is AgentID
+    with pytest.raises(InvalidID, match="longer than 255 bytes"):
+        ids.framework_id()  # "-0000": two bytes too many
+
+
 def test_container_ids_and_status_uuids_are_fresh():
     assert type(new_container_id()) is ContainerID
     assert new_container_id() != new_container_id()
