@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from corral.ranges import InvalidRanges, Ranges
 from corral.roles import DEFAULT_ROLE, InvalidRole, is_self_or_ancestor, validate_role
 
@@ -29,6 +31,11 @@ _NAME_SEPARATORS = frozenset(";:()[]{}")
 _UNMODELLED_FIELDS = ("revocable", "shared", "disk")
 
 Value = int | Ranges | frozenset
+
+
+_wire_key = msgspec.msgpack.Encoder().encode
+_KNOWN: dict[bytes, Resources] = {}  # Resources.from_wire's memo
+KNOWN_LIMIT = 65_536
 
 
 class InvalidResources(ValueError):
@@ -271,6 +278,23 @@ class Resources:
                 f"resources JSON is a list of resource objects, got {type(data).__name__}"
             )
         return cls(_validated(_resource_from_json(item, default_role) for item in data))
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Resources:
+        """``from_json`` for values that recur (every task of a framework asks for the same):
+        each distinct wire form is validated once and its value shared (a bounded memo keyed
+        by the form's msgpack bytes; values are immutable)."""
+        try:
+            key = _wire_key(data)
+        except (TypeError, ValueError, OverflowError):
+            return cls.from_json(data)  # not plain data: from_json says what is wrong
+        value = _KNOWN.get(key)
+        if value is None:
+            value = cls.from_json(data)
+            if len(_KNOWN) >= KNOWN_LIMIT:
+                _KNOWN.clear()
+            _KNOWN[key] = value
+        return value
 
     @classmethod
     def scalars(cls, reservations: Reservations = (), **values: float) -> Resources:

@@ -856,3 +856,16 @@ def test_json_and_text_round_trips(a: Resources) -> None:
     )
     assert Resources.parse(static.to_text()) == static
     assert hash(Resources.from_json(a.to_json())) == hash(a)
+
+
+def test_from_wire_validates_each_distinct_form_once_and_shares_the_value():
+    data = Resources.parse("cpus:0.5;mem:64;ports:[31000-31010]").to_json()
+    first = Resources.from_wire(data)
+    again = Resources.from_wire([dict(item) for item in data])  # equal, not the same list
+    assert again is first and first == Resources.from_json(data)
+    bad = [{"name": "cpus", "type": "SCALAR", "scalar": {"value": -1}}]
+    for _ in range(2):  # refused every time: a refusal is not remembered
+        with pytest.raises(InvalidResources, match="must not be negative"):
+            Resources.from_wire(bad)
+    with pytest.raises(InvalidResources, match="is a list"):
+        Resources.from_wire({"not": {1, 2}})  # not plain data: judged without the memo

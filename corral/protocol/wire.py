@@ -29,8 +29,6 @@ import typing
 from collections.abc import Callable
 from typing import Any, Self
 
-import msgspec
-
 from corral.ids import _ID, InvalidID, OfferID
 from corral.resources import InvalidResources, Resources
 from corral.roles import InvalidRole, validate_role
@@ -144,9 +142,9 @@ def json_compatible(data: Any) -> Any:
 
 _CODECS: dict[type, tuple[Encode, Decode]] = {}
 
-# Bounded memos for the values that recur in nearly every message: ids (an agent's or a
-# framework's id in each update) and resources (every task of a framework asks for the same).
-# Each entry was validated once, when it first came in.
+# A bounded memo of the ids that recur in nearly every message (an agent's or a framework's
+# id in each update), each validated once, when it first came in. (Resources have their own:
+# Resources.from_wire.)
 MEMO_LIMIT = 65_536
 
 
@@ -506,28 +504,13 @@ def _encode_resources(value: Resources) -> list[dict[str, Any]]:
     return value.to_wire()
 
 
-_resources_key = msgspec.msgpack.Encoder().encode  # the memo's key: the resources' own bytes
-_known_resources: dict[bytes, Resources] = {}
-
-
 def _decode_resources(data: Any) -> Resources:
     if not isinstance(data, list):
         raise _expected("", "a list of resources", data)
     try:
-        key = _resources_key(data)
-    except (TypeError, ValueError, OverflowError):
-        key = None  # not plain data: validate it (and say why) below, without the memo
-    value = _known_resources.get(key) if key is not None else None
-    if value is None:
-        try:
-            value = Resources.from_json(data)
-        except InvalidResources as error:
-            raise ProtocolError("", str(error)) from None
-        if key is not None:
-            if len(_known_resources) >= MEMO_LIMIT:
-                _known_resources.clear()
-            _known_resources[key] = value
-    return value
+        return Resources.from_wire(data)
+    except InvalidResources as error:
+        raise ProtocolError("", str(error)) from None
 
 
 def _encode_duration(seconds: float) -> dict[str, int]:

@@ -16,7 +16,7 @@ _QUOTA = "__quota__"
 def encode(value: Any) -> Any:
     """Resources and Quota become tagged dicts; containers are walked; the rest is kept."""
     if isinstance(value, Resources):
-        return {_RESOURCES: value.to_json()}
+        return {_RESOURCES: value.to_wire()}
     if isinstance(value, Quota):
         return {_QUOTA: [value.guarantees, value.limits]}
     if isinstance(value, dict):
@@ -30,7 +30,7 @@ def decode(value: Any) -> Any:
     if isinstance(value, dict):
         if len(value) == 1:
             if _RESOURCES in value:
-                return Resources.from_json(value[_RESOURCES])
+                return Resources.from_wire(value[_RESOURCES])
             if _QUOTA in value:
                 guarantees, limits = value[_QUOTA]
                 return Quota(dict(guarantees), dict(limits))
@@ -42,7 +42,7 @@ def decode(value: Any) -> Any:
 
 def encode_allocations(allocations: list[Allocation]) -> list[list[Any]]:
     return [
-        [a.framework_id, a.role, a.agent_id, a.resources.to_json(), a.generation]
+        [a.framework_id, a.role, a.agent_id, a.resources.to_wire(), a.generation]
         for a in allocations
     ]
 
@@ -52,6 +52,6 @@ def decode_allocations(body: Any) -> list[Allocation]:
     if body and isinstance(body[0], Allocation):
         return list(body)
     return [
-        Allocation(framework_id, role, agent_id, Resources.from_json(resources), generation)
+        Allocation(framework_id, role, agent_id, Resources.from_wire(resources), generation)
         for framework_id, role, agent_id, resources, generation in body
     ]
