@@ -29,7 +29,7 @@ def _descendants(pid: int) -> list[psutil.Process]:
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, list[int]]:
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, list[psutil.Process]]:
     """Run the quick mode once; the JSON, its output directory, and the pids it started."""
     out = tmp_path_factory.mktemp("cluster-bench")
     process = subprocess.Popen(
@@ -39,11 +39,11 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, lis
         stderr=subprocess.PIPE,
         text=True,
     )
-    children: set[int] = set()
+    children: dict[int, psutil.Process] = {}  # kept as found: a reused pid is not theirs
     deadline = time.monotonic() + TIMEOUT
     try:
         while True:
-            children.update(child.pid for child in _descendants(process.pid))
+            children.update((child.pid, child) for child in _descendants(process.pid))
             try:
                 stdout, stderr = process.communicate(timeout=0.5)
                 break
@@ -59,10 +59,10 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, lis
     assert process.returncode == 0, f"exit {process.returncode}\n{stderr[-4000:]}"
     lines = [line for line in stdout.splitlines() if line.strip()]
     assert lines, f"no stdout\n{stderr[-4000:]}"
-    return json.loads(lines[-1]), out, sorted(children)
+    return json.loads(lines[-1]), out, list(children.values())
 
 
-def test_quick_mode_reports_the_figures(quick_run: tuple[dict, Path, list[int]]) -> None:
+def test_quick_mode_reports_the_figures(quick_run: tuple[dict, Path, list[psutil.Process]]) -> None:
     result, _, _ = quick_run
     for key in (
         "agents",
@@ -94,7 +94,7 @@ def test_quick_mode_reports_the_figures(quick_run: tuple[dict, Path, list[int]])
     assert result["fixed_rate"]["rate"] == 250 and result["fixed_rate"]["launches_per_s"] > 0
 
 
-def test_tasks_ran_in_every_phase(quick_run: tuple[dict, Path, list[int]]) -> None:
+def test_tasks_ran_in_every_phase(quick_run: tuple[dict, Path, list[psutil.Process]]) -> None:
     result, _, _ = quick_run
     assert set(result["frameworks"]) == {"1", "10"}
     for count, phase in result["frameworks"].items():
@@ -108,7 +108,9 @@ def test_tasks_ran_in_every_phase(quick_run: tuple[dict, Path, list[int]]) -> No
         assert compare["own_process"]["launches_per_s"], compare
 
 
-def test_outputs_written_and_processes_gone(quick_run: tuple[dict, Path, list[int]]) -> None:
+def test_outputs_written_and_processes_gone(
+    quick_run: tuple[dict, Path, list[psutil.Process]],
+) -> None:
     result, out, children = quick_run
     written = json.loads(Path(result["json"]).read_text())
     assert written["agents"] == result["agents"]
@@ -116,8 +118,18 @@ def test_outputs_written_and_processes_gone(quick_run: tuple[dict, Path, list[in
     if result["plot"] is not None:  # None only where matplotlib is not installed
         assert Path(result["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert children, "the benchmark started no processes?"
-    alive = [pid for pid in children if psutil.pid_exists(pid) and _running(pid)]
-    assert not alive, f"processes left running: {alive}"
+    # A helper that ends on its own once its parent is gone (multiprocessing's resource
+    # tracker reads its pipe's end) may need a moment after the benchmark exits.
+    _, alive = psutil.wait_procs(children, timeout=10)
+    alive = [process for process in alive if _running(process.pid)]
+    assert not alive, f"processes left running: {[_described(p) for p in alive]}"
+
+
+def _described(process: psutil.Process) -> str:
+    try:
+        return f"{process.pid} {' '.join(process.cmdline())[:200]}"
+    except psutil.Error:
+        return str(process.pid)
 
 
 def _running(pid: int) -> bool:
