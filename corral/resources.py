@@ -211,7 +211,7 @@ class Resources:
     non-empty); every operation keeps it so.
     """
 
-    __slots__ = ("_items", "_wire")
+    __slots__ = ("_items", "_unallocated", "_wire")
 
     def __init__(self, items: Iterable[Resource] = ()) -> None:
         merged: dict[Key, Value] = {}
@@ -223,12 +223,14 @@ class Resources:
             )
         self._items = merged
         self._wire: list[dict[str, Any]] | None = None
+        self._unallocated: Resources | None = None
 
     @classmethod
     def _of(cls, items: dict[Key, Value]) -> Resources:
         resources = cls.__new__(cls)
         resources._items = items
         resources._wire = None
+        resources._unallocated = None
         return resources
 
     # -- building -----------------------------------------------------------------------
@@ -472,7 +474,11 @@ class Resources:
         return self._reallocated(role)
 
     def unallocated(self) -> Resources:
-        return self._reallocated(None)
+        # Kept once made: the allocator asks it of the same offered resources at every decline.
+        unallocated = self._unallocated
+        if unallocated is None:
+            unallocated = self._unallocated = self._reallocated(None)
+        return unallocated
 
     def _reallocated(self, role: str | None) -> Resources:
         items = {(key[0], key[1], role): value for key, value in self._items.items()}
@@ -485,6 +491,9 @@ class Resources:
 
     def by_allocation_role(self) -> dict[str | None, Resources]:
         """The resources split by the role they are allocated to (None: unallocated)."""
+        roles = {key[2] for key in self._items}
+        if len(roles) == 1:  # the usual case: all of it allocated to one role
+            return {roles.pop(): self}
         parts: dict[str | None, dict[Key, Value]] = {}
         for key, value in self._items.items():
             parts.setdefault(key[2], {})[key] = value

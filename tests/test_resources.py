@@ -869,3 +869,15 @@ def test_from_wire_validates_each_distinct_form_once_and_shares_the_value():
             Resources.from_wire(bad)
     with pytest.raises(InvalidResources, match="is a list"):
         Resources.from_wire({"not": {1, 2}})  # not plain data: judged without the memo
+
+
+def test_derived_forms_of_one_value_are_made_once_and_split_by_role_as_before():
+    offered = Resources.parse("cpus:2;mem:64").allocated_to("web")
+    assert offered.unallocated() is offered.unallocated() == Resources.parse("cpus:2;mem:64")
+    assert offered.by_allocation_role() == {"web": offered}
+    mixed = offered + Resources.parse("disk:10").allocated_to("db")
+    assert mixed.by_allocation_role() == {
+        "web": offered,
+        "db": Resources.parse("disk:10").allocated_to("db"),
+    }
+    assert Resources().by_allocation_role() == {}
