@@ -47,6 +47,7 @@ class OfferBook:
         self.observer = observer
         self.ids = ids
         self.offer_timeout = offer_timeout
+        self._allocation_infos: dict[str, AllocationInfo] = {}
 
     def allocated(self, allocations: Iterable[Allocation]) -> None:
         """One allocation cycle's allocations: offers, one ResourceOffers per framework."""
@@ -80,7 +81,7 @@ class OfferBook:
                 resources=resources,
                 attributes=agent.info.attributes,
                 executor_ids=agent.executors.of_framework(framework_id),
-                allocation_info=AllocationInfo(allocation.role),
+                allocation_info=self._allocation_info(allocation.role),
             )
             state.add_offer(OfferRecord(offer))
             if self.offer_timeout is not None:
@@ -92,6 +93,13 @@ class OfferBook:
             framework = state.frameworks[framework_id]
             self.out.send(framework.pid, ResourceOffers(tuple(offers), tuple(pids)))
             log.debug("offers_sent", framework_id=framework_id, offers=len(offers))
+
+    def _allocation_info(self, role: str) -> AllocationInfo:
+        """One AllocationInfo per role, shared by its offers (they are immutable)."""
+        info = self._allocation_infos.get(role)
+        if info is None:
+            info = self._allocation_infos[role] = AllocationInfo(role)
+        return info
 
     def expired(self, now: float, offer_id: OfferID) -> None:
         """``offer_timeout`` passed: rescind the offer if it is still out."""
