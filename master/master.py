@@ -177,7 +177,12 @@ class MasterProcess(ProtocolProcess):
             address=Address(hostname=self.options.hostname, ip=host, port=int(port)),
         )
         self.core.frameworks.master_info = self.master_info
-        self.metrics = MasterMetrics(self.runtime.metrics, self.core.state, self.runtime.clock.now)
+        self.metrics = MasterMetrics(
+            self.runtime.metrics,
+            self.core.state,
+            self.runtime.clock.now,
+            lambda: self.mailbox.events,
+        )
         self.core.observers.add(self.metrics)
         self.views = StateViews(self)
         self.core.observers.add(self.views)  # first: the operator's events read its times

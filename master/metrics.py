@@ -12,7 +12,7 @@ however often ``/metrics/snapshot`` is read.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from corral.protocol import TaskStatus
@@ -32,7 +32,13 @@ def task_metric(state: TaskState) -> str:
 class MasterMetrics(Observer):
     """Registers the master's metrics on ``metrics`` (the runtime's); ``remove`` drops them."""
 
-    def __init__(self, metrics: Any, state: MasterState, now: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        metrics: Any,
+        state: MasterState,
+        now: Callable[[], float],
+        queue: Callable[[], Iterable[Any]] = tuple,
+    ) -> None:
         self._registry = metrics
         self._state = state
         started = now()
@@ -65,6 +71,17 @@ class MasterMetrics(Observer):
             metrics.gauge("master/elected", lambda: 1),
             metrics.gauge("master/uptime_secs", lambda: now() - started),
             metrics.gauge("master/slaves_unreachable", lambda: len(records.unreachable)),
+            # Mesos's: what waits in the master's mailbox, messages (tuples) and the rest
+            # (dispatches: timers, HTTP requests, work handed over from other threads). A
+            # master behind its load shows it here before its latency does.
+            metrics.gauge(
+                "master/event_queue_messages",
+                lambda: sum(type(event) is tuple for event in queue()),
+            ),
+            metrics.gauge(
+                "master/event_queue_dispatches",
+                lambda: sum(type(event) is not tuple for event in queue()),
+            ),
         ]
         live = [s for s in TaskState if not is_terminal(s) and s is not TaskState.TASK_UNKNOWN]
         derived = [

@@ -790,3 +790,26 @@ def test_the_master_sets_its_processs_garbage_collector_thresholds(runtime, tmp_
             replace(OPTIONS, gc_thresholds=(0, 10, 10))
     finally:
         gc.set_threshold(*saved)
+
+
+def test_the_masters_event_queue_is_in_its_metrics(runtime, tmp_path):
+    master = MasterProcess(str(tmp_path), OPTIONS)
+    runtime.spawn(master)
+    runtime.settle()
+
+    def queue_and_read() -> tuple[float, float]:
+        # Served later, after this dispatch: three messages and two dispatches wait meanwhile.
+        for _ in range(3):
+            runtime.send(master.pid, "corral.PongAgent", {}, sender=master.pid)
+        for _ in range(2):
+            runtime.dispatch(master, lambda: None)
+        snapshot = runtime.metrics.snapshot()
+        return snapshot["master/event_queue_messages"], snapshot["master/event_queue_dispatches"]
+
+    assert runtime.dispatch(master, queue_and_read).result(5) == (3, 2)
+    runtime.settle()
+    snapshot = runtime.metrics.snapshot()
+    assert (snapshot["master/event_queue_messages"], snapshot["master/event_queue_dispatches"]) == (
+        0,
+        0,
+    )
