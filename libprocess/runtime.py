@@ -639,14 +639,7 @@ class Runtime:
         ``method`` is a name, a bound method, a function of the process's class (bound
         for you), or any other callable (run as is, inside the process).
         """
-        process = self._resolve(target)
-        if process is None:
-            return Future.failed(UnknownProcess(f"no process {target} runs in this runtime"))
-        if process.mailbox.state == ProcessState.TERMINATED:
-            return Future.failed(ProcessTerminated(f"{process.pid} has terminated"))
-        promise: Promise[Any] = Promise()
-        self.call_on_loop(self._enqueue_dispatch, process, Dispatch(method, args, kwargs, promise))
-        return promise.future
+        return self._dispatch(target, Dispatch(method, args, kwargs, Promise()), ahead=False)
 
     def dispatch_ahead(
         self, target: Process | UPID | str, method: Callable, *args: Any
@@ -654,15 +647,18 @@ class Runtime:
         """``dispatch``, but served before the events already queued for the process (after
         its ``initialize``): for a read that must not wait behind a backlog of messages.
         Several are served in the order they were made."""
+        return self._dispatch(target, Dispatch(method, args, {}, Promise()), ahead=True)
+
+    def _dispatch(
+        self, target: Process | UPID | str, dispatch: Dispatch, ahead: bool
+    ) -> Future[Any]:
         process = self._resolve(target)
         if process is None:
             return Future.failed(UnknownProcess(f"no process {target} runs in this runtime"))
         if process.mailbox.state == ProcessState.TERMINATED:
             return Future.failed(ProcessTerminated(f"{process.pid} has terminated"))
-        promise: Promise[Any] = Promise()
-        dispatch = Dispatch(method, args, {}, promise)
-        self.call_on_loop(self._enqueue_dispatch, process, dispatch, True)
-        return promise.future
+        self.call_on_loop(self._enqueue_dispatch, process, dispatch, ahead)
+        return dispatch.promise.future
 
     def _enqueue_dispatch(self, process: Process, dispatch: Dispatch, ahead: bool = False) -> None:
         mailbox = process.mailbox
