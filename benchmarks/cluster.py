@@ -22,7 +22,9 @@ written to ``<out>/cluster.json`` beside the plot ``<out>/cluster.png``):
    is not). ``master_cpu_us_per_launch``: the master's CPU time over the phase (its process and
    its allocator child's) divided by the launches that reached RUNNING, a figure the
    simulators sharing the cores do not change; ``master_gc_s``: how much of that CPU time
-   went to Python's garbage collector (the master's ``libprocess/gc_seconds``).
+   went to Python's garbage collector (the master's ``libprocess/gc_seconds``);
+   ``frameworks_cpu_percent`` / ``agents_cpu_percent``: the CPU the frameworks process and the
+   agent hosts took over the phase (100 = one core), what the master shares the cores with.
    ``fixed_rate``: the same figures for 10 frameworks at an offered load the master should
    serve (``--fixed-rate``, 1,000 tasks/s), for the latency goal.
 3. Hold: launch ``--hold-tasks`` tasks that run until torn down, then measure the master's
@@ -236,6 +238,31 @@ def _function(frame: str) -> str:
     return f"{name} ({where.rpartition(':')[0] or where.rstrip(')')})"
 
 
+class CpuShare:
+    """The CPU a set of processes uses from now on, as a percentage of one core."""
+
+    def __init__(self, pids: tuple[int, ...]) -> None:
+        self.processes = [psutil.Process(pid) for pid in pids]
+        self.started = time.monotonic()
+        self.before = self._seconds()
+
+    def _seconds(self) -> float:
+        total = 0.0
+        for process in self.processes:
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
+
+    def percent(self) -> float | None:
+        if not self.processes:
+            return None
+        elapsed = time.monotonic() - self.started
+        return round(100 * (self._seconds() - self.before) / elapsed, 1) if elapsed else None
+
+
 def run_phase(
     master: Master,
     plan: FrameworkPlan,
@@ -243,8 +270,10 @@ def run_phase(
     allocator_http: str | None = None,
     profile: tuple[float, Path] | None = None,
     measure_state: bool = False,
+    agent_hosts: tuple[int, ...] = (),
 ) -> dict[str, Any]:
-    """One launch phase; its figures. ``timeline`` gets (RUNNING time, latency) samples."""
+    """One launch phase; its figures. ``timeline`` gets (RUNNING time, latency) samples;
+    ``agent_hosts`` are the simulated agents' OS pids, whose CPU share is reported."""
     label = f"{plan.count} framework{'s' if plan.count > 1 else ''}"
     progress(f"phase: {label}, {plan.seconds:g} s of launching" + (", hold" if plan.hold else ""))
     # The drivers get the master's pid: finding it from its HTTP address reads all of
@@ -259,6 +288,8 @@ def run_phase(
         master_ps = master.psutil
         master_ps.cpu_percent(None)
         cpu_before = master.cpu_seconds()
+        # What the others sharing the cores take: the frameworks process and the agent hosts.
+        peers = {"frameworks": CpuShare((fleet.os_pid,)), "agents": CpuShare(agent_hosts)}
         gc_before = master.gc_seconds(allocator_http)
         rss_peak = master.rss_mb()
         if profile is not None:
@@ -282,6 +313,8 @@ def run_phase(
                 break
         result["master_cpu_percent"] = round(master_ps.cpu_percent(None), 1)
         result["master_cpu_s"] = round(master.cpu_seconds() - cpu_before, 2)
+        for name, share in peers.items():
+            result[f"{name}_cpu_percent"] = share.percent()
         result["master_gc_s"] = round(master.gc_seconds(allocator_http) - gc_before, 2)
         result["master_rss_mb"] = rss_peak
         try:
@@ -309,7 +342,8 @@ def run_phase(
         f"  {label}: {result['running']} RUNNING, {result['launches_per_s']} launches/s, "
         f"p50 {result['p50_launch_ms']} ms, p99 {result['p99_launch_ms']} ms, "
         f"cycle p50 {result.get('cycle_median_s')} s, master CPU {result['master_cpu_percent']}%, "
-        f"{result['master_cpu_us_per_launch']} us of master CPU per launch"
+        f"{result['master_cpu_us_per_launch']} us of master CPU per launch; frameworks "
+        f"{result.get('frameworks_cpu_percent')}%, agents {result.get('agents_cpu_percent')}%"
     )
     if profile is not None and profile[1].exists():
         result["profile"] = profile_top(profile[1])
@@ -426,6 +460,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         registered = wait_agents(master, args.agents, args.register_timeout, "registering")
         result["register_s"] = round(launched + registered, 2)
         result["master_rss_mb_registered"] = master.rss_mb()
+        host_pids = tuple(host.os_pid for host in hosts)
         phases: dict[str, Any] = {}
         for count in args.frameworks:
             plan = FrameworkPlan(
@@ -437,7 +472,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             marks.append((time.monotonic(), f"{count} fw"))
             try:
                 phases[str(count)] = run_phase(
-                    master, plan, timeline, profile=profile, measure_state=args.state_in_phases
+                    master,
+                    plan,
+                    timeline,
+                    profile=profile,
+                    measure_state=args.state_in_phases,
+                    agent_hosts=host_pids,
                 )
             except (RuntimeError, TimeoutError) as error:  # reported; the next phase may run
                 progress(f"  phase with {count} frameworks failed: {error}")
@@ -454,7 +494,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 count=10, seconds=args.phase_seconds, task=args.task, rate=args.fixed_rate
             )
             marks.append((time.monotonic(), f"{args.fixed_rate:g}/s"))
-            fixed = run_phase(master, plan, timeline)
+            fixed = run_phase(master, plan, timeline, agent_hosts=host_pids)
             result["fixed_rate"] = {"rate": args.fixed_rate, **_summary(fixed)}
         if "profile" in headline:
             result["profile"] = headline.pop("profile")
@@ -468,7 +508,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 task_seconds=float("inf"),
             )
             marks.append((time.monotonic(), "hold"))
-            hold = run_phase(master, plan, timeline)
+            hold = run_phase(master, plan, timeline, agent_hosts=host_pids)
             result["hold"] = {
                 key: hold.get(key)
                 for key in ("hold_running", "hold_rss_mb", "hold_state_ms", "hold_state_tasks",
@@ -506,7 +546,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             wait_agents(master, args.agents, args.register_timeout, "re-registering")
             _, state = master.state_ms()
             allocator_http = (state.get("allocator") or {}).get("http")
-            own = run_phase(master, plan, timeline, allocator_http=allocator_http)
+            own = run_phase(
+                master, plan, timeline, allocator_http=allocator_http, agent_hosts=host_pids
+            )
             compare["own_process"] = _summary(own)
         elif not has_allocator_process:
             compare["note"] = "MasterOptions has no allocator_process field yet"

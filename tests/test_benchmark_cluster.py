@@ -103,6 +103,7 @@ def test_tasks_ran_in_every_phase(quick_run: tuple[dict, Path, list[psutil.Proce
         assert phase["failed"] == {}, phase["failed_examples"]
         assert phase["p50_launch_ms"] <= phase["p99_launch_ms"]
         assert phase["cycle_median_s"] is not None
+        assert phase["frameworks_cpu_percent"] > 0 and phase["agents_cpu_percent"] > 0
     compare = result["allocator_process"]
     if compare.get("available"):
         assert compare["own_process"]["launches_per_s"], compare
