@@ -14,22 +14,31 @@ Figures (the last stdout line, one JSON object):
   ``--repeats`` rounds;
 - ``state_bytes``: the body's size; ``tasks_page_s``: ``/master/tasks`` (100, newest first)
   after the same changes; ``summary_s``: ``/master/state-summary`` likewise;
+- ``master_rss_mb``: the process's resident set once filled (the master is most of it: the
+  peers' runtime and the benchmark's own list of task names are small), after a collection;
+  ``master_rss_mb_after_state``: the same after the first build and the first poll (the
+  fragments ``/master/state`` keeps between polls); ``baseline_rss_mb``: before the fill;
 - ``backlog_state_s``: ``GET /master/state`` over HTTP while ``--backlog`` status updates
   wait in the master's mailbox (as under a launch storm), and ``backlog_drain_s``: how long
   the backlog took, from the same moment.
 
-``--quick``: 2,000 agents and 10,000 tasks (for CI: checks that it works).
+``--quick``: 2,000 agents and 10,000 tasks (for CI: checks that it works). ``--tracemalloc N``:
+where the memory goes, the top ``N`` allocation sites after the fill and after the first poll
+(to stderr; it slows the fill several times, and the figures above then include its own cost).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
 import statistics
 import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -162,6 +171,40 @@ def fill(master: MasterProcess, args: argparse.Namespace) -> tuple[Filler, list[
     return filler, tasks
 
 
+def rss_mb() -> float:
+    """This process's resident set now (after a full collection), in MB."""
+    gc.collect()
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def top_allocations(title: str, count: int, frames: int = 6) -> None:
+    """The ``count`` biggest allocation sites alive now: by file, by line, and by traceback
+    (its innermost ``frames``, innermost first)."""
+    if not tracemalloc.is_tracing():
+        return
+    gc.collect()
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        (tracemalloc.Filter(False, tracemalloc.__file__),)
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def where(frame: tracemalloc.Frame) -> str:
+        return f"{os.path.relpath(frame.filename, root)}:{frame.lineno}"
+
+    by_file = snapshot.statistics("filename")
+    total = sum(stat.size for stat in by_file)
+    progress(f"-- {title}: {total / 2**20:.1f} MB traced")
+    for group in ("filename", "lineno", "traceback"):
+        progress(f"-- by {group}:")
+        for stat in snapshot.statistics(group)[:count]:
+            innermost = list(reversed(stat.traceback))[: frames if group == "traceback" else 1]
+            progress(
+                f"{stat.size / 2**20:9.1f} MB {stat.count:9d} blocks  "
+                + " < ".join(where(frame) for frame in innermost)
+            )
+
+
 def timed(work: Callable[[], bytes]) -> tuple[float, bytes]:
     started = time.perf_counter()
     body = work()
@@ -173,7 +216,12 @@ def measure(
 ) -> tuple[dict[str, Any], Filler, list[tuple]]:
     views = master.views
     snapshot = views.snapshot
+    baseline_rss = rss_mb()
+    if args.tracemalloc:
+        tracemalloc.start(args.frames)
     filler, tasks = fill(master, args)
+    filled_rss = rss_mb()
+    top_allocations("after the fill", args.tracemalloc)
 
     def get(path: str) -> Callable[[], bytes]:
         """The body the route at ``path`` answers, built anew (as after the cache expired)."""
@@ -199,7 +247,10 @@ def measure(
         "frameworks": len(master.state.frameworks),
         "state_build_s": round(build_s, 4),
         "state_bytes": len(body),
+        "baseline_rss_mb": round(baseline_rss, 1),
+        "master_rss_mb": round(filled_rss, 1),
     }
+    progress(f"RSS: {baseline_rss:.0f} MB before the fill, {filled_rss:.0f} MB after")
     progress(f"first build: {build_s:.3f} s, {len(body) / 1e6:.1f} MB")
     if args.dump:
         with open(args.dump, "wb") as out:
@@ -229,12 +280,18 @@ def measure(
         summary_s, _ = timed(get("/master/state-summary"))
         summaries.append(summary_s)
         progress(f"round {round_}: poll {poll_s:.3f} s, tasks page {page_s:.3f} s")
+        if round_ == 0:  # the answers sent and dropped, as the route's are
+            body = b""
+            result["master_rss_mb_after_state"] = round(rss_mb(), 1)
+            progress(f"RSS after the first poll: {result['master_rss_mb_after_state']:.0f} MB")
+            top_allocations("after the first poll", args.tracemalloc)
+            tracemalloc.stop()
     result.update(
         state_poll_s=round(statistics.median(polls), 4),
         tasks_page_s=round(statistics.median(pages), 4),
         summary_s=round(statistics.median(summaries), 4),
         changed_per_poll=changed,
-        check_bytes=len(body),
+        check_bytes=len(body := views.snapshot.view("state")),  # the last poll's, as cached
     )
     if args.check:  # the last poll's body against a build with nothing kept from before
         fresh = StateViews(master)
@@ -294,6 +351,10 @@ def main() -> None:
     )
     parser.add_argument("--dump", help="write the first /master/state body to this file")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--tracemalloc", type=int, default=0, metavar="N", help="print the top N allocation sites"
+    )
+    parser.add_argument("--frames", type=int, default=8, help="traceback depth for --tracemalloc")
     args = parser.parse_args()
     if args.quick:
         args.agents, args.tasks, args.repeats = 2000, 10_000, 2

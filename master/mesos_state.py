@@ -20,7 +20,7 @@ from typing import Any
 from corral.ids import AgentID, ExecutorID, FrameworkID
 from corral.protocol import ExecutorInfo, Offer, json_compatible
 from corral.resources import Resources
-from corral.v1.model import resources_map, unallocated_json
+from corral.v1.model import resources_map, shared_resources_map, unallocated_json
 from master.allocator import Quota
 from master.state import AgentRecord, FrameworkRecord, MasterState, TaskRecord, roles_of
 
@@ -125,11 +125,11 @@ def agent_json(
         "hostname": info.hostname,
         "port": info.port,
         "registered_time": registered,
-        "resources": resources_map(info.resources),
-        "used_resources": resources_map(used),
-        "offered_resources": resources_map(offered_on(state, agent.offers)),
+        "resources": shared_resources_map(info.resources),
+        "used_resources": shared_resources_map(used),
+        "offered_resources": shared_resources_map(offered_on(state, agent.offers)),
         "reserved_resources": {},
-        "unreserved_resources": resources_map(info.resources),
+        "unreserved_resources": shared_resources_map(info.resources),
         "attributes": {
             attribute.name: json_compatible(attribute.to_wire()) for attribute in info.attributes
         },

@@ -27,8 +27,8 @@ log = structlog.get_logger("master.state_snapshot")
 BUILD_SHARE = 0.1  # the most of the master's time that state builds may take
 
 
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+def _dumps(value: Any) -> list[bytes]:
+    return [json.dumps(value, separators=(",", ":")).encode()]
 
 
 class StateSnapshot:
@@ -39,10 +39,13 @@ class StateSnapshot:
         build: Callable[[], dict[str, Any]],
         now: Callable[[], float],
         interval: float,
-        serialize: Callable[[Any], bytes] | None = None,
+        serialize: Callable[[Any], list[bytes]] | None = None,
     ) -> None:
-        """``serialize``: a value's compact JSON bytes (``json.dumps``'s, unless given one
-        that knows pieces of the state already serialized: master/state_fragments.py)."""
+        """``serialize``: a value's compact JSON bytes, as pieces to join (``json.dumps``'s,
+        unless given one that knows pieces of the state already serialized:
+        master/state_fragments.py). The pieces are kept, and joined at each read: a joined
+        body would be one more copy of the whole state (~100 MB at 100,000 tasks) for as long
+        as it is cached, where a join costs each read tens of milliseconds at that size."""
         if interval < 0:
             raise ValueError(f"the state cache interval is 0 or more seconds, got {interval}")
         self._build = build
@@ -53,7 +56,7 @@ class StateSnapshot:
         self.last_build_seconds = 0.0  # how long the last build took (wall clock)
         self._built_at = self._built_at_wall = float("-inf")
         self._state: dict[str, Any] = {}
-        self._views: dict[str, bytes] = {}
+        self._views: dict[str, list[bytes]] = {}
 
     def state(self) -> dict[str, Any]:
         """The state as last built, rebuilt first if it is older than the interval.
@@ -81,9 +84,8 @@ class StateSnapshot:
         cached = self._views.get(name)
         if cached is None:
             value = state if derive is None else derive(state)
-            cached = self._serialize(value)
-            self._views[name] = cached
-        return cached
+            cached = self._views[name] = self._serialize(value)
+        return b"".join(cached)  # one piece is returned as it is, not copied
 
     def invalidate(self) -> None:
         """Build anew at the next read (after a change an operator just made, say)."""

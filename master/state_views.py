@@ -65,7 +65,7 @@ class StateViews(Observer):
             self.build_state,
             master.runtime.clock.now,
             master.options.state_cache_seconds,
-            self.fragments.dumps,
+            self.fragments.parts,
         )
 
     # -- the routes (installed on the master process) ---------------------------------------

@@ -36,4 +36,6 @@ def test_quick_run_reports_every_figure():
         assert isinstance(summary[key], float) and summary[key] > 0, (key, summary[key])
     assert summary["state_bytes"] > 100_000 and summary["exact"] is True
     assert summary["backlog_messages"] == 1000
+    assert 0 < summary["baseline_rss_mb"] < summary["master_rss_mb"]
+    assert summary["master_rss_mb"] < summary["master_rss_mb_after_state"] < 4000
     assert summary["backlog_state_s"] <= summary["backlog_drain_s"]

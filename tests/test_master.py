@@ -29,6 +29,7 @@ from corral.protocol import (
     Task,
     TaskInfo,
     TaskStatus,
+    json_compatible,
 )
 from corral.protocol.messages import (
     AcceptOffers,
@@ -718,6 +719,31 @@ def test_the_registry_log_is_compacted_and_a_torn_last_line_dropped(tmp_path, mo
     (tmp_path / "registry.log").write_text("not json\n{}\n")  # a whole line that is bad
     with pytest.raises(RegistryError, match="corrupt at line 1"):
         Registry(str(tmp_path)).recover()
+
+
+def test_the_registry_snapshot_is_json_dumps_of_its_entries_and_settings(tmp_path, monkeypatch):
+    """Entries are kept as JSON text and joined at compaction: the snapshot is the same bytes
+    as ``json.dumps`` of the whole registry, before and after an operator's settings."""
+    monkeypatch.setattr(registry_module, "MIN_COMPACTION", 4)
+    registry = Registry(str(tmp_path))
+    infos = [
+        AgentInfo(f"h{i}", id=AgentID(f"a{i}"), resources=Resources.parse("cpus:2"))
+        for i in range(4)
+    ]
+    registry.admit(*infos)
+    snapshot = (tmp_path / FILE_NAME).read_text()
+    agents = {
+        info.id: {"info": json_compatible(info.to_wire()), "status": "ADMITTED"} for info in infos
+    }
+    assert snapshot == json.dumps({"version": 1, "agents": agents, **registry.settings.to_json()})
+    registry.set_weights({"web": 2.0})
+    registry.mark_all([AgentID("a1"), AgentID("a2"), AgentID("a3")], AgentStatus.GONE)
+    snapshot = json.loads((tmp_path / FILE_NAME).read_text())
+    for agent_id in ("a1", "a2", "a3"):
+        agents[AgentID(agent_id)]["status"] = "GONE"
+    expected = {"version": 1, "agents": agents, **registry.settings.to_json()}
+    assert (tmp_path / FILE_NAME).read_text() == json.dumps(expected)
+    assert snapshot["weights"] == {"web": 2.0}
 
 
 def test_the_registry_keeps_an_operators_settings_through_compaction(tmp_path, monkeypatch):

@@ -30,7 +30,7 @@ def _check_one_of(value: Wire, wanted: str, fields: Iterable[str], what: str) ->
             raise ProtocolError(name, f"{what} carries only '{wanted}'; remove '{name}'")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Label(Wire):
     key: str
     value: str | None = None
@@ -46,12 +46,12 @@ class ValueType(enum.Enum):
     TEXT = "TEXT"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Scalar(Wire):
     value: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Range(Wire):
     begin: int
     end: int
@@ -61,17 +61,17 @@ class Range(Wire):
             raise ProtocolError("", f"a range needs begin <= end, got {self.begin}-{self.end}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RangesValue(Wire):
     range: tuple[Range, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SetValue(Wire):
     item: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Text(Wire):
     value: str
 
@@ -84,7 +84,7 @@ _ATTRIBUTE_VALUE_FIELD = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Attribute(Wire):
     """An agent's attribute (``rack:r1``, ``zone:{a,b}``): one value, of the field ``type``
     names. Build them with ``Attribute.of_text("rack", "r1")`` and friends."""
@@ -135,12 +135,12 @@ class FrameworkCapabilityType(enum.Enum):
     REGION_AWARE = "REGION_AWARE"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FrameworkCapability(Wire):
     type: FrameworkCapabilityType
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FrameworkInfo(Wire):
     """Who a framework is. ``roles`` is used with the MULTI_ROLE capability, the legacy
     ``role`` without it (as in Mesos; the master decides which applies)."""
@@ -165,14 +165,14 @@ class FrameworkInfo(Wire):
 # -- master and agents ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Address(Wire):
     hostname: str | None = None
     ip: str | None = None
     port: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MasterInfo(Wire):
     """``ip`` is Mesos's packed IPv4 integer (kept for compatibility); ``address`` is the
     readable form that v1 clients use."""
@@ -186,7 +186,7 @@ class MasterInfo(Wire):
     address: Address | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AgentInfo(Wire):
     hostname: str
     port: int = 5051
@@ -198,7 +198,7 @@ class AgentInfo(Wire):
 # -- commands, executors, tasks -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CommandURI(Wire):
     """A file the agent fetches into the sandbox before starting the command."""
 
@@ -209,13 +209,13 @@ class CommandURI(Wire):
     output_file: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EnvironmentVariable(Wire):
     name: str
     value: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CommandInfo(Wire):
     """With ``shell`` (the default) ``value`` runs under ``/bin/sh -c``; without, ``value`` is
     the program and ``arguments`` its argv (``arguments[0]`` included, as in Mesos)."""
@@ -233,17 +233,17 @@ class ImageType(enum.Enum):
     APPC = "APPC"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DockerImage(Wire):
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AppcImage(Wire):
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Image(Wire):
     """Mesos's image reference; Corral looks ``docker.name`` (or ``appc.name``) up in the
     agent's image store (rootfs tarballs and OCI layouts; no registry pulls)."""
@@ -260,7 +260,7 @@ class Image(Wire):
         return chosen.name if chosen is not None else ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MesosContainerInfo(Wire):
     image: Image | None = None
 
@@ -270,7 +270,7 @@ class ContainerType(enum.Enum):
     DOCKER = "DOCKER"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ContainerInfo(Wire):
     """How a task's container is made: with ``mesos.image`` it runs from that image (the
     OCI containerizer, under runc); without, on the agent's own filesystem."""
@@ -288,7 +288,7 @@ class ExecutorType(enum.Enum):
     CUSTOM = "CUSTOM"  # a program the framework supplies in ``command``
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExecutorInfo(Wire):
     executor_id: ExecutorID
     framework_id: FrameworkID | None = None
@@ -300,12 +300,12 @@ class ExecutorInfo(Wire):
     container: ContainerInfo | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KillPolicy(Wire):
     grace_period: float | None = field(default=None, metadata=DURATION)  # seconds
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskInfo(Wire):
     """A task to launch: with ``command`` it runs under the command executor, with
     ``executor`` under that executor (the master refuses neither or both)."""
@@ -322,12 +322,12 @@ class TaskInfo(Wire):
     container: ContainerInfo | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskGroupInfo(Wire):
     tasks: tuple[TaskInfo, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskStatus(Wire):
     """One status update's content. ``uuid`` (16 bytes) identifies an update that needs
     acknowledging; updates without one (reconciliation answers) need none."""
@@ -346,7 +346,7 @@ class TaskStatus(Wire):
     labels: tuple[Label, ...] = field(default=(), metadata=LABELS)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Task(Wire):
     """A task as the master and agents track it (Mesos's ``Task``): what an agent reports on
     re-registration and what state endpoints show."""
@@ -367,12 +367,12 @@ class Task(Wire):
 # -- offers and operations ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AllocationInfo(Wire):
     role: str | None = field(default=None, metadata=ROLE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Offer(Wire):
     id: OfferID
     framework_id: FrameworkID
@@ -384,7 +384,7 @@ class Offer(Wire):
     allocation_info: AllocationInfo | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Filters(Wire):
     """How long declined or unused resources stay away from the framework."""
 
@@ -404,23 +404,23 @@ class OperationType(enum.Enum):
     UNRESERVE = "UNRESERVE"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Launch(Wire):
     task_infos: tuple[TaskInfo, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LaunchGroup(Wire):
     executor: ExecutorInfo
     task_group: TaskGroupInfo
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reserve(Wire):
     resources: Resources = field(default_factory=Resources)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Unreserve(Wire):
     resources: Resources = field(default_factory=Resources)
 
@@ -433,7 +433,7 @@ _OPERATION_FIELD = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Operation(Wire):
     """One operation of an ACCEPT: ``type`` names it and the field of that name (lower case)
     carries it; exactly that field must be present."""
@@ -470,7 +470,7 @@ class Operation(Wire):
         return cls(OperationType.LAUNCH_GROUP, launch_group=group)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReconcileTask(Wire):
     """A task a framework asks the truth about (v1's ``Call.Reconcile.Task``)."""
 

@@ -43,7 +43,7 @@ class Message(Wire):
 # -- scheduler driver <-> master ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RegisterFramework(Message):
     """S -> M: subscribe for the first time (``framework.id`` unset)."""
 
@@ -51,7 +51,7 @@ class RegisterFramework(Message):
     framework: FrameworkInfo
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReregisterFramework(Message):
     """S -> M: subscribe again with ``framework.id`` set; ``failover`` when this is a new
     scheduler process taking over (the old one is told to go)."""
@@ -61,7 +61,7 @@ class ReregisterFramework(Message):
     failover: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FrameworkRegistered(Message):
     """M -> S."""
 
@@ -70,7 +70,7 @@ class FrameworkRegistered(Message):
     master_info: MasterInfo
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FrameworkReregistered(Message):
     """M -> S."""
 
@@ -79,7 +79,7 @@ class FrameworkReregistered(Message):
     master_info: MasterInfo
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UnregisterFramework(Message):
     """S -> M: teardown; the framework's tasks are killed."""
 
@@ -87,7 +87,7 @@ class UnregisterFramework(Message):
     framework_id: FrameworkID
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeactivateFramework(Message):
     """S -> M: stop with failover; tasks keep running for ``failover_timeout``."""
 
@@ -95,7 +95,7 @@ class DeactivateFramework(Message):
     framework_id: FrameworkID
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ResourceOffers(Message):
     """M -> S: ``pids[i]`` is the UPID of the agent of ``offers[i]`` (for direct framework
     messages), as in Mesos."""
@@ -112,7 +112,7 @@ class ResourceOffers(Message):
             )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RescindOffer(Message):
     """M -> S."""
 
@@ -120,7 +120,7 @@ class RescindOffer(Message):
     offer_id: OfferID
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AcceptOffers(Message):
     """S -> M: apply ``operations`` to the offers' resources; the rest is declined with
     ``filters``."""
@@ -132,7 +132,7 @@ class AcceptOffers(Message):
     filters: Filters | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeclineOffers(Message):
     """S -> M."""
 
@@ -142,7 +142,7 @@ class DeclineOffers(Message):
     filters: Filters | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReviveOffers(Message):
     """S -> M: drop filters and take offers again (for ``roles``, or all roles if empty)."""
 
@@ -151,7 +151,7 @@ class ReviveOffers(Message):
     roles: tuple[str, ...] = field(default=(), metadata=ROLE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SuppressOffers(Message):
     """S -> M: send no offers (for ``roles``, or all roles if empty) until revived."""
 
@@ -160,7 +160,7 @@ class SuppressOffers(Message):
     roles: tuple[str, ...] = field(default=(), metadata=ROLE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KillTask(Message):
     """S -> M -> A -> E; ``kill_policy`` overrides the task's own."""
 
@@ -171,7 +171,7 @@ class KillTask(Message):
     kill_policy: KillPolicy | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StatusUpdate(Message):
     """E -> A -> M -> S: ``pid`` is the agent that wants the acknowledgement ("" when the
     master made the update, which needs none)."""
@@ -182,7 +182,7 @@ class StatusUpdate(Message):
     pid: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StatusUpdateAcknowledgement(Message):
     """S -> M -> A -> E: the update with ``uuid`` was received; stop resending it."""
 
@@ -193,7 +193,7 @@ class StatusUpdateAcknowledgement(Message):
     uuid: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReconcileTasks(Message):
     """S -> M: the latest state of ``tasks``, or of all the framework's tasks when empty
     (implicit reconciliation)."""
@@ -203,7 +203,7 @@ class ReconcileTasks(Message):
     tasks: tuple[ReconcileTask, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FrameworkToExecutor(Message):
     """S -> M -> A -> E: opaque framework data, best effort."""
 
@@ -214,7 +214,7 @@ class FrameworkToExecutor(Message):
     data: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExecutorToFramework(Message):
     """E -> A -> M -> S: opaque executor data, best effort."""
 
@@ -225,7 +225,7 @@ class ExecutorToFramework(Message):
     data: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FrameworkError(Message):
     """M -> S: the framework did something the master refuses (it is then removed)."""
 
@@ -233,7 +233,7 @@ class FrameworkError(Message):
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AgentLost(Message):
     """M -> S."""
 
@@ -241,7 +241,7 @@ class AgentLost(Message):
     agent_id: AgentID
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExecutorLost(Message):
     """M -> S: ``status`` is the executor's exit status when known."""
 
@@ -255,7 +255,7 @@ class ExecutorLost(Message):
 # -- agent <-> master -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RegisterAgent(Message):
     """A -> M: first registration. ``agent.resources`` is the total; ``checkpointed_resources``
     the reservations the agent keeps from earlier runs."""
@@ -266,7 +266,7 @@ class RegisterAgent(Message):
     checkpointed_resources: Resources = field(default_factory=Resources)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReregisterAgent(Message):
     """A -> M: after an agent restart or a master failover, with what the agent still runs."""
 
@@ -279,7 +279,7 @@ class ReregisterAgent(Message):
     checkpointed_resources: Resources = field(default_factory=Resources)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AgentRegistered(Message):
     """M -> A. ``ping_timeout``: seconds without a ``PingAgent`` after which the agent takes
     the master for lost and registers again (the master's ping interval times its limit)."""
@@ -289,7 +289,7 @@ class AgentRegistered(Message):
     ping_timeout: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AgentReregistered(Message):
     """M -> A. ``ping_timeout``: seconds without a ``PingAgent`` after which the agent takes
     the master for lost and registers again (the master's ping interval times its limit)."""
@@ -299,7 +299,7 @@ class AgentReregistered(Message):
     ping_timeout: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UnregisterAgent(Message):
     """A -> M: the agent leaves for good (its tasks are gone)."""
 
@@ -307,7 +307,7 @@ class UnregisterAgent(Message):
     agent_id: AgentID
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ShutdownAgent(Message):
     """M -> A: the master refuses this agent for good (Mesos's ``ShutdownMessage``): it was
     marked gone, or its id, pid or host do not match what the master admitted. ``message``
@@ -318,7 +318,7 @@ class ShutdownAgent(Message):
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PingAgent(Message):
     """M -> A: health check; ``connected`` tells the agent whether the master counts it as
     registered (an agent that is not re-registers)."""
@@ -327,14 +327,14 @@ class PingAgent(Message):
     connected: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PongAgent(Message):
     """A -> M."""
 
     NAME: ClassVar[str] = "corral.PongAgent"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunTask(Message):
     """M -> A (and A -> E): launch ``task``; ``pid`` is the scheduler's UPID."""
 
@@ -344,7 +344,7 @@ class RunTask(Message):
     pid: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunTaskGroup(Message):
     """M -> A (and A -> E): launch ``task_group`` under ``executor`` (all or none)."""
 
@@ -354,7 +354,7 @@ class RunTaskGroup(Message):
     task_group: TaskGroupInfo
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ShutdownFramework(Message):
     """M -> A: kill the framework's executors and tasks on this agent."""
 
@@ -362,7 +362,7 @@ class ShutdownFramework(Message):
     framework_id: FrameworkID
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ShutdownExecutor(Message):
     """S -> M -> A -> E. ``reason``, set by an agent that refuses an executor's
     (re-)registration, tells the executor why it must stop."""
@@ -374,7 +374,7 @@ class ShutdownExecutor(Message):
     reason: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExitedExecutor(Message):
     """A -> M: an executor ended with exit ``status``."""
 
@@ -388,7 +388,7 @@ class ExitedExecutor(Message):
 # -- executor <-> agent ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RegisterExecutor(Message):
     """E -> A: the executor process is up."""
 
@@ -397,7 +397,7 @@ class RegisterExecutor(Message):
     executor_id: ExecutorID
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExecutorRegistered(Message):
     """A -> E: who the executor works for and where."""
 
@@ -409,7 +409,7 @@ class ExecutorRegistered(Message):
     agent_info: AgentInfo
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReregisterExecutor(Message):
     """E -> A after an agent restart: the tasks it runs and its unacknowledged updates."""
 
@@ -420,7 +420,7 @@ class ReregisterExecutor(Message):
     updates: tuple[TaskStatus, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReconnectExecutor(Message):
     """A -> E: a restarted agent found the executor still running; it answers with
     ``ReregisterExecutor`` to the sender (the agent's new pid)."""
@@ -429,7 +429,7 @@ class ReconnectExecutor(Message):
     agent_id: AgentID
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExecutorReregistered(Message):
     """A -> E."""
 

@@ -173,16 +173,21 @@ def _dataclass_codec(cls: type) -> tuple[Encode, Decode]:
         "SHAPE": _a(f"{cls.__name__} object"),
     }
     encode_lines = ["def encode(value):", "    out = {}"]
-    # Fields are stored in field order, as __init__ stores them, so the instance's dict stays
-    # a compact key-sharing one (a master holds hundreds of thousands of these values).
+    # A slotted class's fields are set through their slots' descriptors (past the frozen
+    # __setattr__); others' are stored in field order, as __init__ stores them, so the
+    # instance's dict stays a compact key-sharing one (a master holds hundreds of thousands).
+    slots = _slot_setters(cls)
     decode_lines = [
         "def decode(data):",
         "    if type(data) is not dict and not isinstance(data, dict):",
         "        raise expected('', SHAPE, data)",
         "    get = data.get",
         "    value = new(cls)",
-        "    fields = value.__dict__",
     ]
+    if slots is None:
+        decode_lines.append("    fields = value.__dict__")
+    else:
+        env.update({f"set{index}": setter for index, setter in enumerate(slots)})
     for index, field in enumerate(dataclasses.fields(cls)):
         name = field.name
         required = (
@@ -216,7 +221,10 @@ def _dataclass_codec(cls: type) -> tuple[Encode, Decode]:
             "        " + line.format(v="v", name=repr(name), dec=f"dec{tag}", what=f"what{tag}")
             for line in plan.decode_lines
         ]
-        decode_lines.append(f"    fields[{name!r}] = v")
+        if slots is None:
+            decode_lines.append(f"    fields[{name!r}] = v")
+        else:
+            decode_lines.append(f"    set{tag}(value, v)")
     if cls._check is not Wire._check:
         decode_lines.append("    value._check()")
     decode_lines.append("    return value")
@@ -224,6 +232,18 @@ def _dataclass_codec(cls: type) -> tuple[Encode, Decode]:
     source = "\n".join(encode_lines + decode_lines) + "\n"
     exec(compile(source, f"<protocol codec of {cls.__qualname__}>", "exec"), env)
     return env["encode"], env["decode"]
+
+
+def _slot_setters(cls: type) -> list[Callable[[Any, Any], None]] | None:
+    """The ``__set__`` of each field's slot, in field order; None when instances have a
+    ``__dict__`` (a class declared without ``slots=True``)."""
+    if cls.__dictoffset__ != 0:
+        return None
+    setters = []
+    for field in dataclasses.fields(cls):
+        owner = next(klass for klass in cls.__mro__ if field.name in vars(klass))
+        setters.append(vars(owner)[field.name].__set__)
+    return setters
 
 
 @dataclasses.dataclass(frozen=True)

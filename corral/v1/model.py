@@ -33,6 +33,13 @@ def resources_map(resources: Resources) -> dict[str, Any]:
     return dict(_resources_map(resources))
 
 
+def shared_resources_map(resources: Resources) -> dict[str, Any]:
+    """``resources_map(resources)`` without the copy: one dict per distinct value, shared by
+    every caller, to be serialized only, never changed (the state's fragments hold four per
+    agent: copies were ~1.4 KB an agent, 28 MB at 20,000 agents)."""
+    return _resources_map(resources)
+
+
 @functools.lru_cache(maxsize=8192)
 def _resources_map(resources: Resources) -> dict[str, Any]:
     out: dict[str, Any] = dict.fromkeys(_ALWAYS, 0.0)
