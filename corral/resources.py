@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from corral.memo import BoundedMemo
 from corral.ranges import InvalidRanges, Ranges
 from corral.roles import DEFAULT_ROLE, InvalidRole, is_self_or_ancestor, validate_role
 
@@ -34,8 +35,7 @@ Value = int | Ranges | frozenset
 
 
 _wire_key = msgspec.msgpack.Encoder().encode
-_KNOWN: dict[bytes, Resources] = {}  # Resources.from_wire's memo
-KNOWN_LIMIT = 65_536
+_KNOWN: BoundedMemo[bytes, Resources] = BoundedMemo(65_536)  # Resources.from_wire's memo
 
 
 class InvalidResources(ValueError):
@@ -291,12 +291,7 @@ class Resources:
         except (TypeError, ValueError, OverflowError):
             return cls.from_json(data)  # not plain data: from_json says what is wrong
         value = _KNOWN.get(key)
-        if value is None:
-            value = cls.from_json(data)
-            if len(_KNOWN) >= KNOWN_LIMIT:
-                _KNOWN.clear()
-            _KNOWN[key] = value
-        return value
+        return value if value is not None else _KNOWN.put(key, cls.from_json(data))
 
     @classmethod
     def scalars(cls, reservations: Reservations = (), **values: float) -> Resources:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from corral.ids import AgentID, ExecutorID, FrameworkID, OfferID, TaskID
+from corral.memo import BoundedMemo
 from corral.protocol import ExecutorInfo, OperationType, TaskGroupInfo, TaskInfo
 from corral.protocol.messages import AcceptOffers, RunTask, RunTaskGroup
 from corral.resources import Resources
@@ -102,8 +103,7 @@ def does_not_fit(what: str, needed: Resources, available: Resources) -> str:
 
 
 # Allocated forms already made, by (what a task asked for, role); bounded like the codec's.
-_ALLOCATED: dict[tuple[Resources, str | None], Resources] = {}
-ALLOCATED_KEPT = 4096
+_ALLOCATED: BoundedMemo[tuple[Resources, str | None], Resources] = BoundedMemo(4096)
 
 
 def allocated(resources: Resources, role: str | None) -> Resources:
@@ -117,10 +117,7 @@ def allocated(resources: Resources, role: str | None) -> Resources:
     found = _ALLOCATED.get(key)
     if found is None:
         plain = resources.unallocated()
-        found = plain.allocated_to(role) if role is not None else plain
-        if len(_ALLOCATED) >= ALLOCATED_KEPT:
-            _ALLOCATED.clear()
-        _ALLOCATED[key] = found
+        found = _ALLOCATED.put(key, plain.allocated_to(role) if role is not None else plain)
     return found
 
 

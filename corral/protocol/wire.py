@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any, Self
 
 from corral.ids import _ID, InvalidID, OfferID
+from corral.memo import BoundedMemo
 from corral.resources import InvalidResources, Resources
 from corral.roles import InvalidRole, validate_role
 
@@ -471,7 +472,7 @@ def _id_codec(cls: type[_ID]) -> tuple[Encode, Decode, str]:
     what = _a(f"{cls.KIND} {{'value': <text>}}")
     # An offer id comes back once (an accept or a decline): remembering it would only push
     # out the ids that recur. The others are looked up before they are validated.
-    known: dict[str, _ID] | None = None if cls is OfferID else {}
+    known: BoundedMemo[str, _ID] | None = None if cls is OfferID else BoundedMemo(MEMO_LIMIT)
 
     def encode(value: _ID) -> dict[str, str]:
         return {"value": str(value)}
@@ -491,9 +492,7 @@ def _id_codec(cls: type[_ID]) -> tuple[Encode, Decode, str]:
             except InvalidID as error:
                 raise ProtocolError("", str(error)) from None
             if known is not None:
-                if len(known) >= MEMO_LIMIT:
-                    known.clear()
-                known[value] = value
+                known.put(value, value)
         return value
 
     return encode, decode, what
