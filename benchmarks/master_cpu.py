@@ -17,7 +17,8 @@ clock, so other work on the machine does not inflate them.
 Each round is one allocation cycle: every offer made goes to its framework; each framework
 launches ``--tasks-per-round`` / F tasks of ``cpus:0.1;mem:32`` on its first offers, one
 ``AcceptOffers`` per offer (as the cluster benchmark's frameworks do: as many tasks as the
-offer holds, up to the budget), and declines the rest with a 5 s filter. Each launched task's
+offer holds, up to the budget), and declines the rest with a 5 s filter in one
+``DeclineOffers`` (as the driver sends the declines of one callback). Each launched task's
 agent answers TASK_STARTING then TASK_RUNNING, each acknowledged by its framework, one in
 flight at a time (the agent's status update stream). The round's clock advances by one
 allocation interval (1 s), so filters expire as they would.
@@ -200,6 +201,7 @@ class Bench:
         for pid in self.framework_pids:
             left = per_framework
             for message in self.take(pid, ResourceOffers):
+                declined = []
                 for offer in message.offers:
                     fits = min(
                         offer.resources.scalar_millis("cpus") // task.scalar_millis("cpus"),
@@ -207,10 +209,7 @@ class Bench:
                         left,
                     )
                     if fits <= 0:
-                        decline = DeclineOffers(
-                            offer.framework_id, (offer.id,), Filters(refuse_seconds=BUSY_SECONDS)
-                        )
-                        self.receive(pid, decline, "offers")
+                        declined.append(offer.id)
                         continue
                     left -= fits
                     tasks = [
@@ -230,6 +229,13 @@ class Bench:
                         Filters(refuse_seconds=1.0),
                     )
                     self.receive(pid, accept, "accept")
+                if declined:  # one DECLINE for the callback's declines, as the driver sends
+                    decline = DeclineOffers(
+                        message.offers[0].framework_id,
+                        tuple(declined),
+                        Filters(refuse_seconds=BUSY_SECONDS),
+                    )
+                    self.receive(pid, decline, "offers")
 
     def agents_answer(self) -> None:
         """Every RunTask gets TASK_STARTING; every acknowledged STARTING, TASK_RUNNING."""

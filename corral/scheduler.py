@@ -237,6 +237,9 @@ class SchedulerDriver:
         """Stop the driver. Without ``failover`` the framework is torn down at the master
         (``UnregisterFramework``: its tasks are killed); with it, the driver only
         disconnects, and a new driver with the same framework id may take over."""
+        callbacks = self._callbacks
+        if callbacks is not None and callbacks.held and callbacks.is_current():
+            callbacks.send_declines()
         with self._lock:
             if self._status not in (Status.RUNNING, Status.ABORTED) or self._shutting_down:
                 return self._status
@@ -317,8 +320,20 @@ class SchedulerDriver:
         return self._dispatch("accept", ids, operations, filters)
 
     def decline_offer(self, offer_id: OfferID | str, filters: Filters | None = None) -> Status:
-        """Give the offer back; with ``filters``, keep its resources away that long."""
-        return self._dispatch("decline", _offer_ids(offer_id), filters)
+        """Give the offer back; with ``filters``, keep its resources away that long.
+
+        Declines made inside a scheduler callback go out together when it returns (or before
+        the callback's next other call, so order is kept): one DECLINE names every offer
+        declined in a row with the same filters. A framework that declines thousands of
+        offers a second then costs the master one message per callback, not per offer."""
+        ids = _offer_ids(offer_id)
+        callbacks = self._callbacks
+        if callbacks is not None and callbacks.is_current():
+            status = self._status
+            if status is Status.RUNNING:
+                callbacks.hold_decline(ids, filters)
+            return status
+        return self._dispatch("decline", ids, filters)
 
     def kill_task(
         self,
@@ -379,6 +394,9 @@ class SchedulerDriver:
 
     def _dispatch(self, method: str, *args: Any) -> Status:
         """Hand a call to the actor (from any thread); the status at the time of the call."""
+        callbacks = self._callbacks
+        if callbacks is not None and callbacks.held and callbacks.is_current():
+            callbacks.send_declines()  # what the callback declined goes first, in order
         with self._lock:
             status = self._status
             if status is not Status.RUNNING and method != "abort":
@@ -725,6 +743,8 @@ class _CallbackThread:
     def __init__(self, driver: SchedulerDriver) -> None:
         self.driver = driver
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Declines the running callback made, not sent yet: [offer ids, filters] per run.
+        self.held: list[tuple[list[OfferID], Filters | None]] = []
         self.thread = threading.Thread(
             target=self._serve, name="corral-scheduler-callbacks", daemon=True
         )
@@ -734,6 +754,25 @@ class _CallbackThread:
         self, call: Callable[[], Any], acknowledge: TaskStatus | None = None, force: bool = False
     ) -> None:
         self.queue.put((call, acknowledge, force))
+
+    def is_current(self) -> bool:
+        """Whether the caller is a callback this thread runs."""
+        return threading.get_ident() == self.thread.ident
+
+    def hold_decline(self, offer_ids: tuple[OfferID, ...], filters: Filters | None) -> None:
+        """Keep a decline made by the running callback for ``send_declines``."""
+        held = self.held
+        if held and held[-1][1] == filters:
+            held[-1][0].extend(offer_ids)
+        else:
+            held.append((list(offer_ids), filters))
+
+    def send_declines(self) -> None:
+        """Send the held declines: one DECLINE per run of equal filters, in order."""
+        held, self.held = self.held, []
+        driver = self.driver
+        for offer_ids, filters in held:
+            driver._dispatch("decline", tuple(offer_ids), filters)
 
     def close(self) -> None:
         """Let the thread end after the callback under way (not waited for: it may be the
@@ -754,6 +793,9 @@ class _CallbackThread:
             except Exception:
                 log.exception("scheduler_callback_failed", unacknowledged=acknowledge is not None)
                 continue
+            finally:
+                if self.held:
+                    self.send_declines()
             if acknowledge is not None and driver.status is Status.RUNNING:
                 # Stopped in between: not acknowledged, so the agent resends; nothing is lost.
                 with contextlib.suppress(RuntimeError):

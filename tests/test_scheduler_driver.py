@@ -384,6 +384,47 @@ def test_decline_kill_reconcile_revive_suppress_and_messages(master, make_driver
     assert scheduler.wait_for("executor_lost") == [(ExecutorID("exec-1"), AGENT_ID, 9)]
 
 
+class Decliner(Recorder):
+    """Answers one offer message as a packing framework would: declines, one launch, more
+    declines with two filters, a revive."""
+
+    def resource_offers(self, driver, offers) -> None:
+        five, nine = Filters(refuse_seconds=5), Filters(refuse_seconds=9)
+        for item in offers[:3]:
+            driver.decline_offer(item.id, five)
+        task = TaskInfo(name="t", task_id=TaskID("t-1"), agent_id=AGENT_ID, resources=Resources.scalars(cpus=1))
+        driver.launch_tasks([offers[3].id], [task])
+        driver.decline_offer(offers[4].id, five)
+        driver.decline_offer(offers[5].id, five)
+        driver.decline_offer(offers[6].id, nine)
+        driver.revive_offers()
+        driver.decline_offer(offers[7].id, nine)
+        super().resource_offers(driver, offers)
+
+
+def test_declines_in_one_callback_go_as_one_call_per_run_in_order(master, make_driver) -> None:
+    driver, scheduler = registered(make_driver, Decliner())
+    master.send_message(driver.pid, ResourceOffers(tuple(offer(n) for n in range(8))))
+    scheduler.wait_for("resource_offers")
+    master.wait_for(DeclineOffers, 4)
+    with master.changed:
+        sent = [m for _, m in master.received if not isinstance(m, RegisterFramework)]
+    shapes = [
+        (type(m).__name__, m.offer_ids, m.filters.refuse_seconds)
+        if isinstance(m, DeclineOffers)
+        else (type(m).__name__,)
+        for m in sent
+    ]
+    assert shapes == [
+        ("DeclineOffers", ("offer-0", "offer-1", "offer-2"), 5),
+        ("AcceptOffers",),
+        ("DeclineOffers", ("offer-4", "offer-5"), 5),
+        ("DeclineOffers", ("offer-6",), 9),
+        ("ReviveOffers",),
+        ("DeclineOffers", ("offer-7",), 9),  # sent when the callback returned
+    ]
+
+
 def test_calls_from_many_threads_all_arrive(master, make_driver) -> None:
     driver, _ = registered(make_driver)
     threads, per_thread = 8, 50
