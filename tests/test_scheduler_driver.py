@@ -392,7 +392,9 @@ class Decliner(Recorder):
         five, nine = Filters(refuse_seconds=5), Filters(refuse_seconds=9)
         for item in offers[:3]:
             driver.decline_offer(item.id, five)
-        task = TaskInfo(name="t", task_id=TaskID("t-1"), agent_id=AGENT_ID, resources=Resources.scalars(cpus=1))
+        task = TaskInfo(
+            name="t", task_id=TaskID("t-1"), agent_id=AGENT_ID, resources=Resources.scalars(cpus=1)
+        )
         driver.launch_tasks([offers[3].id], [task])
         driver.decline_offer(offers[4].id, five)
         driver.decline_offer(offers[5].id, five)
