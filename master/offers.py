@@ -19,7 +19,7 @@ from corral.ids import AgentID, FrameworkID, IdGenerator, OfferID
 from corral.protocol import AllocationInfo, Filters, Offer
 from corral.protocol.messages import AcceptOffers, DeclineOffers, RescindOffer, ResourceOffers
 from master.accept import decide_accept
-from master.allocator.events import RecoverResources
+from master.allocator.events import RecoverDeclined, RecoverResources
 from master.allocator.offer import Allocation
 from master.observer import Observer
 from master.outbox import Outbox
@@ -147,9 +147,12 @@ class OfferBook:
     # -- from frameworks ----------------------------------------------------------------
 
     def decline(self, framework: FrameworkRecord, message: DeclineOffers) -> None:
+        """The offers go back to the allocator as one event, with the DECLINE's filter."""
         refuse = (message.filters or Filters()).refuse_seconds
+        state = self.state
+        pieces = []
         for offer_id in message.offer_ids:
-            record = self.state.offers.get(offer_id)
+            record = state.offers.get(offer_id)
             if record is None or record.offer.framework_id != framework.id:
                 log.info(
                     "decline_ignored",
@@ -158,7 +161,14 @@ class OfferBook:
                     reason="offer no longer valid or not this framework's",
                 )
                 continue
-            self.give_back(offer_id, refuse)
+            state.remove_offer(offer_id)
+            offer = record.offer
+            pieces.append((offer.agent_id, offer.resources))
+        if len(pieces) == 1:
+            ((agent_id, resources),) = pieces
+            self.out.allocate(RecoverResources(framework.id, agent_id, resources, refuse))
+        elif pieces:
+            self.out.allocate(RecoverDeclined(framework.id, tuple(pieces), refuse))
 
     def accept(self, framework: FrameworkRecord, message: AcceptOffers, now: float) -> None:
         """Decide the ACCEPT (master.accept), then apply the decision."""

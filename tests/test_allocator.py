@@ -693,6 +693,47 @@ def test_recovering_from_a_removed_agent_or_framework_is_a_no_op(make):
     assert cycle(a, 1.0) == {("f1", "r", "a1"): R("cpus:1;mem:32")}
 
 
+def test_recovering_declined_offers_together_is_recovering_each(make):
+    def setup():
+        a = make()
+        for number in range(9):
+            a.add_agent(f"a{number}", R("cpus:4;mem:1024"))
+        a.add_framework("f1", ["r"])
+        a.add_framework("f2", ["r"])
+        a.add_framework("f3", ["s"])
+        return a, cycle(a)
+
+    each, offers = setup()
+    together, same = setup()
+    assert offers == same
+    mine = [
+        (agent, res.allocated_to(role)) for (f, role, agent), res in offers.items() if f == "f1"
+    ]
+    assert len(mine) >= 2
+    for agent, resources in mine:
+        each.recover_resources("f1", agent, resources, 30.0, now=1.0)
+    together.recover_declined("f1", mine, 30.0, now=1.0)
+    for now in (2.0, 40.0):  # within the filter (offered to others only), then after it
+        assert cycle(each, now) == cycle(together, now)
+    for a in (each, together):  # who gets a new agent shows the DRF order
+        a.add_agent("late", R("cpus:4;mem:1024"))
+    assert cycle(each, 41.0) == cycle(together, 41.0)
+
+
+def test_recovering_declined_offers_is_refused_whole_if_one_is_not_held(make):
+    a = make()
+    a.add_agent("a1", R("cpus:4;mem:1024"))
+    a.add_agent("a2", R("cpus:4;mem:1024"))
+    a.add_framework("f1", ["r"])
+    offers = cycle(a)
+    pieces = [(agent, res.allocated_to(role)) for (_, role, agent), res in offers.items()]
+    with pytest.raises(AllocatorError):
+        a.recover_declined("f1", [*pieces, ("a1", R("cpus:9").allocated_to("r"))])
+    assert cycle(a, 1.0) == {}  # nothing came back
+    a.recover_declined("f1", pieces)
+    assert by_agent(cycle(a, 2.0)) == {"a1": R("cpus:4;mem:1024"), "a2": R("cpus:4;mem:1024")}
+
+
 # -- decline filters ------------------------------------------------------------------------------
 
 

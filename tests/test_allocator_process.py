@@ -6,6 +6,7 @@ import json
 import queue
 import urllib.request
 
+import msgpack
 import psutil
 import pytest
 
@@ -16,6 +17,7 @@ from master.allocator import AllocatorError, AllocatorOptions, AllocatorProcess
 from master.allocator.events import (
     AddAgent,
     AddFramework,
+    RecoverDeclined,
     RecoverResources,
     Revive,
     event_from_wire,
@@ -117,6 +119,27 @@ def test_a_decline_filter_holds_until_it_expires(wired):
     assert snapshot["allocator/mesos/allocation_run_ms/count"] >= 5
     assert "allocator/mesos/allocation_run_ms/p99" in snapshot
     assert snapshot["allocator/mesos/roles/*/shares/dominant"] == pytest.approx(1.0)
+
+
+def test_offers_declined_together_come_back_through_the_wire_form(wired):
+    runtime, subscriber, _ = wired
+    for agent_id in ("a1", "a2"):
+        _post(runtime, subscriber, AddAgent(agent_id, AGENT))
+    _post(runtime, subscriber, AddFramework("f1", ("*",)))
+    runtime.settle()
+    offers = subscriber.allocations.get(timeout=5)
+    event = RecoverDeclined("f1", tuple((o.agent_id, o.resources) for o in offers), 2.0)
+    # as another process gets it: encoded, sent as msgpack, decoded
+    _post(runtime, subscriber, event_from_wire(msgpack.unpackb(msgpack.packb(event.to_wire()))))
+    runtime.clock.advance(1.0)
+    runtime.settle()
+    assert _no_more(subscriber.allocations)  # filtered for 2 s
+    runtime.clock.advance(1.0)
+    runtime.settle()
+    again = subscriber.allocations.get(timeout=5)
+    assert sorted((a.agent_id, a.resources) for a in again) == sorted(
+        (o.agent_id, o.resources) for o in offers
+    )
 
 
 def test_revive_triggers_a_cycle_and_clears_filters(wired):

@@ -276,6 +276,30 @@ def test_decline_filters_the_agent_until_refuse_seconds_pass(ready):
     assert [o.resources for o in cluster.offers_pending()] == [AGENT_RESOURCES.allocated_to("*")]
 
 
+def test_one_decline_of_many_offers_filters_each_and_ignores_unknown_ids(cluster):
+    cluster.register_agent()
+    second = FakeAgent("agent-b")
+    cluster.peers.spawn(second)
+    info = AgentInfo(hostname="host-b", resources=AGENT_RESOURCES)
+    cluster.say(second, RegisterAgent(info, version="test"))
+    second.next(AgentRegistered)
+    framework = FrameworkInfo(user="tester", name="test-framework")
+    cluster.say(cluster.scheduler, RegisterFramework(framework))
+    cluster.framework_id = cluster.scheduler.next(FrameworkRegistered).framework_id
+    offers = cluster.scheduler.next(ResourceOffers).offers
+    if len(offers) < 2:  # the second agent's offer may come in the next cycle
+        cluster.tick()
+        offers += tuple(cluster.offers_pending())
+    assert len({offer.agent_id for offer in offers}) == 2
+    ids = (*(offer.id for offer in offers), OfferID("no-such-offer"), offers[0].id)
+    cluster.say(cluster.scheduler, DeclineOffers(cluster.framework_id, ids, Filters(10.0)))
+    cluster.tick(9)
+    assert cluster.offers_pending() == []
+    cluster.tick(2)
+    back = cluster.offers_pending()
+    assert sorted(offer.agent_id for offer in back) == sorted(offer.agent_id for offer in offers)
+
+
 def test_suppress_stops_offers_and_revive_brings_them_back(ready):
     cluster, offer = ready
     cluster.say(cluster.scheduler, SuppressOffers(cluster.framework_id))

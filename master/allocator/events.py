@@ -233,6 +233,20 @@ class RecoverResources(AllocatorEvent):
         )
 
 
+@dataclass(frozen=True, slots=True)
+class RecoverDeclined(AllocatorEvent):
+    """The offers one DECLINE names come back together: ``pieces`` are (agent id, resources)
+    pairs, one per offer, all with the DECLINE's filter."""
+
+    NAME: ClassVar[str] = "recover_declined"
+    framework_id: str
+    pieces: tuple[tuple[str, Resources], ...]
+    refuse_seconds: float | None = None
+
+    def apply(self, core: HierarchicalAllocator, now: float) -> None:
+        core.recover_declined(self.framework_id, self.pieces, self.refuse_seconds, now=now)
+
+
 EVENTS: dict[str, type[AllocatorEvent]] = {
     event.NAME: event
     for event in (
@@ -252,6 +266,7 @@ EVENTS: dict[str, type[AllocatorEvent]] = {
         SetWeight,
         SetQuota,
         RecoverResources,
+        RecoverDeclined,
     )
 }
 

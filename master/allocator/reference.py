@@ -228,6 +228,25 @@ class ReferenceAllocator:
             refused = resources.filter(lambda r, role=role: r.allocation_role == role)
             framework.filters[(role, agent_id)].append(OfferFilter(refused.unallocated(), expires))
 
+    def recover_declined(
+        self,
+        framework_id: str,
+        pieces: Iterable[tuple[str, Resources]],
+        refuse_seconds: float | None = None,
+        now: float = 0.0,
+    ) -> None:
+        """Many offers' ``recover_resources`` at once; all refused if any piece is not held."""
+        pieces = list(pieces)
+        for agent_id, resources in pieces:
+            agent = self._agents.get(agent_id)
+            held = agent.allocated.get(framework_id) if agent is not None else None
+            if held is not None and not held.contains(resources):
+                raise AllocatorError(
+                    f"framework {framework_id} does not hold {resources} on agent {agent_id}"
+                )
+        for agent_id, resources in pieces:
+            self.recover_resources(framework_id, agent_id, resources, refuse_seconds, now)
+
     # -- the cycle --------------------------------------------------------------------------
 
     def allocate(self, now: float, candidates: Iterable[str] | None = None) -> list[Allocation]:
