@@ -764,6 +764,23 @@ def test_a_decline_filter_lasts_max_of_interval_and_refuse_seconds(make, refuse,
     assert cycle(a, 100.0 + lasts) == first
 
 
+def test_expired_filters_are_dropped_not_kept_one_per_decline():
+    # A framework declining every offer with a 2 s filter, for a thousand cycles, keeps at
+    # most one live filter per agent; the agents stay offered every other second.
+    a = HierarchicalAllocator(AllocatorOptions(allocation_interval=1.0))
+    for number in range(5):
+        a.add_agent(f"a{number}", R("cpus:4;mem:1024"))
+    a.add_framework("f1", ["r"])
+    offered_at = []
+    for now in range(1000):
+        offers = cycle(a, float(now))
+        if offers:
+            offered_at.append(now)
+        decline(a, offers, "f1", 2.0, now=float(now))
+        assert a.filter_count() <= 5
+    assert offered_at == list(range(0, 1000, 2))
+
+
 def test_refuse_seconds_are_capped_at_365_days(make):
     a, first = declined_setup(make)
     decline(a, first, "f1", 10 * 365 * DAY, now=0.0)

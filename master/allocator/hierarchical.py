@@ -424,8 +424,9 @@ class HierarchicalAllocator:
         for role, part in parts.items():
             if role is None:
                 continue
-            refused = OfferFilter(part.unallocated(), expires)
-            framework.filters.setdefault(role, {}).setdefault(agent_id, []).append(refused)
+            self._add_filter(
+                framework, role, agent_id, OfferFilter(part.unallocated(), expires), now
+            )
 
     def recover_declined(
         self,
@@ -452,17 +453,17 @@ class HierarchicalAllocator:
         framework = self._frameworks.get(framework_id)
         seconds = _refuse_seconds(refuse_seconds) if refuse_seconds is not None else 0.0
         expires = now + max(self.options.allocation_interval, seconds)
-        filters = framework.filters if framework is not None and seconds > 0 else None
+        filtering = framework is not None and seconds > 0
         sums: dict[str, dict[str, int]] = {}
         for agent, resources in held_pieces:
             parts = resources.by_allocation_role()
             self._untrack(agent, framework_id, resources, parts, sums)
-            if filters is None:
+            if not filtering:
                 continue
             for role, part in parts.items():
                 if role is not None:
                     refused = OfferFilter(part.unallocated(), expires)
-                    filters.setdefault(role, {}).setdefault(agent.id, []).append(refused)
+                    self._add_filter(framework, role, agent.id, refused, now)  # type: ignore[arg-type]
         for role, amounts in sums.items():
             self._role_frameworks[role].unallocated(framework_id, amounts)
             self._roles.unallocated(role, amounts)
@@ -662,7 +663,7 @@ class HierarchicalAllocator:
                 continue
             reserved_here = agent.reserved and agent.available.has_reserved()
             if not reserved_here and take_whole is not None:
-                taker = take_whole(agent, offers, quotas, merge, late)
+                taker = take_whole(agent, offers, quotas, merge, late, now)
                 if taker is not None:
                     if quotas:
                         self._note_saturation((taker,), saturated, budget)
@@ -738,7 +739,13 @@ class HierarchicalAllocator:
                 roles.allocated(sole, amounts, times)
 
     def _take_whole(
-        self, agent: _Agent, offers: _Offers, quotas: dict, merge: bool, late: dict | None
+        self,
+        agent: _Agent,
+        offers: _Offers,
+        quotas: dict,
+        merge: bool,
+        late: dict | None,
+        now: float,
     ) -> str | None:
         """The usual case, without generators: the first framework of the first role takes
         the agent's whole free pool. None when that is not what the full walk would decide
@@ -779,10 +786,8 @@ class HierarchicalAllocator:
                 return None  # none is met
         if agent.gpus and not framework.gpu and self.options.filter_gpu_resources:
             return None
-        if framework.filters:
-            by_agent = framework.filters.get(role)
-            if by_agent and agent.id in by_agent:
-                return None
+        if framework.filters and self._live_filters(framework, role, agent.id, now):
+            return None
         resources = agent.available
         allocated = agent.shape.allocated.get(role) if resources is agent.total else None
         if allocated is None:
@@ -915,16 +920,49 @@ class HierarchicalAllocator:
     def _filtered(
         self, framework: _Framework, role: str, agent_id: str, resources: Resources, now: float
     ) -> bool:
-        by_agent = framework.filters.get(role)
-        if not by_agent:
-            return False
-        filters = by_agent.get(agent_id)
+        filters = self._live_filters(framework, role, agent_id, now)
         if not filters:
             return False
         if any(f.filters(resources, now) for f in filters):
             self.stats_filtered += 1
             return True
         return False
+
+    @staticmethod
+    def _live_filters(
+        framework: _Framework, role: str, agent_id: str, now: float
+    ) -> list[OfferFilter] | None:
+        """The framework's filters in ``role`` on the agent that have not expired; expired
+        ones are dropped here (as Mesos's expiry timers drop them), so that a framework that
+        declines every few seconds keeps one filter per agent, not one per decline ever."""
+        by_agent = framework.filters.get(role)
+        if not by_agent:
+            return None
+        filters = by_agent.get(agent_id)
+        if filters is None:
+            return None
+        for refused in filters:
+            if refused.expires_at <= now:
+                break
+        else:
+            return filters
+        filters = [refused for refused in filters if refused.expires_at > now]
+        if filters:
+            by_agent[agent_id] = filters
+            return filters
+        del by_agent[agent_id]
+        if not by_agent:
+            del framework.filters[role]
+        return None
+
+    def _add_filter(
+        self, framework: _Framework, role: str, agent_id: str, refused: OfferFilter, now: float
+    ) -> None:
+        filters = self._live_filters(framework, role, agent_id, now)
+        if filters is None:
+            framework.filters.setdefault(role, {})[agent_id] = [refused]
+        else:
+            filters.append(refused)
 
     def _refresh_shares(self) -> None:
         if self._shares_stale:
