@@ -563,6 +563,12 @@ class Runtime:
             if type(event) is tuple:
                 sender, name, body = event
                 handler = handlers.get(name)
+                if type(body) is wire.Raw:
+                    try:
+                        body = wire.decode_body(body)
+                    except wire.MalformedFrame as error:
+                        self._complain("messages_malformed", error=str(error), message=name)
+                        continue
                 try:
                     if handler is None:
                         process.unhandled(sender, name, body)
@@ -689,23 +695,27 @@ class Runtime:
         enqueue = self._enqueue
         dropping = self._dropping
         for message in batch:
-            try:
-                if type(message) is not list:  # a 4-key map would unpack into its keys
-                    raise TypeError(f"got a {type(message).__name__}")
+            if type(message) is tuple:  # (to_id, sender, name, Raw body): typed by the decoder
                 to_id, sender, name, body = message
-                if type(name) is not str or type(to_id) is not str or type(sender) is not str:
-                    raise TypeError(
-                        f"got [{type(to_id).__name__}, {type(sender).__name__}, "
-                        f"{type(name).__name__}, ...]"
+                try:
+                    sender = upids.get(sender) if sender else None
+                except (ValueError, InvalidUPID) as error:
+                    self._complain(
+                        "messages_malformed",
+                        expected="sender: '' or 'id@host:port'",
+                        error=str(error),
                     )
-                sender = upids.get(sender) if sender else None
-            except (TypeError, ValueError, InvalidUPID) as error:
-                self._complain(
-                    "messages_malformed",
-                    expected="[to_id: str, sender: '' or 'id@host:port', name: str, body]",
-                    error=str(error) or type(error).__name__,
-                )
-                continue
+                    continue
+            else:
+                try:
+                    to_id, sender, name, body = self._envelope(message, upids)
+                except (TypeError, ValueError, InvalidUPID) as error:
+                    self._complain(
+                        "messages_malformed",
+                        expected="[to_id: str, sender: '' or 'id@host:port', name: str, body]",
+                        error=str(error) or type(error).__name__,
+                    )
+                    continue
             if (
                 dropping is not None
                 and to_id  # control messages (to the runtime itself) are never dropped
@@ -716,9 +726,27 @@ class Runtime:
             if process is not None:
                 enqueue(process, (sender, name, body))
             elif to_id == wire.RUNTIME_ID:
+                if type(body) is wire.Raw:
+                    try:
+                        body = wire.decode_body(body)
+                    except wire.MalformedFrame as error:
+                        self._complain("messages_malformed", error=str(error))
+                        continue
                 self._control(sender, name, body)
             elif not self._deliver_to_reserved(to_id, (sender, name, body)):
                 self._complain("messages_unknown_process", to=to_id, message=name, sender=sender)
+
+    @staticmethod
+    def _envelope(message: Any, upids: Any) -> tuple[str, UPID | None, str, Any]:
+        """A message of a frame decoded untyped, checked: TypeError or ValueError if bad."""
+        if type(message) is not list:  # a 4-key map would unpack into its keys
+            raise TypeError(f"got a {type(message).__name__}")
+        to_id, sender, name, body = message
+        if type(name) is not str or type(to_id) is not str or type(sender) is not str:
+            raise TypeError(
+                f"got [{type(to_id).__name__}, {type(sender).__name__}, {type(name).__name__}, ...]"
+            )
+        return to_id, (upids.get(sender) if sender else None), name, body
 
     def _deliver_to_reserved(self, ident: str, message: tuple) -> bool:
         """Queue a message for a process spawned from another thread but not registered yet.

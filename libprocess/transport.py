@@ -360,7 +360,7 @@ class Transport:
             self._complain("frames_oversized", bytes=len(frame), limit=self.config.max_frame_bytes)
             return
         try:
-            batch = wire.decode_frame(frame)
+            batch = wire.decode_envelopes(frame)
         except wire.MalformedFrame as error:
             self._complain("frames_malformed", error=str(error))
             return

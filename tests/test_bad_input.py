@@ -131,7 +131,10 @@ def test_random_bytes_are_counted_as_malformed_frames_or_handled(peer, data):
     try:
         batch = decode_frame(data)
     except MalformedFrame:
-        assert peer.complaints_after(data).get("frames_malformed") == 1
+        # Refused whole, or (a body bad only inside, such as a string that is not UTF-8)
+        # refused when its handler would have read it.
+        complaints = peer.complaints_after(data)
+        assert complaints.get("frames_malformed") == 1 or complaints.get("messages_malformed")
     else:
         # Bytes that happen to be a list: no frame complaint, and at most one per message.
         complaints = peer.complaints_after(data)
@@ -156,6 +159,19 @@ def test_msgpack_that_is_not_a_list_is_a_malformed_frame(peer, sink, value):
 )
 def test_bytes_that_are_not_msgpack_are_a_malformed_frame(peer, frame):
     assert peer.complaints_after(frame) == {"frames_malformed": 1}
+
+
+def test_a_body_that_cannot_be_read_is_refused_when_its_turn_comes(peer, sink):
+    # Bodies wait in mailboxes as msgpack bytes and are read when their handler runs: a
+    # string that is not UTF-8 is found then. Only that message is lost.
+    good = msgpack.packb([SINK, peer.sender, "hello", {"n": 1}])
+    bad = msgpack.packb([SINK, peer.sender, "hello", "x"])[:-2] + b"\xa1\xff"
+    frame = b"\x92" + bad + good
+    with pytest.raises(MalformedFrame):
+        decode_frame(frame)  # read whole, the frame is refused...
+    assert peer.complaints_after(frame) == {"messages_malformed": 1}  # ...read lazily, one
+    assert sink.next() == (peer.sender, "hello", {"n": 1})
+    assert_still_serving(peer, sink)
 
 
 def test_an_empty_batch_is_not_a_complaint(peer):
