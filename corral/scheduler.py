@@ -237,9 +237,7 @@ class SchedulerDriver:
         """Stop the driver. Without ``failover`` the framework is torn down at the master
         (``UnregisterFramework``: its tasks are killed); with it, the driver only
         disconnects, and a new driver with the same framework id may take over."""
-        callbacks = self._callbacks
-        if callbacks is not None and callbacks.held and callbacks.is_current():
-            callbacks.send_declines()
+        self._send_held_declines()
         with self._lock:
             if self._status not in (Status.RUNNING, Status.ABORTED) or self._shutting_down:
                 return self._status
@@ -392,11 +390,15 @@ class SchedulerDriver:
             raise TypeError(f"framework message data is bytes, got {type(data).__name__}")
         return self._dispatch("framework_message", ExecutorID(executor_id), AgentID(agent_id), data)
 
-    def _dispatch(self, method: str, *args: Any) -> Status:
-        """Hand a call to the actor (from any thread); the status at the time of the call."""
+    def _send_held_declines(self) -> None:
+        """Called from a scheduler callback: send the declines it made so far."""
         callbacks = self._callbacks
         if callbacks is not None and callbacks.held and callbacks.is_current():
-            callbacks.send_declines()  # what the callback declined goes first, in order
+            callbacks.send_declines()
+
+    def _dispatch(self, method: str, *args: Any) -> Status:
+        """Hand a call to the actor (from any thread); the status at the time of the call."""
+        self._send_held_declines()  # what the callback declined goes first, in order
         with self._lock:
             status = self._status
             if status is not Status.RUNNING and method != "abort":
