@@ -771,27 +771,14 @@ class HierarchicalAllocator:
             return None
         framework = self._frameworks[framework_id]
         amounts = agent.available_q
-        minimums = self._minimums
-        if framework.min_allocatable:
-            minimums = framework.min_allocatable.get(role, minimums)
-        if minimums:
-            get = amounts.get
-            for minimum in minimums:
-                for name, amount in minimum.items():
-                    if get(name, 0) < amount:
-                        break
-                else:
-                    break  # this one is met
-            else:
-                return None  # none is met
+        if not self._allocatable(amounts, role, framework):
+            return None
         if agent.gpus and not framework.gpu and self.options.filter_gpu_resources:
             return None
         if framework.filters and self._live_filters(framework, role, agent.id, now):
             return None
         resources = agent.available
-        allocated = agent.shape.allocated.get(role) if resources is agent.total else None
-        if allocated is None:
-            allocated = agent.allocated_form(resources, role)
+        allocated = agent.allocated_form(resources, role)
         if merge:
             offers.add(framework_id, role, agent, allocated)
         else:
@@ -1068,12 +1055,7 @@ class HierarchicalAllocator:
             if part.has_reserved():
                 self._account_reserved(role, part, -1)
             if sums is not None:
-                total = sums.get(role)
-                if total is None:
-                    sums[role] = dict(amounts)
-                else:
-                    for name, amount in amounts.items():
-                        total[name] = total.get(name, 0) + amount
+                q.add_into(sums.setdefault(role, {}), amounts)
                 continue
             self._role_frameworks[role].unallocated(framework_id, amounts)
             self._roles.unallocated(role, amounts)
