@@ -695,27 +695,19 @@ class Runtime:
         enqueue = self._enqueue
         dropping = self._dropping
         for message in batch:
-            if type(message) is tuple:  # (to_id, sender, name, Raw body): typed by the decoder
-                to_id, sender, name, body = message
-                try:
+            try:
+                if type(message) is tuple:  # (to_id, sender, name, Raw body): typed already
+                    to_id, sender, name, body = message
                     sender = upids.get(sender) if sender else None
-                except (ValueError, InvalidUPID) as error:
-                    self._complain(
-                        "messages_malformed",
-                        expected="sender: '' or 'id@host:port'",
-                        error=str(error),
-                    )
-                    continue
-            else:
-                try:
+                else:
                     to_id, sender, name, body = self._envelope(message, upids)
-                except (TypeError, ValueError, InvalidUPID) as error:
-                    self._complain(
-                        "messages_malformed",
-                        expected="[to_id: str, sender: '' or 'id@host:port', name: str, body]",
-                        error=str(error) or type(error).__name__,
-                    )
-                    continue
+            except (TypeError, ValueError, InvalidUPID) as error:
+                self._complain(
+                    "messages_malformed",
+                    expected="[to_id: str, sender: '' or 'id@host:port', name: str, body]",
+                    error=str(error) or type(error).__name__,
+                )
+                continue
             if (
                 dropping is not None
                 and to_id  # control messages (to the runtime itself) are never dropped
