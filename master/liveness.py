@@ -6,6 +6,10 @@ A sans-IO core, as Mesos's master judges agents:
 - Every ``agent_ping_timeout`` each registered agent is pinged (``PingAgent``, saying whether
   the master counts it as connected); a pong resets its count. After
   ``max_agent_ping_timeouts`` pings in a row without a pong, the agent is unreachable.
+  A round is cut into ``PING_SLICES`` slices, one every ``agent_ping_timeout / PING_SLICES``,
+  each pinging its share of the agents (as Mesos, whose per-agent timers start at each
+  agent's registration): 20,000 pongs arriving together sat in front of every other message
+  for the time the master took to take them all.
 - Unreachable agents are removed at most ``agent_removal_rate_limit`` per second (None: no
   limit); the first at once, later ones spaced. Waiting ones stay registered, marked
   ``pending_removal``; a pong or a re-registration meanwhile cancels their removal.
@@ -29,6 +33,7 @@ from master.state import AgentRecord, MasterState
 log = structlog.get_logger("master")
 
 PING_ROUND = "ping round"  # the key of the ping timer
+PING_SLICES = 10  # a round's agents are pinged in this many slices, spread over the round
 REMOVAL = "removal"  # the key of the timer that waits for the removal rate limit
 
 
@@ -59,17 +64,45 @@ class AgentLiveness:
         self._removals: deque[AgentID] = deque()
         self._next_removal_at = float("-inf")  # runtime-clock time the next removal may run
         self._removal_armed = False  # the REMOVAL timer is set
+        # The round under way: the agents it pings (taken when it began) and the next slice.
+        self._round: list[AgentID] = []
+        self._slice = 0
+        self._slice_due = 0.0  # runtime-clock time the current slice was due
 
     def start(self, now: float) -> None:
         """The master started: arm the ping rounds and, if agents are to re-register, their
         deadline."""
-        self.out.schedule(PING_ROUND, self.agent_ping_timeout, self.ping_round)
+        step = self.agent_ping_timeout / PING_SLICES
+        self._slice_due = now + step
+        self.out.schedule(PING_ROUND, step, self.ping_slice)
         if self.state.recovering:
             self.out.schedule("reregister", self.reregister_timeout, self.reregister_expired)
 
-    def ping_round(self, now: float) -> None:
+    def ping_slice(self, now: float) -> None:
+        """One slice of the round: the agents registered when the round began, in order, a
+        ``PING_SLICES``-th of them (so each is pinged once per ``agent_ping_timeout``; one
+        that registers meanwhile waits for the next round)."""
+        if self._slice == 0:
+            self._round = list(self.state.agents)
+        count = len(self._round)
+        start = count * self._slice // PING_SLICES
+        end = count * (self._slice + 1) // PING_SLICES
+        self._slice = (self._slice + 1) % PING_SLICES
+        agents = self.state.agents
+        self._ping([agents[i] for i in self._round[start:end] if i in agents], now)
+        if self._slice == 0:
+            self._round = []
+        # The next slice is due a step after this one was (a late timer does not stretch
+        # the round), or a step from now if this one came later than that.
+        step = self.agent_ping_timeout / PING_SLICES
+        self._slice_due += step
+        if self._slice_due <= now:
+            self._slice_due = now + step
+        self.out.schedule(PING_ROUND, self._slice_due - now, self.ping_slice)
+
+    def _ping(self, slice_: list[AgentRecord], now: float) -> None:
         """Count unanswered pings, queue the unreachable for removal, then ping again."""
-        for agent in list(self.state.agents.values()):
+        for agent in slice_:
             if agent.awaiting_pong and not agent.pending_removal:
                 agent.missed_pings += 1
                 if agent.missed_pings >= self.max_agent_ping_timeouts:
@@ -84,7 +117,6 @@ class AgentLiveness:
                         continue
             agent.awaiting_pong = True
             self.out.send(agent.pid, PingAgent(connected=agent.connected))
-        self.out.schedule(PING_ROUND, self.agent_ping_timeout, self.ping_round)
 
     def pong(self, agent: AgentRecord) -> None:
         agent.awaiting_pong = False

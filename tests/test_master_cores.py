@@ -59,6 +59,7 @@ from master.allocator.events import (
 from master.allocator.offer import Allocation
 from master.allocator.quota import Quota
 from master.core import MasterCore
+from master.liveness import PING_SLICES
 from master.options import MasterOptions
 from master.registry import AgentStatus, Registry
 from master.state import FrameworkRecord
@@ -366,16 +367,50 @@ def test_an_allocation_for_a_disconnected_agent_goes_back(bench):
 # -- liveness -------------------------------------------------------------------------------
 
 
+def ping_round(core: MasterCore, now: float) -> None:
+    """One whole round of pings: all its slices (at ``now``, as time does not matter here)."""
+    for _ in range(PING_SLICES):
+        core.liveness.ping_slice(now)
+
+
+def test_a_round_of_pings_is_spread_over_its_slices(bench):
+    core = bench.core
+    agents = [bench.register_agent(f"a{i}@10.0.0.{i}:5051", f"h{i}") for i in range(25)]
+    core.out.take()
+    late = None
+    pinged: list[str] = []
+    for slice_ in range(PING_SLICES):
+        core.liveness.ping_slice(now=1.5 * (slice_ + 1))  # when each is due
+        actions = core.out.take()
+        sent = [str(a[1]) for a in actions if a[0] == outbox.SEND and type(a[2]) is PingAgent]
+        assert len(sent) in (2, 3)  # 25 agents over 10 slices
+        pinged += sent
+        timers = [a for a in actions if a[0] == outbox.SCHEDULE and a[1] == "ping round"]
+        assert [seconds for _, _, seconds, _, _ in timers] == [
+            pytest.approx(OPTIONS.agent_ping_timeout / PING_SLICES)
+        ]
+        if slice_ == 4:  # one that registers mid-round waits for the next round
+            late = bench.register_agent("late@10.0.1.1:5051", "late")
+            core.out.take()
+    assert sorted(pinged) == sorted(str(core.state.agents[a].pid) for a in agents)
+    core.liveness.ping_slice(now=16.5)  # the next round's first slice
+    assert late in core.state.agents and "late@10.0.1.1:5051" not in [
+        str(pid) for pid, _ in sends(core, PingAgent)
+    ]
+    ping_round(core, now=30.0)
+    assert "late@10.0.1.1:5051" in [str(pid) for pid, _ in sends(core, PingAgent)]
+
+
 def test_an_agent_that_stops_answering_is_removed_after_its_missed_pings(bench):
     core = bench.core
     agent_id = bench.register_agent()
     bench.add_framework()
     for round_ in range(OPTIONS.max_agent_ping_timeouts):
-        core.liveness.ping_round(now=15.0 * (round_ + 1))
+        ping_round(core, now=15.0 * (round_ + 1))
         assert [pid for pid, _ in sends(core, PingAgent)] == [AGENT_PID]
         assert sends(core, AgentLost) == []
         core.out.take()
-    core.liveness.ping_round(now=60.0)
+    ping_round(core, now=60.0)
     assert [message.agent_id for _, message in sends(core, AgentLost)] == [agent_id]
     assert agent_id in core.state.unreachable
     assert bench.registry.status(agent_id) is AgentStatus.UNREACHABLE
@@ -385,7 +420,7 @@ def test_a_pong_resets_the_count(bench):
     core = bench.core
     agent_id = bench.register_agent()
     for round_ in range(10):
-        core.liveness.ping_round(now=15.0 * round_)
+        ping_round(core, now=15.0 * round_)
         core.liveness.pong(core.state.agents[agent_id])
     assert agent_id in core.state.agents and sends(core, AgentLost) == []
 
@@ -400,9 +435,9 @@ def test_removals_wait_for_the_rate_limit(tmp_path):
     bench = Bench(str(tmp_path), options)
     core = bench.core
     agents = [bench.register_agent(f"a{i}@10.0.0.{i}:5051", f"h{i}") for i in range(3)]
-    core.liveness.ping_round(now=1.0)  # pings out
+    ping_round(core, now=1.0)  # pings out
     core.out.take()
-    core.liveness.ping_round(now=2.0)  # unanswered: unreachable, one removed at once
+    ping_round(core, now=2.0)  # unanswered: unreachable, one removed at once
     assert [agent_id in core.state.unreachable for agent_id in agents] == [True, False, False]
     schedules = [a for a in core.out.take() if a[0] == outbox.SCHEDULE and a[1] == "removal"]
     assert [seconds for _, _, seconds, _, _ in schedules] == [pytest.approx(10.0)]
