@@ -58,6 +58,7 @@ from master.allocator import (
     AllocatorOptions,
     AllocatorProcess,
 )
+from master.allocator.backlog_gate import BacklogLimits
 from master.allocator.codec import decode_allocations
 from master.allocator.events import Revive, Suppress
 from master.allocator.quota import Quota
@@ -231,7 +232,13 @@ class MasterProcess(ProtocolProcess):
             f"{self.pid.id}-allocator",
         )
         if not self.options.allocator_process:
-            return self.runtime.spawn(AllocatorProcess(*args))
+            hold = self.options.allocation_hold_backlog
+            if hold is None:
+                return self.runtime.spawn(AllocatorProcess(*args))
+            interval = self.options.allocation_interval
+            limits = BacklogLimits(hold, hold // 4, interval, min(0.01, interval))
+            events = self.mailbox.events
+            return self.runtime.spawn(AllocatorProcess(*args, lambda: len(events), limits))
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
         self._allocator_child = launch(
             AllocatorProcess,

@@ -20,6 +20,11 @@ class MasterOptions:
     # Run the allocator in an OS process of its own (its metrics are then served by that
     # process's HTTP server, named in /master/state's "allocator").
     allocator_process: bool = False
+    # Allocation cycles wait while this many events wait in the master's mailbox (until a
+    # quarter of it is left, an allocation_interval at most; None: never wait). Offers are
+    # what frameworks launch on: made while the master is behind, they only lengthen its
+    # queue (master/allocator/backlog_gate.py). For the allocator in this process only.
+    allocation_hold_backlog: int | None = 2_000
     # Unreachable agents removed per second at most (None: no limit); see parse_rate_limit.
     agent_removal_rate_limit: float | None = None
     # After a restart, seconds the registry's admitted agents have to re-register.
@@ -44,6 +49,11 @@ class MasterOptions:
         if self.offer_timeout is not None and self.offer_timeout <= 0:
             raise ValueError(
                 f"offer_timeout must be positive (or None for no timeout), got {self.offer_timeout}"
+            )
+        if self.allocation_hold_backlog is not None and self.allocation_hold_backlog < 1:
+            raise ValueError(
+                f"allocation_hold_backlog must be 1 or more events (or None to never hold), "
+                f"got {self.allocation_hold_backlog}"
             )
         rate = self.agent_removal_rate_limit
         if rate is not None and not 0 < rate < float("inf"):

@@ -212,6 +212,7 @@ class StateViews(Observer):
             "port": self.master.pid.address.rpartition(":")[2],
             "work_dir": self.master.work_dir,
             "allocation_interval": seconds(options.allocation_interval),
+            "allocation_hold_backlog": str(options.allocation_hold_backlog or ""),
             "agent_ping_timeout": seconds(options.agent_ping_timeout),
             "max_agent_ping_timeouts": str(options.max_agent_ping_timeouts),
             "offer_timeout": seconds(options.offer_timeout),

@@ -14,6 +14,7 @@ from corral.resources import Resources
 from libprocess import LaunchOptions, Runtime, launch
 from master import MasterOptions
 from master.allocator import AllocatorError, AllocatorOptions, AllocatorProcess
+from master.allocator.backlog_gate import BacklogLimits
 from master.allocator.events import (
     AddAgent,
     AddFramework,
@@ -166,6 +167,53 @@ def test_pause_holds_cycles_until_resume(wired):
     runtime.clock.advance(1.0)
     runtime.settle()
     assert subscriber.allocations.get(timeout=5)[0].agent_id == "a1"
+
+
+def test_cycles_wait_while_the_subscriber_is_behind(runtime, paused_clock):
+    """The gate (master/allocator/backlog_gate.py) reads the subscriber's backlog: here a
+    number the test sets, where the master gives its mailbox's length."""
+    subscriber = Subscriber()
+    runtime.spawn(subscriber)
+    backlog = [0]
+    limits = BacklogLimits(high=100, low=25, max_hold=1.0, recheck=0.01)
+    allocator = AllocatorProcess(
+        subscriber.pid,
+        AllocatorOptions(allocation_interval=1.0),
+        backlog=lambda: backlog[0],
+        limits=limits,
+    )
+    runtime.spawn(allocator)
+    runtime.dispatch(subscriber, Subscriber.connect, allocator.pid).result(5)
+    backlog[0] = 150
+    _post(runtime, subscriber, AddAgent("a1", AGENT))
+    _post(runtime, subscriber, AddFramework("f1", ("*",)))
+    runtime.settle()
+    assert _no_more(subscriber.allocations)  # behind: the cycle waits
+    _post(runtime, subscriber, AddAgent("a2", AGENT))  # a trigger meanwhile joins it
+    backlog[0] = 30
+    runtime.clock.advance(0.01)
+    runtime.settle()
+    assert _no_more(subscriber.allocations)  # still over the low mark
+    backlog[0] = 25
+    runtime.clock.advance(0.01)
+    runtime.settle()
+    allocations = subscriber.allocations.get(timeout=5)
+    assert {a.agent_id for a in allocations} == {"a1", "a2"}  # one cycle, both agents
+    snapshot = runtime.metrics.snapshot()
+    assert snapshot["allocator/mesos/allocation_runs_held"] == 1
+    assert snapshot["allocator/mesos/allocation_hold_ms/p50"] == pytest.approx(20.0)
+
+    backlog[0] = 10_000  # far behind for good: a cycle still runs once per max_hold
+    _post(runtime, subscriber, AddAgent("a3", AGENT))
+    runtime.settle()
+    for _ in range(99):
+        runtime.clock.advance(0.01)
+        runtime.settle()
+    assert _no_more(subscriber.allocations)
+    runtime.clock.advance(0.01)
+    runtime.settle()
+    assert [a.agent_id for a in subscriber.allocations.get(timeout=5)] == ["a3"]
+    assert runtime.metrics.snapshot()["allocator/mesos/allocation_runs_held"] == 2
 
 
 def test_a_bad_event_is_refused_and_changes_nothing(wired):

@@ -842,6 +842,22 @@ def test_the_master_sets_its_processs_garbage_collector_thresholds(runtime, tmp_
         gc.set_threshold(*saved)
 
 
+@pytest.mark.parametrize("hold", [1, None])
+def test_an_idle_master_gets_its_offers_whether_its_allocator_waits_on_a_backlog_or_not(
+    runtime, paused_clock, tmp_path, hold
+):
+    """The gate (master/allocator/backlog_gate.py) holds cycles only while the master's
+    mailbox is behind; 1 is the most eager limit, None none."""
+    cluster = Cluster(
+        runtime, paused_clock, str(tmp_path), replace(OPTIONS, allocation_hold_backlog=hold)
+    )
+    cluster.register_agent()
+    offer = cluster.register_framework()
+    assert offer.agent_id == cluster.agent_id
+    with pytest.raises(ValueError, match="allocation_hold_backlog must be 1 or more"):
+        replace(OPTIONS, allocation_hold_backlog=0)
+
+
 def test_the_masters_event_queue_is_in_its_metrics(runtime, tmp_path):
     master = MasterProcess(str(tmp_path), OPTIONS)
     runtime.spawn(master)

@@ -12,13 +12,14 @@ agents of every trigger merged, and sends each cycle's allocations to its subscr
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
 
 from libprocess import UPID, Process, Timer, handler
 from master.allocator import codec
+from master.allocator.backlog_gate import BacklogGate, BacklogLimits
 from master.allocator.events import CYCLE_AGENT, CYCLE_ALL, AllocatorEvent, event_from_wire
 from master.allocator.hierarchical import HierarchicalAllocator
 from master.allocator.offer import AllocatorError
@@ -40,14 +41,23 @@ class AllocatorProcess(Process):
         options: AllocatorOptions | None = None,
         seed: int = 0,
         id: str = "allocator",
+        backlog: Callable[[], int] | None = None,
+        limits: BacklogLimits | None = None,
     ) -> None:
+        """``backlog``: how many events wait in the subscriber's mailbox, for a subscriber in
+        this runtime; with it, cycles wait while the subscriber is behind (``limits``;
+        master/allocator/backlog_gate.py)."""
         super().__init__(id)
         self.options = options or AllocatorOptions()
         self.core = HierarchicalAllocator(self.options, seed)
         self.subscriber = UPID(subscriber) if subscriber is not None else None
         self.paused = False
-        # Invariant: _queued is True exactly while one _cycle dispatch is in the mailbox;
-        # _candidates is None (all agents) or the agents that triggers asked for since then.
+        # Invariant: _queued is True exactly while one _cycle dispatch is in the mailbox or
+        # held by the gate (_held: its timer); _candidates is None (all agents) or the agents
+        # that triggers asked for since then.
+        self._backlog = backlog
+        self._gate = BacklogGate(limits or BacklogLimits()) if backlog is not None else None
+        self._held: Timer | None = None
         self._queued = False
         self._candidates: set[str] | None = set()
         self._queued_at = 0.0
@@ -63,12 +73,17 @@ class AllocatorProcess(Process):
         self._run_latency = metrics.timer("allocator/mesos/allocation_run_latency")
         self._made = metrics.counter("allocator/mesos/allocations_made")
         self._filtered = metrics.counter("allocator/mesos/offers_filtered")
+        # Cycles the gate held while the subscriber was behind, and for how long each.
+        self._runs_held = metrics.counter("allocator/mesos/allocation_runs_held")
+        self._hold_time = metrics.timer("allocator/mesos/allocation_hold")
         self._metrics = [
             self._runs,
             self._run_time,
             self._run_latency,
             self._made,
             self._filtered,
+            self._runs_held,
+            self._hold_time,
             metrics.gauge("allocator/mesos/offer_filters/active", self.core.filter_count),
             metrics.gauge("allocator/mesos/event_queue_dispatches", lambda: len(self.mailbox)),
         ]
@@ -76,8 +91,9 @@ class AllocatorProcess(Process):
         self._schedule_tick()
 
     def finalize(self) -> None:
-        if self._tick is not None:
-            self._tick.cancel()
+        for timer in (self._tick, self._held):
+            if timer is not None:
+                timer.cancel()
         metrics = self.runtime.metrics
         for metric in self._metrics:
             metrics.remove(metric.name)
@@ -145,6 +161,20 @@ class AllocatorProcess(Process):
             self.runtime.dispatch(self, AllocatorProcess._cycle)
 
     def _cycle(self) -> None:
+        self._held = None
+        gate = self._gate
+        if gate is not None and not self.paused:
+            assert self._backlog is not None, "a gate is made only with a backlog"
+            now = self.runtime.clock.now()
+            held_since = gate.held_since
+            wait = gate.wait(self._backlog(), now)
+            if wait:
+                if held_since is None:
+                    self._runs_held.inc()
+                self._held = self.delay(wait, AllocatorProcess._cycle)
+                return
+            if held_since is not None:
+                self._hold_time.record(now - held_since)
         self._queued = False
         candidates, self._candidates = self._candidates, set()
         if not self.paused:
