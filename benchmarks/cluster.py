@@ -29,8 +29,11 @@ written to ``<out>/cluster.json`` beside the plot ``<out>/cluster.png``):
    serve (``--fixed-rate``, 1,000 tasks/s), for the latency goal.
 3. Hold: launch ``--hold-tasks`` tasks that run until torn down, then measure the master's
    RSS and ``GET /master/state`` with them all running (``hold``; ``state_ms`` is this one,
-   the mid-run figure). ``/master/state`` is built on the master's actor, so timing it inside
-   a launch phase would stall that phase (``--state-in-phases`` does it anyway).
+   the mid-run figure: the master's first, so with ``--state-fork-threshold`` a forked child
+   builds it while it waits), then a second GET right after it (``hold_state_poll_ms``: a
+   poll; with forks answered from the last build while a child builds the next;
+   master/state_snapshot.py). ``--state-in-phases`` also
+   times one GET halfway through each launch phase.
 4. ``state_ms_agents``: ``GET /master/state`` once the hold's tasks are torn down.
    ``reregister_s``: SIGKILL the master, start it again on the same ports and work directory,
    time until every agent has re-registered.
@@ -48,6 +51,7 @@ asserts no speed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -142,21 +146,28 @@ class Master:
         return round(1000 * (time.perf_counter() - started), 1), state
 
     def cpu_seconds(self) -> float:
-        """CPU time (user + system) the master has used, with its allocator child's."""
+        """CPU time (user + system) the master has used, with its children's: its allocator
+        child and the children that build its state (master/state_fork.py), those running
+        and those that ended."""
         process = self.psutil
-        processes = [process, *process.children(recursive=True)]
-        total = 0.0
-        for each in processes:
-            times = each.cpu_times()
-            total += times.user + times.system
+        times = process.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        for child in process.children(recursive=True):
+            with contextlib.suppress(psutil.Error):  # a state build may end meanwhile
+                times = child.cpu_times()
+                total += times.user + times.system
         return total
 
     def rss_mb(self) -> float:
-        """The master's resident memory, with its allocator child when it has one."""
+        """The master's resident memory, with its allocator child when it has one (not a
+        forked state build's: its pages are the master's, shared until either writes)."""
         process = self.psutil
         total = process.memory_info().rss
+        command = process.cmdline()
         for child in process.children(recursive=True):
-            total += child.memory_info().rss
+            with contextlib.suppress(psutil.Error):
+                if child.cmdline() != command:
+                    total += child.memory_info().rss
         return round(total / 2**20, 1)
 
 
@@ -308,6 +319,9 @@ def run_phase(
                 result["hold_rss_mb"] = master.rss_mb()
                 result["hold_state_ms"], state = master.state_ms()
                 result["hold_state_tasks"] = len(state.get("tasks", []))
+                state = {}
+                # A poll right after: what a dashboard polling the master sees.
+                result["hold_state_poll_ms"], _ = master.state_ms()
                 fleet.release()
             elif kind == "done":
                 break
@@ -422,7 +436,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out) if args.out else work
     out.mkdir(parents=True, exist_ok=True)
     log_level = args.master_log_level
-    base_options = MasterOptions(allocation_interval=args.allocation_interval)
+    base_options = MasterOptions(
+        allocation_interval=args.allocation_interval,
+        state_fork_threshold=args.state_fork_threshold,
+    )
     if args.python_gc:
         base_options = dataclasses.replace(base_options, gc_thresholds=None)
     has_allocator_process = "allocator_process" in {
@@ -512,11 +529,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["hold"] = {
                 key: hold.get(key)
                 for key in ("hold_running", "hold_rss_mb", "hold_state_ms", "hold_state_tasks",
-                            "launches_per_s", "p99_launch_ms", "master_cpu_percent")
+                            "hold_state_poll_ms", "launches_per_s", "p99_launch_ms",
+                            "master_cpu_percent")
             }  # fmt: skip
-        # After the phases: building /master/state holds the master's actor, and at 20,000
-        # agents for longer than the transport's peer timeout (its heartbeats go unanswered),
-        # so every peer takes the master for lost: no launch phase may come after it.
+        # After the phases (a master with state_fork_threshold=None builds /master/state on
+        # its actor, at 20,000 agents for longer than the transport's peer timeout).
         result["state_ms_agents"], _ = master.state_ms()
         progress(f"  GET /master/state, {args.agents} agents: {result['state_ms_agents']} ms")
         # Mid-run: with the hold phase's tasks all running, else the one just taken.
@@ -626,6 +643,13 @@ def main() -> int:
     parser.add_argument("--hold-tasks", type=int, default=100_000)
     parser.add_argument("--hold-timeout", type=float, default=240.0)
     parser.add_argument("--allocation-interval", type=float, default=1.0)
+    parser.add_argument(
+        "--state-fork-threshold",
+        type=int,
+        default=None,
+        help="the master's state_fork_threshold: from this many agents plus tasks "
+        "/master/state is built in a forked child (default: never)",
+    )
     parser.add_argument(
         "--registration-backoff",
         type=float,

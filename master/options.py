@@ -31,6 +31,10 @@ class MasterOptions:
     agent_reregister_timeout: float = 600.0
     # Seconds a built /master/state (and its views) is served before it is built anew.
     state_cache_seconds: float = 0.0  # a floor on /master/state's age; see state_snapshot
+    # Agents plus tasks from which /master/state and its views are built in a forked child,
+    # off the master's actor (master/state_fork.py; None, the default: always on the actor,
+    # until a 100,000-task run with forks no longer loses agents; docs/http-api.md).
+    state_fork_threshold: int | None = None
     # Seconds between HEARTBEAT events on v1 SUBSCRIBE streams (Mesos: a fixed 15 s).
     http_heartbeat_interval: float = 15.0
     # Python's cyclic garbage collector thresholds for the master's OS process (None: leave
@@ -75,6 +79,11 @@ class MasterOptions:
             raise ValueError(
                 f"gc_thresholds are three positive numbers (as gc.set_threshold takes), "
                 f"got {self.gc_thresholds}"
+            )
+        if self.state_fork_threshold is not None and self.state_fork_threshold < 0:
+            raise ValueError(
+                f"state_fork_threshold must be 0 or more agents and tasks (or None for never), "
+                f"got {self.state_fork_threshold}"
             )
         if not 0 <= self.state_cache_seconds < float("inf"):
             raise ValueError(

@@ -30,6 +30,7 @@ from corral.resources import Resources
 from corral.task_states import TaskState
 from corral.v1.http import JSON, CallError, json_body, text
 from corral.v1.model import resources_json, unallocated_json
+from libprocess.future import Future
 from libprocess.http import request_body
 from master import mesos_state
 from master.observer import Observer
@@ -61,11 +62,19 @@ class StateViews(Observer):
         self._own_tasks = self.fragments.table(_task_json)
         self._completed = self.fragments.table(lambda entry: entry)  # never changed once made
         self._totals = _TaskTotals()
+        threshold = master.options.state_fork_threshold
+        records = self.records
         self.snapshot = StateSnapshot(
             self.build_state,
             master.runtime.clock.now,
             master.options.state_cache_seconds,
             self.fragments.parts,
+            # Agents and tasks from which a build is made in a forked child (and no longer
+            # on the master's actor): master/state_fork.py.
+            fork_when=None
+            if threshold is None
+            else lambda: len(records.agents) + len(records.tasks) >= threshold,
+            loop=lambda: master.runtime.loop,
         )
 
     # -- the routes (installed on the master process) ---------------------------------------
@@ -219,6 +228,9 @@ class StateViews(Observer):
             "agent_removal_rate_limit": "" if rate is None else f"{rate:g}/1secs",
             "agent_reregister_timeout": seconds(options.agent_reregister_timeout),
             "state_cache_seconds": seconds(options.state_cache_seconds),
+            "state_fork_threshold": str(
+                "" if options.state_fork_threshold is None else options.state_fork_threshold
+            ),
             "gc_thresholds": ",".join(map(str, options.gc_thresholds or ())),
             "max_completed_frameworks": str(COMPLETED_FRAMEWORKS_KEPT),
         }
@@ -430,23 +442,22 @@ class StateViews(Observer):
 
     def state_response(
         self, request: web.Request, name: str, derive: Callable[[dict], Any] | None = None
-    ) -> web.Response:
-        """A cached view of the state, as JSON or, with ``?jsonp=callback``, JavaScript."""
-        body = self.snapshot.view(name, derive)
+    ) -> web.Response | Future[web.Response]:
+        """A cached view of the state, as JSON or, with ``?jsonp=callback``, JavaScript
+        (later, when a forked child builds it)."""
         callback = request.query.get("jsonp")
-        if callback is None:
-            return web.Response(body=body, content_type=JSON)
-        if not _CALLBACK.match(callback):
+        if callback is not None and not _CALLBACK.match(callback):
             return text(
                 400,
                 f"jsonp={callback[:60]!r} is not a JavaScript function name; give a name "
                 "such as 'angular.callbacks._0' (letters, digits, _, $ and dots)",
             )
-        return web.Response(
-            body=callback.encode() + b"(" + body + b");", content_type="application/javascript"
-        )
+        body = self.snapshot.view(name, derive)
+        if isinstance(body, Future):
+            return body.then(lambda built: _state_body(built, callback))
+        return _state_body(body, callback)
 
-    def tasks_response(self, request: web.Request) -> web.Response:
+    def tasks_response(self, request: web.Request) -> web.Response | Future[web.Response]:
         """``/master/tasks``: ``limit`` (100; -1, as the Mesos CLI sends, for all), ``offset`` (0),
         ``order`` (``des`` or ``asc``,
         by latest status time), and optionally ``framework_id`` / ``task_id``."""
@@ -578,6 +589,14 @@ class _TaskTotals:
         """Forget the frameworks not listed (after a build)."""
         for framework_id in set(self._kept) - set(frameworks):
             del self._kept[framework_id]
+
+
+def _state_body(body: bytes, callback: str | None) -> web.Response:
+    if callback is None:
+        return web.Response(body=body, content_type=JSON)
+    return web.Response(
+        body=callback.encode() + b"(" + body + b");", content_type="application/javascript"
+    )
 
 
 def _latest_status_time(task: dict[str, Any]) -> tuple[float, str]:
