@@ -439,6 +439,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     base_options = MasterOptions(
         allocation_interval=args.allocation_interval,
         state_fork_threshold=args.state_fork_threshold,
+        allocation_hold_backlog=args.allocation_hold_backlog,
     )
     if args.python_gc:
         base_options = dataclasses.replace(base_options, gc_thresholds=None)
@@ -643,6 +644,13 @@ def main() -> int:
     parser.add_argument("--hold-tasks", type=int, default=100_000)
     parser.add_argument("--hold-timeout", type=float, default=240.0)
     parser.add_argument("--allocation-interval", type=float, default=1.0)
+    parser.add_argument(
+        "--allocation-hold-backlog",
+        type=lambda text: None if text == "none" else int(text),
+        default=MasterOptions.allocation_hold_backlog,
+        help="the master's allocation_hold_backlog: events in its mailbox from which an "
+        "allocation cycle waits (none: never)",
+    )
     parser.add_argument(
         "--state-fork-threshold",
         type=int,
