@@ -361,9 +361,8 @@ def main() -> None:
     if args.backlog is None:
         args.backlog = 10_000 if args.quick else 50_000
     configure_logging("warning")
-    # No pings, offers or allocations of the master's own while it is measured. Builds on
-    # the master's actor, as a master below state_fork_threshold makes them (and as a forked
-    # child makes them: benchmarks/cluster.py times the master's answer with forks).
+    # No pings, offers or allocations of the master's own while it is measured, and builds
+    # on its actor, whatever the default (benchmarks/cluster.py times forked builds).
     options = MasterOptions(
         hostname="bench-master",
         allocation_interval=3600.0,
