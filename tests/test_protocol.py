@@ -26,11 +26,15 @@ from corral.protocol import (
     MESSAGES,
     AgentInfo,
     Attribute,
+    CheckInfo,
+    CheckType,
+    CommandCheck,
     CommandInfo,
     ExecutorInfo,
     Filters,
     FrameworkCapabilityType,
     FrameworkInfo,
+    HttpCheck,
     KillPolicy,
     Label,
     Offer,
@@ -41,6 +45,7 @@ from corral.protocol import (
     Reserve,
     TaskInfo,
     TaskStatus,
+    TcpCheck,
     Unreserve,
     Wire,
     decode_message,
@@ -48,6 +53,7 @@ from corral.protocol import (
     infos,
     json_compatible,
 )
+from corral.protocol import HealthCheck as TaskHealthCheck
 from corral.protocol.messages import (
     AcceptOffers,
     Message,
@@ -138,6 +144,10 @@ def _task_infos() -> st.SearchStrategy:
     return st.lists(builds(TaskInfo), max_size=2).map(tuple)
 
 
+def _deferred(cls: type) -> st.SearchStrategy:
+    return st.deferred(lambda: builds(cls))
+
+
 # Types whose fields depend on one another get their own strategies.
 OVERRIDES: dict[type, st.SearchStrategy] = {
     Range: st.tuples(st.integers(0, 2**16), st.integers(0, 100)).map(
@@ -158,6 +168,16 @@ OVERRIDES: dict[type, st.SearchStrategy] = {
         ),
         RESOURCES.map(lambda r: Operation(OperationType.RESERVE, reserve=Reserve(r))),
         RESOURCES.map(lambda r: Operation(OperationType.UNRESERVE, unreserve=Unreserve(r))),
+    ),
+    TaskHealthCheck: st.one_of(
+        st.builds(TaskHealthCheck, st.just(CheckType.COMMAND), command=_deferred(CommandInfo)),
+        st.builds(TaskHealthCheck, st.just(CheckType.HTTP), http=_deferred(HttpCheck)),
+        st.builds(TaskHealthCheck, st.just(CheckType.TCP), tcp=_deferred(TcpCheck)),
+    ),
+    CheckInfo: st.one_of(
+        st.builds(CheckInfo, st.just(CheckType.COMMAND), command=_deferred(CommandCheck)),
+        st.builds(CheckInfo, st.just(CheckType.HTTP), http=_deferred(HttpCheck)),
+        st.builds(CheckInfo, st.just(CheckType.TCP), tcp=_deferred(TcpCheck)),
     ),
     ResourceOffers: st.lists(st.deferred(lambda: builds(Offer)), max_size=2).flatmap(
         lambda offers: st.builds(

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from corral.ids import AgentID, ExecutorID, FrameworkID, OfferID, TaskID
+from corral.protocol.checks import CheckInfo, CheckStatusInfo, HealthCheck
+from corral.protocol.commands import CommandInfo
 from corral.protocol.wire import DURATION, ROLE, ProtocolError, Wire, wrapped
 from corral.resources import Resources
 from corral.task_states import Reason, Source, TaskState
@@ -198,36 +200,6 @@ class AgentInfo(Wire):
 # -- commands, executors, tasks -------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class CommandURI(Wire):
-    """A file the agent fetches into the sandbox before starting the command."""
-
-    value: str
-    executable: bool = False
-    extract: bool = True
-    cache: bool = False
-    output_file: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EnvironmentVariable(Wire):
-    name: str
-    value: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class CommandInfo(Wire):
-    """With ``shell`` (the default) ``value`` runs under ``/bin/sh -c``; without, ``value`` is
-    the program and ``arguments`` its argv (``arguments[0]`` included, as in Mesos)."""
-
-    value: str | None = None
-    shell: bool = True
-    arguments: tuple[str, ...] = ()
-    environment: tuple[EnvironmentVariable, ...] = field(default=(), metadata=wrapped("variables"))
-    uris: tuple[CommandURI, ...] = ()
-    user: str | None = None
-
-
 class ImageType(enum.Enum):
     DOCKER = "DOCKER"
     APPC = "APPC"
@@ -271,12 +243,68 @@ class ContainerType(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class IPAddress(Wire):
+    protocol: str | None = None  # "IPv4" (default) or "IPv6"
+    ip_address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkInfo(Wire):
+    """A network a container joins (``name``: a CNI network), and, in a status, the addresses
+    it got there: what Mesos-DNS's names resolve to before the agent's address."""
+
+    ip_addresses: tuple[IPAddress, ...] = ()
+    name: str | None = None
+    labels: tuple[Label, ...] = field(default=(), metadata=LABELS)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerStatus(Wire):
+    """What a status says of the task's container: its networks' addresses, its executor's
+    pid."""
+
+    network_infos: tuple[NetworkInfo, ...] = ()
+    executor_pid: int | None = None
+
+
+class DiscoveryVisibility(enum.Enum):
+    FRAMEWORK = "FRAMEWORK"
+    CLUSTER = "CLUSTER"
+    EXTERNAL = "EXTERNAL"
+
+
+@dataclass(frozen=True, slots=True)
+class Port(Wire):
+    """A named port of a task (``PORT_<NAME>`` in its environment; an SRV record's port)."""
+
+    number: int
+    name: str | None = None
+    protocol: str | None = None  # "tcp" or "udp"
+    visibility: DiscoveryVisibility | None = None
+    labels: tuple[Label, ...] = field(default=(), metadata=LABELS)
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryInfo(Wire):
+    """How a task wants to be found (Mesos's ``DiscoveryInfo``): its service name and ports."""
+
+    visibility: DiscoveryVisibility = DiscoveryVisibility.FRAMEWORK
+    name: str | None = None
+    environment: str | None = None
+    location: str | None = None
+    version: str | None = None
+    ports: tuple[Port, ...] = field(default=(), metadata=wrapped("ports"))
+    labels: tuple[Label, ...] = field(default=(), metadata=LABELS)
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerInfo(Wire):
     """How a task's container is made: with ``mesos.image`` it runs from that image (the
     OCI containerizer, under runc); without, on the agent's own filesystem."""
 
     type: ContainerType = ContainerType.MESOS
     mesos: MesosContainerInfo | None = None
+    network_infos: tuple[NetworkInfo, ...] = ()
 
     @property
     def image(self) -> Image | None:
@@ -320,6 +348,9 @@ class TaskInfo(Wire):
     labels: tuple[Label, ...] = field(default=(), metadata=LABELS)
     kill_policy: KillPolicy | None = None
     container: ContainerInfo | None = None
+    health_check: HealthCheck | None = None
+    check: CheckInfo | None = None
+    discovery: DiscoveryInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +375,8 @@ class TaskStatus(Wire):
     uuid: bytes | None = None
     healthy: bool | None = None
     labels: tuple[Label, ...] = field(default=(), metadata=LABELS)
+    check_status: CheckStatusInfo | None = None
+    container_status: ContainerStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)
