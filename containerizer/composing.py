@@ -5,6 +5,7 @@ stays with the one that launched it."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from containerizer.errors import LaunchFailed, UnknownContainer
 from containerizer.interface import (
@@ -69,6 +70,16 @@ class ComposingContainerizer(Containerizer):
     async def usage(self, container_id: str) -> ResourceStatistics:
         return await self._of(container_id).usage(container_id)
 
+    async def run_inside(
+        self,
+        container_id: str,
+        command: str | Sequence[str],
+        environment: Mapping[str, str],
+        timeout: float | None,
+    ) -> int:
+        owner = self._of(container_id)
+        return await owner.run_inside(container_id, command, environment, timeout)
+
     def status(self, container_id: str) -> ContainerStatus:
         return self._of(container_id).status(container_id)
 
@@ -110,6 +121,17 @@ class ComposingContainerizer(Containerizer):
                 else:
                     backend.forget(container_id)
         return RecoveryResult(frozenset(running), ended, frozenset(orphans - running))
+
+    async def check_ports(self) -> list[Any]:
+        """network/ports's check, in the Mesos containerizer (image containers are not
+        watched); nothing where it has none."""
+        check = getattr(self.default, "check_ports", None)
+        return [] if check is None else await check()
+
+    def update_ports(self, container_id: str, ports: Sequence[tuple[int, int]]) -> None:
+        update = getattr(self._of(container_id), "update_ports", None)
+        if update is not None:
+            update(container_id, ports)
 
     def active_isolators(self) -> tuple[str, ...]:
         isolators = getattr(self.default, "active_isolators", lambda: ())()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from containerizer.errors import InvalidContainerId
+from containerizer.errors import ContainerError, InvalidContainerId
 from containerizer.statistics import ResourceStatistics
 from containerizer.termination import ContainerTermination
 
@@ -48,6 +48,8 @@ class ContainerConfig:
     containerizer only reports them as limits, issue 5's isolators enforce them.
     ``user`` runs the command as that user (the agent must be root); the sandbox is then
     chowned to it, as Mesos does.
+    ``ports`` are the ``ports`` resource as sorted ``(begin, end)`` pairs: the only ports of
+    the agent's range the container may listen on, where ``network/ports`` watches.
     """
 
     command: str | Sequence[str]
@@ -55,6 +57,7 @@ class ContainerConfig:
     environment: Mapping[str, str] = field(default_factory=dict)
     resources: Mapping[str, float] = field(default_factory=dict)
     user: str | None = None
+    ports: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         command = self.command
@@ -72,6 +75,12 @@ class ContainerConfig:
         object.__setattr__(self, "sandbox", Path(self.sandbox))
         object.__setattr__(self, "environment", MappingProxyType(dict(self.environment)))
         object.__setattr__(self, "resources", MappingProxyType(dict(self.resources)))
+        ports = tuple((int(begin), int(end)) for begin, end in self.ports)
+        if any(not 0 <= begin <= end <= 65535 for begin, end in ports):
+            raise ValueError(
+                f"ports {self.ports!r} must be (begin, end) pairs with 0 <= begin <= end <= 65535"
+            )
+        object.__setattr__(self, "ports", ports)
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -201,6 +210,28 @@ class Containerizer(abc.ABC):
     @abc.abstractmethod
     async def usage(self, container_id: str) -> ResourceStatistics:
         """Sample the container's resource usage now (async: it reads /proc or cgroups)."""
+
+    async def run_inside(
+        self,
+        container_id: str,
+        command: str | Sequence[str],
+        environment: Mapping[str, str],
+        timeout: float | None,
+    ) -> int:
+        """Run a short command inside a running container (its cgroups and namespaces, its
+        sandbox as working directory, ``environment`` as its whole environment), as a COMMAND
+        check does; its exit code (128 + N for a death by signal N).
+
+        ``command`` is a shell string or an argv, as in ``ContainerConfig``. Raises
+        TimeoutError after ``timeout`` seconds (None: no limit), once the command was
+        killed; ContainerError when the container is unknown or has ended, or when this
+        containerizer cannot run commands inside its containers (this default).
+        """
+        raise ContainerError(
+            container_id,
+            f"{type(self).__name__} cannot run commands inside its containers; give the "
+            "task an HTTP or TCP check instead",
+        )
 
     @abc.abstractmethod
     def status(self, container_id: str) -> ContainerStatus:

@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import structlog
 
+from containerizer import inside
 from containerizer.cgroups import Cgroup, CgroupError, CgroupRoot, CgroupsUnavailable, OomListener
-from containerizer.errors import DestroyFailed, LaunchFailed
+from containerizer.errors import ContainerError, DestroyFailed, LaunchFailed
 from containerizer.interface import (
     ContainerConfig,
     ContainerRunState,
@@ -45,14 +47,18 @@ from containerizer.isolators import (
     resolve,
 )
 from containerizer.launchers import make_launcher
+from containerizer.port_scan import scan_listeners
+from containerizer.port_watch import PortViolation, PortWatch
 from containerizer.posix import KILL_TIMEOUT, PosixContainerizer, _Container, _spawn
 from containerizer.rlimits import RLimits
 from containerizer.statistics import ResourceStatistics
 from containerizer.termination import ContainerTermination, TerminationReason
+from corral.ranges import Ranges
 
 log = structlog.get_logger("containerizer.mesos")
 
 DISK_WATCH_INTERVAL = 5.0  # seconds between two `du -sk` of a sandbox when disk/du enforces
+PORTS_CHECKPOINT = "ports.json"  # a container's allocated ports, for network/ports after recovery
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,11 @@ class MesosContainerizer(PosixContainerizer):
     missing) are logged once here and replaced by posix fallbacks: see ``active_isolators()``.
     ``pids_max``: cgroups/pids's limit when the task's resources give no ``pids``.
     ``rlimits``: posix/rlimits's limits for every task. ``enforce_disk``: disk/du kills a
-    container whose sandbox outgrows ``resources["disk"]``.
+    container whose sandbox outgrows ``resources["disk"]``. ``isolated_ports``: the ports
+    network/ports checks (the agent's range as ``(begin, end)`` pairs; None: every port);
+    ``enforce_ports``: it destroys a container listening on a port not its own (else it
+    only logs, as Mesos without ``--enforce_container_ports``). ``check_ports()`` runs one
+    check; the agent calls it on its timers.
     """
 
     def __init__(
@@ -84,6 +94,8 @@ class MesosContainerizer(PosixContainerizer):
         rlimits: RLimits | None = None,
         enforce_disk: bool = False,
         disk_watch_interval: float = DISK_WATCH_INTERVAL,
+        isolated_ports: Sequence[tuple[int, int]] | None = None,
+        enforce_ports: bool = True,
     ) -> None:
         super().__init__(runtime_dir)
         parse_isolation(isolation)  # refuse unknown names before probing the host
@@ -101,6 +113,11 @@ class MesosContainerizer(PosixContainerizer):
         self.rlimits = rlimits if "posix/rlimits" in self.isolation.active else None
         self.enforce_disk = enforce_disk and "disk/du" in self.isolation.active
         self.disk_watch_interval = disk_watch_interval
+        self.ports: PortWatch | None = None  # network/ports's core, when it is active
+        if "network/ports" in self.isolation.active:
+            isolated = None if isolated_ports is None else Ranges(isolated_ports)
+            self.ports = PortWatch(isolated)
+        self.enforce_ports = enforce_ports
         self._cgroups: dict[str, Cgroup] = {}
         self._oom: dict[str, OomListener] = {}
         self._limitations: dict[str, tuple[TerminationReason, str]] = {}
@@ -136,7 +153,51 @@ class MesosContainerizer(PosixContainerizer):
                 self._watch_disk(container), name=f"disk/du {container_id}"
             )
             self._watchers[container_id].add_done_callback(_log_watcher_failure)
+        if self.ports is not None and not container.ended.done():
+            self.ports.watch(container_id, container.pid, Ranges(config.ports))
+            await self._loop.run_in_executor(  # type: ignore[union-attr]
+                None, self._checkpoint_ports, container_id, config.ports
+            )
         return status
+
+    def update_ports(self, container_id: str, ports: Sequence[tuple[int, int]]) -> None:
+        """The container's allocated ports are now ``ports`` (a task joined its executor)."""
+        self._get(container_id)
+        if self.ports is not None and container_id in self.ports.watched():
+            self.ports.update(container_id, Ranges(ports))
+            self._checkpoint_ports(container_id, ports)
+            log.info("container_ports_updated", container_id=container_id, ports=str(Ranges(ports)))
+
+    async def check_ports(self) -> list[PortViolation]:
+        """network/ports: one scan of the machine's listening sockets; each container found
+        listening on a port of the isolated range it was not allocated is destroyed with
+        REASON_CONTAINER_LIMITATION (when enforcing). The violations newly seen."""
+        if self.ports is None or not self.ports.watched():
+            return []
+        loop = self._bind_loop()
+        root = self._root.name if self._root is not None else None
+        listeners = await loop.run_in_executor(None, scan_listeners, root)
+        violations = self.ports.check(listeners)
+        for violation in violations:
+            container = self._containers.get(violation.container_id)
+            enforced = self.enforce_ports and container is not None
+            log.warning(
+                "container_ports_violation",
+                container_id=violation.container_id,
+                ports=str(violation.ports),
+                allocated=str(violation.allocated),
+                pids=list(violation.pids),
+                enforced=enforced,
+            )
+            if not enforced or container.ended.done():
+                continue
+            if violation.container_id not in self._limitations:
+                self._limitations[violation.container_id] = (
+                    TerminationReason.CONTAINER_LIMITATION,
+                    violation.message,
+                )
+                self._start_destruction(container, 0.0)
+        return violations
 
     async def update(self, container_id: str, resources: Mapping[str, float]) -> None:
         await super().update(container_id, resources)
@@ -178,6 +239,11 @@ class MesosContainerizer(PosixContainerizer):
 
     async def recover(self, known: Sequence[ContainerState]) -> RecoveryResult:
         result = await super().recover(known)
+        if self.ports is not None:
+            for container_id in sorted(result.running):
+                ports = self._recovered_ports(container_id)
+                if ports is not None:
+                    self.ports.watch(container_id, self._containers[container_id].pid, ports)
         if self._root is None:
             return result
         loop = self._bind_loop()
@@ -271,6 +337,8 @@ class MesosContainerizer(PosixContainerizer):
         """Name the limitation that ended the container, if any (before its cgroup goes)."""
         container_id = container.container_id
         self._stop_oom(container_id)
+        if self.ports is not None:
+            self.ports.unwatch(container_id)
         limitation = self._limitations.get(container_id)
         cgroup = self._cgroups.get(container_id)
         if limitation is None and cgroup is not None and "memory" in cgroup.controllers:
@@ -344,6 +412,28 @@ class MesosContainerizer(PosixContainerizer):
         super().forget(container_id)
         self._limitations.pop(container_id, None)
 
+    def _inside(
+        self, container: _Container, argv: Sequence[str]
+    ) -> tuple[Sequence[str], Callable[[], None] | None]:
+        """Into the container's cgroups (before exec) and, under the linux launcher, its
+        namespaces (``nsenter`` into those of the task, the pid namespace's init)."""
+        container_id = container.container_id
+        cgroup = self._cgroups.get(container_id)
+        if self.launcher.wrapped:
+            members = cgroup.pids() if cgroup is not None else self._members(container)
+            target = inside.namespaced(members)
+            if target is None:
+                raise ContainerError(
+                    container_id,
+                    f"container {container_id}: no process of it runs in its namespaces (yet, "
+                    "or any more), so a command cannot enter them",
+                )
+            try:
+                argv = inside.entering(target, argv, net=self.launcher.net)
+            except RuntimeError as error:
+                raise ContainerError(container_id, f"container {container_id}: {error}") from None
+        return argv, None if cgroup is None else cgroup.preexec_attacher()
+
     # -- inside ----------------------------------------------------------------------------
 
     def _memory_limitation(self, container: _Container) -> tuple[TerminationReason, str]:
@@ -385,6 +475,21 @@ class MesosContainerizer(PosixContainerizer):
                 self._start_destruction(container, 0.0)
                 return
             await asyncio.sleep(self.disk_watch_interval)
+
+    def _checkpoint_ports(self, container_id: str, ports: Sequence[tuple[int, int]]) -> None:
+        self._write_checkpoint(container_id, PORTS_CHECKPOINT, {"ports": [list(p) for p in ports]})
+
+    def _recovered_ports(self, container_id: str) -> Ranges | None:
+        """A recovered container's ports, from its checkpoint (None: not known, so it is not
+        watched: Mesos too waits for the ports before isolating a recovered container)."""
+        if self.runtime_dir is None:
+            return None
+        path = self.runtime_dir / container_id / PORTS_CHECKPOINT
+        try:
+            return Ranges(tuple(pair) for pair in json.loads(path.read_text())["ports"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            log.warning("container_ports_unknown", container_id=container_id, error=repr(error))
+            return None
 
     def _drop_cgroup(self, container_id: str, cgroup: Cgroup | None) -> None:
         listener = self._oom.pop(container_id, None)

@@ -46,6 +46,7 @@ from pathlib import Path
 import psutil
 import structlog
 
+from containerizer import inside
 from containerizer.errors import (
     ContainerError,
     DestroyFailed,
@@ -243,6 +244,30 @@ class OciContainerizer(ContainerRecords, Containerizer):
             )
         output = await loop.run_in_executor(None, self._runc, container_id, "events", "--stats")
         return _statistics(json.loads(output), container.resources)
+
+    async def run_inside(
+        self,
+        container_id: str,
+        command: str | Sequence[str],
+        environment: Mapping[str, str],
+        timeout: float | None,
+    ) -> int:
+        """``runc exec``: the command joins the container's namespaces and cgroups, in its
+        root filesystem, with the sandbox's mount as working directory."""
+        loop = self._bind_loop()
+        container = self._get(container_id)
+        if container.state is not ContainerRunState.RUNNING:
+            raise ContainerError(
+                container_id,
+                f"container {container_id} is {container.state.value}: nothing runs in it to "
+                "run a command next to",
+            )
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+        runc = [self.runc, "--root", str(self.runc_root), "exec", "--cwd", SANDBOX_MOUNT]
+        for name, value in environment.items():
+            runc += ["--env", f"{name}={value}"]
+        runc += [container_id, *argv]
+        return await inside.run(loop, runc, {}, container.sandbox, timeout)
 
     def _forgotten(self, container_id: str) -> None:
         self._cleanup(container_id)

@@ -37,7 +37,7 @@ from pathlib import Path
 import psutil
 import structlog
 
-from containerizer import session
+from containerizer import inside, session
 from containerizer.errors import (
     ContainerError,
     DestroyFailed,
@@ -204,6 +204,36 @@ class PosixContainerizer(ContainerRecords, Containerizer):
             mem_rss_bytes=rss,
             mem_limit_bytes=None if mem is None else int(mem * 1024 * 1024),
         )
+
+    async def run_inside(
+        self,
+        container_id: str,
+        command: str | Sequence[str],
+        environment: Mapping[str, str],
+        timeout: float | None,
+    ) -> int:
+        """A process next to the container's (no isolation here): its sandbox, the
+        environment given; the Mesos containerizer adds its cgroups and namespaces."""
+        loop = self._bind_loop()
+        container = self._get(container_id)
+        if container.ended.done() or container.state is not ContainerRunState.RUNNING:
+            raise ContainerError(
+                container_id,
+                f"container {container_id} is {container.state.value}: nothing runs in it to "
+                "run a command next to",
+            )
+        argv = ("/bin/sh", "-c", command) if isinstance(command, str) else tuple(command)
+        if not argv or not all(isinstance(arg, str) for arg in argv):
+            raise ValueError(f"command {command!r} must be a shell string or a non-empty argv")
+        argv, preexec = self._inside(container, argv)
+        return await inside.run(loop, argv, environment, container.sandbox, timeout, preexec)
+
+    def _inside(
+        self, container: _Container, argv: Sequence[str]
+    ) -> tuple[Sequence[str], Callable[[], None] | None]:
+        """How a command is run inside ``container``: its argv, and what its child does
+        before exec (a subclass joins cgroups and enters namespaces)."""
+        return argv, None
 
     def _forgotten(self, container_id: str) -> None:
         if self.runtime_dir is not None:

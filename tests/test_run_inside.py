@@ -1,0 +1,133 @@
+"""A short command run inside a running container (what a COMMAND check does): its cgroups,
+its namespaces under the linux launcher, its sandbox, the environment given, the timeout.
+Real processes, real cgroups (root only); containers are destroyed by id at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from containerizer import ContainerConfig, ContainerError, PosixContainerizer, namespaces
+from containerizer.cgroups import CgroupRoot, CgroupsUnavailable
+from containerizer.mesos import MesosContainerizer
+
+_LINUX_LAUNCHER = namespaces.available()
+needs_linux_launcher = pytest.mark.skipif(
+    not _LINUX_LAUNCHER, reason=f"the linux launcher is unavailable: {_LINUX_LAUNCHER.reason}"
+)
+WAIT = 20.0
+ENV = {"PATH": "/usr/bin:/bin"}
+
+
+@pytest.fixture
+def root() -> Iterator[CgroupRoot]:
+    if os.geteuid() != 0:
+        pytest.skip("cgroup tests need root")
+    try:
+        root = CgroupRoot(name=f"corral-inside-{os.getpid()}")
+    except CgroupsUnavailable as error:
+        pytest.skip(f"no usable cgroup v1 here: {error}")
+    yield root
+    for container_id in root.containers():
+        root.create(container_id).destroy()
+    root.remove()
+
+
+def run(scenario, containerizer):
+    async def main():
+        try:
+            return await asyncio.wait_for(scenario(containerizer), WAIT)
+        finally:
+            for container_id in containerizer.containers():
+                await containerizer.destroy(container_id, grace_seconds=0)
+            containerizer.detach()
+
+    return asyncio.run(main())
+
+
+def config(tmp_path: Path, command: str) -> ContainerConfig:
+    return ContainerConfig(command=command, sandbox=tmp_path / "sandbox", environment=ENV)
+
+
+def test_posix_runs_in_the_sandbox_with_the_environment(tmp_path):
+    async def scenario(c: PosixContainerizer):
+        await c.launch("t1", config(tmp_path, "sleep 30"))
+        env = {**ENV, "GREETING": "hello"}
+        ok = await c.run_inside("t1", 'test "$GREETING" = hello && test -d ../sandbox', env, 5)
+        failed = await c.run_inside("t1", ["sh", "-c", "exit 3"], env, 5)
+        return ok, failed, Path(tmp_path / "sandbox").is_dir()
+
+    ok, failed, _ = run(scenario, PosixContainerizer())
+    assert (ok, failed) == (0, 3)
+
+
+def test_timeout_kills_the_command(tmp_path):
+    marker = tmp_path / "survived"
+
+    async def scenario(c: PosixContainerizer):
+        await c.launch("t2", config(tmp_path, "sleep 30"))
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await c.run_inside("t2", f"sleep 3; touch {marker}", ENV, 0.3)
+        return time.monotonic() - started
+
+    took = run(scenario, PosixContainerizer())
+    assert took < 2.0
+    time.sleep(3.5)
+    assert not marker.exists(), "the timed-out command (and its child) should have been killed"
+
+
+def test_unknown_or_ended_container_is_refused(tmp_path):
+    async def scenario(c: PosixContainerizer):
+        with pytest.raises(ContainerError, match="unknown container"):
+            await c.run_inside("nope", "true", ENV, 1)
+        await c.launch("t3", config(tmp_path, "true"))
+        await c.wait("t3")
+        with pytest.raises(ContainerError, match="TERMINATED|nothing runs"):
+            await c.run_inside("t3", "true", ENV, 1)
+
+    run(scenario, PosixContainerizer())
+
+
+def test_mesos_joins_the_container_cgroups(root, tmp_path):
+    async def scenario(c: MesosContainerizer):
+        await c.launch("t4", config(tmp_path, "sleep 30"))
+        probe = f"grep -q '/{root.name}/t4$' /proc/self/cgroup"
+        return await c.run_inside("t4", probe, ENV, 5)
+
+    assert run(scenario, MesosContainerizer(cgroup_root=root)) == 0
+
+
+@needs_linux_launcher
+def test_linux_launcher_enters_the_task_namespaces(root, tmp_path):
+    """The task mounts a tmpfs in its own mount namespace and writes a marker there: only a
+    command in that namespace sees it; it also sees the task's pid namespace (pid 1 is the
+    task) and its hostname."""
+    shared = tmp_path / "private"
+    shared.mkdir()
+    task = f"mount -t tmpfs none {shared} && touch {shared}/marker && exec sleep 30"
+
+    async def scenario(c: MesosContainerizer):
+        await c.launch("t5", config(tmp_path, task))
+        in_mount_ns = None
+        for _ in range(100):  # until the task has forked into its namespaces and mounted
+            try:
+                in_mount_ns = await c.run_inside("t5", f"test -f {shared}/marker", ENV, 5)
+            except ContainerError:
+                in_mount_ns = None
+            if in_mount_ns == 0:
+                break
+            await asyncio.sleep(0.05)
+        pid_ns = await c.run_inside("t5", "grep -q sleep /proc/1/cmdline", ENV, 5)
+        cgroup = await c.run_inside("t5", f"grep -q '/{root.name}/t5$' /proc/self/cgroup", ENV, 5)
+        hostname = await c.run_inside("t5", 'test "$(cat /proc/sys/kernel/hostname)" = t5', ENV, 5)
+        return in_mount_ns, pid_ns, cgroup, hostname
+
+    results = run(scenario, MesosContainerizer(cgroup_root=root, launcher="linux"))
+    assert not (shared / "marker").exists(), "the marker must be invisible from the host"
+    assert results == (0, 0, 0, 0)
