@@ -217,6 +217,7 @@ class _Launching:
             resources,
             executor_id,
             launched_at=self.now,
+            discovery=task.discovery,
         )
 
     def task(self, task: TaskInfo, available: Resources) -> Resources:

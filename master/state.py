@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from corral.ids import AgentID, ExecutorID, FrameworkID, OfferID, TaskID
-from corral.protocol import AgentInfo, FrameworkInfo, Offer, Task, TaskStatus
+from corral.protocol import AgentInfo, DiscoveryInfo, FrameworkInfo, Offer, Task, TaskStatus
 from corral.resources import Resources
 from corral.task_states import TaskState, is_terminal
 from master.allocator.quota import Quota
@@ -117,6 +117,7 @@ class TaskRecord:
     status: TaskStatus | None = None  # the latest update (None until the first one)
     # Runtime-clock time the master sent RunTask; None for tasks learned from an agent.
     launched_at: float | None = None
+    discovery: DiscoveryInfo | None = None  # the TaskInfo's, shown in v1 Task (service names)
 
     def to_task(self) -> Task:
         return Task(
@@ -128,6 +129,7 @@ class TaskRecord:
             executor_id=self.executor_id,
             resources=self.resources,
             statuses=(self.status,) if self.status else (),
+            discovery=self.discovery,
         )
 
 

@@ -364,4 +364,5 @@ def reported_task(task: Task, agent_id: AgentID, resources: Resources) -> TaskRe
         resources,
         task.executor_id,
         task.statuses[-1] if task.statuses else None,
+        discovery=task.discovery,
     )

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from corral import __version__
+from corral.cli import dns as dns_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "--usage", action="store_true", help="add each task's usage, from its agent"
             )
 
+    dns_command.add_parser(commands)
+
     demo = commands.add_parser(
         "demo", help="start a local cluster, run an example framework's tasks, stop it"
     )
@@ -179,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         from corral.cli.listings import show
 
         return show(args.subcommand, args.master, getattr(args, "usage", False))
+    if args.subcommand == "dns":
+        return dns_command.run(args)
     if args.subcommand == "demo":
         if args.actors:
             from corral.cli.demo import run_demo

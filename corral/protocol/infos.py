@@ -395,6 +395,7 @@ class Task(Wire):
     status_update_state: TaskState | None = None  # latest state not yet acknowledged
     status_update_uuid: bytes | None = None
     labels: tuple[Label, ...] = field(default=(), metadata=LABELS)
+    discovery: DiscoveryInfo | None = None  # the TaskInfo's: what Mesos-DNS's names read
 
 
 # -- offers and operations ------------------------------------------------------------------

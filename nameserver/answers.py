@@ -1,0 +1,203 @@
+"""From a query packet to what the server does with it: an answer from the record table,
+a query to forward to another server, or nothing (a packet too broken to answer).
+
+Sans-IO: ``Answerer.answer`` takes bytes and returns a decision; the server (server.py) does
+the sockets. The wire format is dnslib's. As Mesos-DNS: answers in the domain are
+authoritative, shuffled for crude load balancing; SRV answers carry their targets' addresses
+as additional records; an unknown name is NXDOMAIN with the SOA as authority; other zones go
+to the resolvers, or are REFUSED when there are none.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from dnslib import (
+    AAAA,
+    EDNS0,
+    NS,
+    OPCODE,
+    QTYPE,
+    RCODE,
+    RR,
+    SOA,
+    SRV,
+    A,
+    DNSBuffer,
+    DNSError,
+    DNSHeader,
+    DNSRecord,
+)
+
+from nameserver.metrics import Counters
+from nameserver.options import NameserverOptions
+from nameserver.records import RecordTable, RecordType
+
+MAX_NAME = 253  # characters of a name, without the final dot (RFC 1035's 255 octets)
+UDP_LIMIT = 512  # bytes of a UDP answer without EDNS (RFC 1035)
+EDNS_LIMIT = 4096  # the most we answer over UDP whatever the client offers
+_ADDRESS_TYPES = {RecordType.A: (QTYPE.A, A), RecordType.AAAA: (QTYPE.AAAA, AAAA)}
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    packet: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A query for another zone, to send on as it came."""
+
+    packet: bytes
+    query: DNSRecord
+
+
+class Answerer:
+    """Answers queries from ``table``; counts what it did in ``counters``."""
+
+    def __init__(
+        self,
+        table: RecordTable,
+        options: NameserverOptions,
+        counters: Counters,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.table = table
+        self.counters = counters
+        self.ttl = options.ttl
+        self.forwarding = bool(options.resolvers)
+        self.domain = f"{options.domain}."
+        self._suffix = f".{self.domain}"
+        self._mname = options.soa_mname
+        self._soa_fields = (options.soa_rname, options.soa_refresh, options.soa_retry)
+        self._expire = options.soa_expire
+        self._rng = rng or random.Random()
+
+    # -- the decision -----------------------------------------------------------------------
+
+    def answer(self, packet: bytes, udp: bool) -> Reply | Forward | None:
+        """What to do with one packet from a client (``udp``: it came over UDP, so the answer
+        must fit what the client can take)."""
+        counters = self.counters
+        try:
+            query = DNSRecord.parse(packet)
+        except DNSError:
+            counters.malformed += 1
+            return self._header_only(packet, RCODE.FORMERR)
+        header = query.header
+        if header.qr:
+            counters.malformed += 1
+            return None  # an answer sent to us: answering answers is how loops start
+        if header.opcode != OPCODE.QUERY:
+            counters.not_implemented += 1
+            return self._header_only(packet, RCODE.NOTIMP)
+        if len(query.questions) != 1:
+            counters.malformed += 1
+            return self._header_only(packet, RCODE.FORMERR)
+        name = str(query.q.qname).lower()
+        if len(name.rstrip(".")) > MAX_NAME:
+            counters.oversized_names += 1
+            return self._header_only(packet, RCODE.FORMERR)
+        if name != self.domain and not name.endswith(self._suffix):
+            if self.forwarding:
+                return Forward(packet, query)
+            counters.refused += 1
+            reply = query.reply(ra=0)
+            reply.header.aa = 0
+            reply.header.rcode = RCODE.REFUSED
+            return Reply(reply.pack())
+        return Reply(self._local(query, name, udp))
+
+    def failed_forward(self, query: DNSRecord) -> bytes:
+        """SERVFAIL: no resolver answered in time."""
+        self.counters.forward_failures += 1
+        reply = query.reply()
+        reply.header.aa = 0
+        reply.header.rcode = RCODE.SERVFAIL
+        return reply.pack()
+
+    # -- answers from the table -------------------------------------------------------------
+
+    def _local(self, query: DNSRecord, name: str, udp: bool) -> bytes:
+        reply = query.reply(ra=int(self.forwarding))
+        qname = query.q.qname
+        qtype = query.q.qtype
+        answers: list[RR] = []
+        extra: list[RR] = []
+        apex = name == self.domain
+        if qtype in (QTYPE.A, QTYPE.ANY):
+            answers += self._addresses(qname, name, RecordType.A)
+        if qtype in (QTYPE.AAAA, QTYPE.ANY):
+            answers += self._addresses(qname, name, RecordType.AAAA)
+        if qtype in (QTYPE.SRV, QTYPE.ANY):
+            for value in self.table.lookup(name, RecordType.SRV):
+                target, _, port = value.rpartition(":")
+                answers.append(
+                    RR(qname, QTYPE.SRV, rdata=SRV(0, 0, int(port), target), ttl=self.ttl)
+                )
+                extra += self._addresses(target, target, RecordType.A)
+                extra += self._addresses(target, target, RecordType.AAAA)
+        if apex and qtype in (QTYPE.SOA, QTYPE.ANY):
+            answers.append(self._soa())
+        if apex and qtype in (QTYPE.NS, QTYPE.ANY):
+            answers.append(RR(self.domain, QTYPE.NS, rdata=NS(self._mname), ttl=self.ttl))
+            extra += self._addresses(self._mname, self._mname, RecordType.A)
+        self._rng.shuffle(answers)
+        reply.rr = answers
+        reply.ar = extra
+        if answers:
+            self.counters.answered += 1
+        else:
+            reply.auth = [self._soa()]
+            if apex or self.table.exists(name):
+                self.counters.answered += 1  # the name is there, with other types: NODATA
+            else:
+                self.counters.nxdomain += 1
+                reply.header.rcode = RCODE.NXDOMAIN
+        limit = UDP_LIMIT
+        edns = [record for record in query.ar if record.rtype == QTYPE.OPT]
+        if edns:
+            limit = max(UDP_LIMIT, min(edns[0].rclass, EDNS_LIMIT))
+            reply.add_ar(EDNS0(udp_len=EDNS_LIMIT))
+        packet = reply.pack()
+        if udp and len(packet) > limit:
+            packet = self._truncated(reply, limit, bool(edns))
+        return packet
+
+    def _addresses(self, qname: object, name: str, kind: RecordType) -> list[RR]:
+        qtype, rdata = _ADDRESS_TYPES[kind]
+        return [
+            RR(qname, qtype, rdata=rdata(value), ttl=self.ttl)
+            for value in self.table.lookup(name, kind)
+        ]
+
+    def _soa(self) -> RR:
+        rname, refresh, retry = self._soa_fields
+        times = (self.table.generation, refresh, retry, self._expire, self.ttl)
+        return RR(self.domain, QTYPE.SOA, rdata=SOA(self._mname, rname, times), ttl=self.ttl)
+
+    def _truncated(self, reply: DNSRecord, limit: int, edns: bool) -> bytes:
+        """Drop additional records, then answers, until the reply fits; set TC (as Mesos-DNS
+        does) so that the client asks again over TCP for the whole answer."""
+        self.counters.truncated += 1
+        reply.header.tc = 1
+        reply.ar = [EDNS0(udp_len=EDNS_LIMIT)] if edns else []
+        packet = reply.pack()
+        while len(packet) > limit and reply.rr:
+            del reply.rr[len(reply.rr) // 2 :]
+            packet = reply.pack()
+        return packet
+
+    @staticmethod
+    def _header_only(packet: bytes, rcode: int) -> Reply | None:
+        """An answer with no question, for a query we cannot take apart; None (drop) when
+        not even the header is there to answer to."""
+        if len(packet) < 12:
+            return None
+        try:
+            asked = DNSHeader.parse(DNSBuffer(packet[:12]))
+        except DNSError:
+            return None
+        header = DNSHeader(id=asked.id, qr=1, opcode=asked.opcode, rd=asked.rd, rcode=rcode)
+        return Reply(DNSRecord(header).pack())
