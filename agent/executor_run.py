@@ -21,7 +21,7 @@ from agent.executor_lifecycle import ExecutorKind, ExecutorLifecycle, ExecutorSt
 from agent.sandbox import sandbox_path
 from containerizer import ContainerState
 from corral.ids import ContainerID, ExecutorID, FrameworkID, TaskID, new_container_id
-from corral.protocol import ExecutorInfo, TaskInfo
+from corral.protocol import ExecutorInfo, TaskInfo, TaskStatus
 from corral.task_states import TaskState
 from libprocess import UPID, Timer
 
@@ -48,6 +48,11 @@ class TaskRecord:
     state: TaskState = TaskState.TASK_STAGING
     # Waiting for its (custom) executor to register; given to it with RunTask once it has.
     queued: bool = False
+    # The latest status update accepted for it here (its executor's or the agent's own), for
+    # the state endpoints and for the check updates built on it (agent/task_checks.py).
+    latest: TaskStatus | None = None
+    # Killed because its health check failed: its final update says ``healthy: false``.
+    killed_unhealthy: bool = False
 
     @property
     def task_id(self) -> TaskID:

@@ -22,7 +22,7 @@ from agent.options import AgentOptions
 from corral.ids import AgentID
 from corral.resources import Resources
 from corral.task_states import TaskState
-from corral.v1.model import attributes_map, duration, resources_map
+from corral.v1.model import attributes_map, duration, resources_map, status_json
 
 MESOS_VERSION = "1.11.0"  # the Mesos release whose JSON this follows
 
@@ -38,7 +38,7 @@ def task_json(agent_id: AgentID | None, executor: ExecutorRun, task: TaskRecord)
         "slave_id": agent_id or "",
         "state": task.state.name,
         "resources": resources_map(info.resources),
-        "statuses": [],
+        "statuses": [] if task.latest is None else [status_json(task.latest)],
         "labels": [label.to_wire() for label in info.labels],
     }
 

@@ -13,7 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from corral.ids import FrameworkID
-from corral.protocol import CommandInfo, ExecutorInfo, ExecutorType, TaskInfo
+from corral.protocol import (
+    CheckInfo,
+    CheckType,
+    CommandInfo,
+    ExecutorInfo,
+    ExecutorType,
+    HealthCheck,
+    HttpCheck,
+    TaskInfo,
+)
 from corral.task_states import Reason, TaskState
 
 
@@ -69,6 +78,14 @@ def task_problem(
         )
     if task.executor is not None:
         problem = executor_problem(task.executor, framework_id)
+        if problem:
+            return f"task {task.task_id}: {problem}"
+    if task.health_check is not None:
+        problem = health_check_problem(task.health_check)
+        if problem:
+            return f"task {task.task_id}: {problem}"
+    if task.check is not None:
+        problem = check_problem(task.check)
         if problem:
             return f"task {task.task_id}: {problem}"
     if resources and not task.resources:
@@ -132,4 +149,97 @@ def _command_problem(command: CommandInfo) -> str | None:
         command_argv(command)
     except InvalidCommand as error:
         return str(error)
+    return None
+
+
+# -- health checks and checks (Mesos's validateHealthCheck / validateCheckInfo) ------------
+
+_HTTP_SCHEMES = ("http", "https")
+
+
+def health_check_problem(check: HealthCheck) -> str | None:
+    """What is wrong with a task's health check (None: nothing)."""
+    problem = _probe_problem("health check", check.type, check.command, check.http, check.tcp)
+    if problem:
+        return problem
+    if check.http is not None and check.http.scheme not in (None, *_HTTP_SCHEMES):
+        return (
+            f"its HTTP health check's scheme {check.http.scheme!r} is not supported; give "
+            "'http' or 'https'"
+        )
+    durations = {
+        "delay_seconds": check.delay_seconds,
+        "interval_seconds": check.interval_seconds,
+        "timeout_seconds": check.timeout_seconds,
+        "grace_period_seconds": check.grace_period_seconds,
+    }
+    problem = _durations_problem("health check", durations)
+    if problem:
+        return problem
+    if check.consecutive_failures < 1:
+        return (
+            f"its health check's consecutive_failures is {check.consecutive_failures}; give "
+            "at least 1 (failures in a row that kill the task)"
+        )
+    return None
+
+
+def check_problem(check: CheckInfo) -> str | None:
+    """What is wrong with a task's general check (None: nothing)."""
+    command = None if check.command is None else check.command.command
+    if check.type is CheckType.COMMAND and check.command is not None and command is None:
+        return "its COMMAND check has no 'command.command'; give the command to run"
+    problem = _probe_problem("check", check.type, command, check.http, check.tcp)
+    if problem:
+        return problem
+    if check.http is not None and check.http.scheme is not None:
+        return "its HTTP check carries a 'scheme'; general checks use plain http, remove it"
+    durations = {
+        "delay_seconds": check.delay_seconds,
+        "interval_seconds": check.interval_seconds,
+        "timeout_seconds": check.timeout_seconds,
+    }
+    return _durations_problem("check", durations)
+
+
+def _probe_problem(
+    what: str,
+    type_: CheckType | None,
+    command: CommandInfo | None,
+    http: HttpCheck | None,
+    tcp: object | None,
+) -> str | None:
+    """The probe's own part: a type, and the one field it names, with sane values."""
+    if type_ is None:
+        return f"its {what} has no 'type'; give COMMAND, HTTP or TCP"
+    if type_ is CheckType.COMMAND:
+        if command is None:
+            return f"its COMMAND {what} has no 'command'; give the command to run"
+        problem = _command_problem(command)
+        return f"its COMMAND {what}: {problem}" if problem else None
+    if type_ is CheckType.HTTP:
+        if http is None:
+            return f"its HTTP {what} has no 'http'; give at least its 'port'"
+        if http.path is not None and not http.path.startswith("/"):
+            return f"its HTTP {what}'s path {http.path!r} must start with '/' (e.g. '/health')"
+        for code in http.statuses:
+            if not 100 <= code <= 599:
+                return f"its HTTP {what}'s statuses hold {code}; HTTP status codes are 100-599"
+        return _port_problem(what, "HTTP", http.port)
+    port = getattr(tcp, "port", None)
+    if tcp is None or port is None:
+        return f"its TCP {what} has no 'tcp'; give its 'port'"
+    return _port_problem(what, "TCP", port)
+
+
+def _port_problem(what: str, kind: str, port: int) -> str | None:
+    if not 1 <= port <= 65535:
+        return f"its {kind} {what}'s port {port} is out of range; give a port from 1 to 65535"
+    return None
+
+
+def _durations_problem(what: str, durations: dict[str, float]) -> str | None:
+    for name, seconds in durations.items():
+        if not seconds >= 0:  # also refuses NaN
+            return f"its {what}'s {name} is {seconds}; give 0 or more seconds"
     return None

@@ -20,7 +20,12 @@ from typing import Any
 from corral.ids import AgentID, ExecutorID, FrameworkID
 from corral.protocol import ExecutorInfo, Offer, json_compatible
 from corral.resources import Resources
-from corral.v1.model import resources_map, shared_resources_map, unallocated_json
+from corral.v1.model import (
+    resources_map,
+    shared_resources_map,
+    status_json,
+    unallocated_json,
+)
 from master.allocator import Quota
 from master.state import AgentRecord, FrameworkRecord, MasterState, TaskRecord, roles_of
 
@@ -47,15 +52,7 @@ def task_json(task: TaskRecord) -> dict[str, Any]:
     views that only Mesos clients read (``/master/tasks``, ``/master/frameworks``).
     """
     roles = task.resources.allocation_roles()
-    statuses = []
-    if task.status is not None:
-        statuses.append(
-            {
-                "state": task.status.state.value,
-                "timestamp": task.status.timestamp or 0.0,
-                **({"message": task.status.message} if task.status.message else {}),
-            }
-        )
+    statuses = [] if task.status is None else [status_json(task.status)]
     return {
         "id": task.task_id,
         "name": task.name,

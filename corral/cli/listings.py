@@ -99,6 +99,14 @@ def _usage_cells(stats: dict[str, Any] | None) -> list[str]:
     return [f"{cpu:.2f}s", f"{rss / 2**20:.1f}MB"]
 
 
+def _health(task: dict[str, Any]) -> str:
+    """``healthy`` of the task's latest status, as Mesos's CLI shows it ("-": no health
+    check has reported)."""
+    statuses = task.get("statuses") or []
+    healthy = statuses[-1].get("healthy") if statuses else None
+    return "-" if healthy is None else ("healthy" if healthy else "unhealthy")
+
+
 def tasks_table(state: dict[str, Any], usage: dict[str, dict[str, Any]] | None = None) -> str:
     tasks = list(state.get("tasks", []) or [])
     if not tasks:
@@ -109,13 +117,14 @@ def tasks_table(state: dict[str, Any], usage: dict[str, dict[str, Any]] | None =
             str(task.get("id", "?")),
             str(task.get("framework_id", "")),
             str(task.get("state", "?")),
+            _health(task),
             str(task.get("agent_id", "")),
             _resources(task.get("resources")),
         ]
         + (_usage_cells(usage.get(str(task.get("id")))) if usage is not None else [])
         for task in tasks
     ]
-    header = ["ID", "FRAMEWORK", "STATE", "AGENT", "RESOURCES"]
+    header = ["ID", "FRAMEWORK", "STATE", "HEALTH", "AGENT", "RESOURCES"]
     return _table(rows, header + (["CPU TIME", "MEMORY"] if usage is not None else []))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from corral.protocol import Attribute
+from corral.protocol import Attribute, TaskStatus
 from corral.resources import Resources
 
 _ALWAYS = ("cpus", "gpus", "mem", "disk")  # Mesos lists these even when zero
@@ -94,3 +94,16 @@ def duration(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds / size:g}{name}"
     return f"{seconds * 1e9:g}ns"
+
+
+def status_json(status: TaskStatus) -> dict[str, Any]:
+    """A task's status as Mesos's state endpoints list it (``model(TaskStatus)``): its state
+    and time, and its message, ``healthy`` and ``check_status`` where it has them."""
+    entry: dict[str, Any] = {"state": status.state.value, "timestamp": status.timestamp or 0.0}
+    if status.message:
+        entry["message"] = status.message
+    if status.healthy is not None:
+        entry["healthy"] = status.healthy
+    if status.check_status is not None:
+        entry["check_status"] = status.check_status.to_wire()
+    return entry
