@@ -47,6 +47,7 @@ import structlog
 
 import corral
 from agent import admission, endpoints, launch_config, mesos_state, recovery, subscriptions
+from agent.check_schedule import empty_status
 from agent.checkpoint import AgentCheckpoints
 from agent.containerization import containerizer_for
 from agent.containers import ExecutorContainers, unless_stopped
@@ -72,6 +73,7 @@ from agent.monitor import MonitorProcess
 from agent.options import AgentOptions
 from agent.status_relay import StatusRelay
 from agent.status_updates import StatusUpdateManager
+from agent.task_checks import CheckUpdate, TaskChecks
 from containerizer import (
     Containerizer,
     ContainerTermination,
@@ -79,7 +81,14 @@ from containerizer import (
     ResourceStatistics,
 )
 from corral.ids import AgentID, FrameworkID, TaskID, new_status_uuid
-from corral.protocol import AgentInfo, ExecutorInfo, FrameworkInfo, TaskInfo, TaskStatus
+from corral.protocol import (
+    AgentInfo,
+    CheckStatusInfo,
+    ExecutorInfo,
+    FrameworkInfo,
+    TaskInfo,
+    TaskStatus,
+)
 from corral.protocol.endpoint import ProtocolProcess, receives
 from corral.protocol.messages import (
     AgentRegistered,
@@ -131,6 +140,11 @@ class AgentProcess(ProtocolProcess):
             attributes=options.parsed_attributes(),
         )
         self.containers = ExecutorContainers(self, self.containerizer, self._feed, self._check_idle)
+        # Command tasks' health checks and checks (agent/task_checks.py), run as Mesos's
+        # command and default executors run them.
+        self.checks = TaskChecks(
+            self, self.containerizer, self._check_update, self._kill_unhealthy, self._task_env
+        )
         self.frameworks: dict[FrameworkID, FrameworkRun] = {}
         self.checkpoints = AgentCheckpoints(options.meta_dir)
         self.recovered = False  # checkpoints read and containers recovered; then it registers
@@ -257,6 +271,8 @@ class AgentProcess(ProtocolProcess):
         for executor in self.executors():
             found = recovery.outcome(executor, result)
             self._feed(executor, found.event, Ending(found.termination, found.how))
+            if executor.command_task and executor.state is ExecutorState.RUNNING:
+                self._start_checks(executor)  # found running: its checks start over
         for container_id in sorted(result.orphans):
             self.containers.destroy_orphan(container_id)
         self.recovered = True
@@ -657,6 +673,7 @@ class AgentProcess(ProtocolProcess):
         task = executor.tasks[status.task_id]
         if not task.state.is_terminal:
             task.state = status.state
+            task.latest = status  # healthy and check_status as the executor sent them
         if self.relay.report(message.framework_id, status):
             self.send_message(
                 sender,
@@ -749,6 +766,7 @@ class AgentProcess(ProtocolProcess):
             self._command_update(executor, TaskState.TASK_STARTING)
         elif action is Action.REPORT_RUNNING:
             self._command_update(executor, TaskState.TASK_RUNNING)
+            self._start_checks(executor)
         elif action is Action.SEND_TASKS:
             self._send_tasks(executor)
         elif action is Action.RECONNECT:
@@ -763,6 +781,7 @@ class AgentProcess(ProtocolProcess):
             self.send_message(executor.pid, message)
         elif action is Action.REPORT_END:
             assert ending is not None
+            self.checks.stop(executor)
             self._report_end(executor, ending)
         elif action is Action.SEND_EXITED:
             assert ending is not None
@@ -811,11 +830,13 @@ class AgentProcess(ProtocolProcess):
                 update.reason,
                 executor,
                 update.source,
+                healthy=False if update.task.killed_unhealthy else None,
             )
 
     def _remove(self, executor: ExecutorRun) -> None:
         """The run is over: close its bridge, drop its checkpoint, list it as completed."""
         subscriptions.close(self, executor)
+        self.checks.stop(executor)
         framework = self.frameworks.get(executor.framework_id)
         if framework is not None:
             if framework.info.checkpoint:
@@ -865,12 +886,17 @@ class AgentProcess(ProtocolProcess):
         reason: Reason | None = None,
         executor: ExecutorRun | None = None,
         source: Source = Source.SOURCE_AGENT,
+        healthy: bool | None = None,
+        check_status: CheckStatusInfo | None = None,
     ) -> None:
         """An update the agent makes about a task: its own (SOURCE_AGENT), or as the built-in
         command executor (SOURCE_EXECUTOR). The task's record, when it has one, takes the
-        state."""
-        if executor is not None:
-            executor.tasks[task.task_id].state = state
+        state. As Mesos's executors, a command task with a check carries a check_status in
+        every update (empty unless a check result is given)."""
+        record = None if executor is None else executor.tasks[task.task_id]
+        command_task = executor is not None and executor.command_task
+        if check_status is None and command_task and task.check and task.check.type:
+            check_status = empty_status(task.check.type)
         status = TaskStatus(
             task_id=task.task_id,
             state=state,
@@ -881,8 +907,59 @@ class AgentProcess(ProtocolProcess):
             executor_id=None if executor is None else executor.executor_id,
             timestamp=time.time(),
             uuid=new_status_uuid(),
+            healthy=healthy,
+            check_status=check_status,
         )
+        if record is not None:
+            record.state = state
+            record.latest = status
         self.relay.report(framework_id, status)
+
+    # -- command tasks' checks (agent/task_checks.py) ----------------------------------------
+
+    def _start_checks(self, executor: ExecutorRun) -> None:
+        (task,) = executor.tasks.values()
+        self.checks.start(executor, task)
+
+    def _check_update(self, executor: ExecutorRun, task: TaskRecord, update: CheckUpdate) -> None:
+        """TASK_RUNNING again, with a new ``healthy`` or ``check_status``: the rest as the
+        task's latest update had it (as Mesos's executors build it on their last status)."""
+        latest = task.latest
+        healthy = update.healthy
+        check_status = update.check_status
+        if healthy is None:
+            reason = Reason.REASON_TASK_CHECK_STATUS_UPDATED
+            healthy = None if latest is None else latest.healthy
+        else:
+            reason = Reason.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED
+            check_status = None if latest is None else latest.check_status
+        self._agent_update(
+            executor.framework_id,
+            task.info,
+            TaskState.TASK_RUNNING,
+            None if latest is None else latest.message,
+            reason,
+            executor,
+            Source.SOURCE_EXECUTOR,
+            healthy=healthy,
+            check_status=check_status,
+        )
+
+    def _kill_unhealthy(self, executor: ExecutorRun, task: TaskRecord) -> None:
+        """Its health check failed ``consecutive_failures`` times: killed as by KillTask."""
+        if executor.lifecycle.killed or not executor.lifecycle.allows(Kill()):
+            return
+        task.killed_unhealthy = True
+        self._feed(executor, Kill())
+
+    def _task_env(self, executor: ExecutorRun, task: TaskRecord) -> dict[str, str]:
+        """The task's own environment, which a COMMAND check runs with."""
+        assert task.info.command is not None  # a command task
+        address = launch_config.AgentAddress(self.pid, self.agent_id, self.runtime.http_address)
+        framework = self.frameworks[executor.framework_id]
+        return launch_config.environment(
+            self.options, address, framework, executor, task.info.command, task.task_id
+        )
 
     def _command_update(self, executor: ExecutorRun, state: TaskState) -> None:
         """TASK_STARTING / TASK_RUNNING of the built-in command executor's one task."""
