@@ -71,6 +71,7 @@ from agent.framework_run import MAX_COMPLETED_FRAMEWORKS, FrameworkRun
 from agent.master_link import MasterLink, reregistration
 from agent.monitor import MonitorProcess
 from agent.options import AgentOptions
+from agent.port_watcher import allocate_ports, start_port_watcher
 from agent.status_relay import StatusRelay
 from agent.status_updates import StatusUpdateManager
 from agent.task_checks import CheckUpdate, TaskChecks
@@ -189,6 +190,7 @@ class AgentProcess(ProtocolProcess):
         self.options.work_dir.mkdir(parents=True, exist_ok=True)
         self._monitor = MonitorProcess(self)
         self.runtime.spawn(self._monitor)
+        self.port_watcher = start_port_watcher(self)  # network/ports, when it is active
         endpoints.install(self)
         self._metrics, self.relay.counters = endpoints.install_metrics(self)
         log.info(
@@ -202,6 +204,8 @@ class AgentProcess(ProtocolProcess):
 
     def finalize(self) -> None:
         self.runtime.terminate(self._monitor)
+        if self.port_watcher is not None:
+            self.runtime.terminate(self.port_watcher)
         for metric in self._metrics:
             self.runtime.metrics.remove(metric.name)
         self.master_link.stop()
@@ -809,6 +813,8 @@ class AgentProcess(ProtocolProcess):
         for task in queued:
             task.queued = False
         self._checkpoint_executor(executor)
+        if queued and self.port_watcher is not None:  # network/ports: the tasks' ports too
+            allocate_ports(self.containerizer, executor)
         framework = self.frameworks[executor.framework_id]
         assert executor.pid is not None
         for task in queued:

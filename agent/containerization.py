@@ -19,7 +19,11 @@ log = structlog.get_logger("agent.containerization")
 
 def containerizer_for(options: AgentOptions) -> ComposingContainerizer:
     default = MesosContainerizer(
-        isolation=options.isolation, launcher=options.launcher, runtime_dir=options.runtime_dir
+        isolation=options.isolation,
+        launcher=options.launcher,
+        runtime_dir=options.runtime_dir,
+        isolated_ports=options.isolated_ports(),
+        enforce_ports=options.enforce_container_ports,
     )
     try:
         images: OciContainerizer | None = OciContainerizer(options.work_dir)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from agent.executor_run import ExecutorRun
 from agent.framework_run import FrameworkRun
 from agent.options import AgentOptions
+from agent.port_environment import port_environment
 from containerizer import ContainerConfig
 from containerizer.oci import OciContainerConfig
 from corral.ids import AgentID, TaskID
@@ -61,12 +62,19 @@ def command_task_config(
 ) -> ContainerConfig:
     """A command task's container: its command, in an image when the task names one."""
     assert task.command is not None
+    # PORT0..., PORTS, PORT_<NAME>, HOST first: every other variable (the command's own
+    # included, e.g. a framework's PORT0) wins over them.
+    ports = port_environment(task.resources, task.discovery, options.agent_hostname())
     settings = {
         "command": argv,
         "sandbox": executor.sandbox,
-        "environment": environment(options, agent, framework, executor, task.command, task.task_id),
+        "environment": {
+            **ports,
+            **environment(options, agent, framework, executor, task.command, task.task_id),
+        },
         "resources": scalars(task.resources),
         "user": task.command.user,
+        "ports": task.resources.ranges("ports").bounds,
     }
     image = task.container.image if task.container is not None else None
     if image is None:
@@ -91,6 +99,7 @@ def executor_config(
         environment=environment(options, agent, framework, executor, command, None),
         resources=scalars(executor.info.resources + task.resources),
         user=command.user,
+        ports=(executor.info.resources + task.resources).ranges("ports").bounds,
     )
 
 

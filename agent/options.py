@@ -8,6 +8,7 @@ from pathlib import Path
 
 from agent.resources_detection import agent_resources
 from corral.protocol import Attribute
+from corral.ranges import InvalidRanges, Ranges
 from corral.resources import Resources
 from libprocess import UPID
 
@@ -47,6 +48,16 @@ class AgentOptions:
     # "cgroups/cpu,cgroups/mem,cgroups/pids,filesystem/posix,posix/rlimits") and posix|linux.
     isolation: str = "posix/cpu,posix/mem,filesystem/posix"
     launcher: str = "posix"
+    # network/ports (docs/ports.md): seconds between two scans of the listening sockets
+    # (Mesos's --container_ports_watch_interval); whether only ports of the agent's own
+    # range count (--check_agent_port_range_only; on by default here, since executors'
+    # libprocess sockets take ephemeral ports); a range to check instead (Mesos's
+    # --container_ports_isolated_range, e.g. "[31000-32000]"; wins over the agent's range);
+    # whether a violation kills (--enforce_container_ports) or is only logged.
+    container_ports_watch_interval: float = 30.0
+    check_agent_port_range_only: bool = True
+    container_ports_isolated_range: str | None = None
+    enforce_container_ports: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "work_dir", Path(self.work_dir))
@@ -68,6 +79,16 @@ class AgentOptions:
             raise ValueError(
                 f"executor_shutdown_grace must be >= 0 s, got {self.executor_shutdown_grace}"
             )
+        if self.container_ports_watch_interval <= 0:
+            raise ValueError(
+                "container_ports_watch_interval must be positive seconds, got "
+                f"{self.container_ports_watch_interval}"
+            )
+        if self.container_ports_isolated_range is not None:
+            try:
+                Ranges.parse(self.container_ports_isolated_range)
+            except InvalidRanges as error:
+                raise ValueError(f"container_ports_isolated_range: {error}") from None
         self.parsed_attributes()  # refuse bad text now, not when registering
 
     @property
@@ -93,6 +114,14 @@ class AgentOptions:
 
     def total_resources(self) -> Resources:
         return agent_resources(self.resources, self.work_dir)
+
+    def isolated_ports(self) -> tuple[tuple[int, int], ...] | None:
+        """The ports network/ports checks, as (begin, end) pairs; None: every port."""
+        if self.container_ports_isolated_range is not None:
+            return Ranges.parse(self.container_ports_isolated_range).bounds
+        if self.check_agent_port_range_only:
+            return self.total_resources().ranges("ports").bounds
+        return None
 
     def parsed_attributes(self) -> tuple[Attribute, ...]:
         """``rack:r1;cores:4;zone:{a,b};slots:[1-4]``: text, scalar, set and ranges values."""

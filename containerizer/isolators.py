@@ -26,6 +26,7 @@ KNOWN_ISOLATORS: Mapping[str, frozenset[str]] = {
     "filesystem/posix": frozenset(),
     "disk/du": frozenset(),
     "namespaces/net": frozenset(),  # linux launcher only: a network namespace, loopback only
+    "network/ports": frozenset(),  # kills containers listening on ports not theirs
 }
 # What a cgroups isolator falls back to when its controllers are missing.
 FALLBACKS: Mapping[str, str] = {"cgroups/cpu": "posix/cpu", "cgroups/mem": "posix/mem"}
