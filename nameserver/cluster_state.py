@@ -93,15 +93,20 @@ class ClusterState:
     nameserver: tuple[str, str] | None = None  # (SOA mname, its address): an A record
 
     def __post_init__(self) -> None:
+        self.label: Label = rfc952 if self.enforce_rfc952 else rfc1123
+        self._tail = f".{self.domain}."
+        self.leader: Leader | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        """Nothing known but the leader (kept: it comes from GET_MASTER, not the stream)."""
+        self.table.clear()
         self.agents: dict[str, AgentEntry] = {}
         self.frameworks: dict[str, FrameworkEntry] = {}
         self.tasks: dict[tuple[str, str], TaskEntry] = {}
         # Invariant: every task is in the index of its agent and of its framework.
         self._by_agent: dict[str, set[tuple[str, str]]] = {}
         self._by_framework: dict[str, set[tuple[str, str]]] = {}
-        self.leader: Leader | None = None
-        self.label: Label = rfc952 if self.enforce_rfc952 else rfc1123
-        self._tail = f".{self.domain}."
         if self.nameserver is not None:
             name, address = self.nameserver
             self.table.replace(("nameserver",), [_address_record(name.lower(), address)])
@@ -117,11 +122,8 @@ class ClusterState:
             tasks = [_task(t) for t in _list(get_state, "get_tasks", "tasks")]
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise EventError(f"a GET_STATE snapshot without what it needs: {error!r}") from None
-        leader = self.leader
-        self.table.clear()
-        self.__post_init__()
-        if leader is not None:
-            self.set_leader(leader)
+        self._reset()
+        self.set_leader(self.leader)
         for agent in agents:
             self.agents[agent.id] = agent
             self._agent_changed(agent.id)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from corral.ids import AgentID
-from corral.protocol import AgentInfo, FrameworkInfo
+from corral.protocol import AgentInfo, DiscoveryInfo, FrameworkInfo, Port
 from corral.protocol.messages import (
     AgentRegistered,
     AgentReregistered,
@@ -741,3 +741,33 @@ def test_a_subscriber_that_leaves_is_forgotten(web_runtime, paused_clock, tmp_pa
         cluster.settle()
         time.sleep(0.05)
     assert subscribers(cluster) == 0
+
+
+def test_tasks_carry_their_discovery_info_on_the_stream_and_in_get_tasks(
+    web_runtime, paused_clock, tmp_path
+):
+    """Mesos's ``Task.discovery``: what service discovery (corral dns) names tasks by."""
+    cluster = make_cluster(web_runtime, paused_clock, tmp_path)
+    at = address(cluster)
+    register_agent(cluster)
+    events = Events(at, accept="application/recordio")
+    try:
+        events.next("SUBSCRIBED")
+        offer = cluster.register_framework()
+        discovery = DiscoveryInfo(
+            name="web", ports=(Port(number=31000, name="http", protocol="tcp"),)
+        )
+        cluster.accept(offer, cluster.task("t1", discovery=discovery))
+        task = events.next("TASK_ADDED")["task_added"]["task"]
+        expected = {
+            "visibility": "FRAMEWORK",
+            "name": "web",
+            "ports": {"ports": [{"number": 31000, "name": "http", "protocol": "tcp"}]},
+        }
+        assert task["discovery"] == expected
+        status, body = call(at, {"type": "GET_TASKS"})
+        assert status == 200
+        (listed,) = body["get_tasks"]["tasks"]
+        assert listed["discovery"] == expected
+    finally:
+        events.close()

@@ -1,0 +1,191 @@
+"""Queries to answers, sans-IO: packets in (built with dnslib), decisions out."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+import pytest
+from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
+
+from nameserver.answers import Answerer, Forward, Reply
+from nameserver.cluster_state import ClusterState, Leader
+from nameserver.flood_guard import FloodGuard
+from nameserver.metrics import Counters
+from nameserver.options import NameserverOptions, OptionsError
+from tests import nameserver_events as ev
+
+AGENT = "c0ffee-S0"
+
+
+def answerer(*tasks, **options) -> Answerer:
+    opts = NameserverOptions(master="127.0.0.1:5050", **options)
+    state = ClusterState(opts.domain, nameserver=(opts.soa_mname, "127.0.0.1"))
+    state.apply(
+        ev.subscribed(
+            agents=[ev.agent(AGENT, "10.0.0.2")],
+            frameworks=[ev.framework("marathon")],
+            tasks=tasks,
+        )
+    )
+    state.set_leader(Leader("10.0.0.1", 5050))
+    return Answerer(state.table, opts, Counters(), random.Random(7))
+
+
+def ask(server: Answerer, name: str, kind: str = "A", udp: bool = True, edns: int = 0):
+    query = DNSRecord.question(name, kind)
+    if edns:
+        query.add_ar(EDNS0(udp_len=edns))
+    decision = server.answer(query.pack(), udp=udp)
+    assert isinstance(decision, Reply), decision
+    reply = DNSRecord.parse(decision.packet)
+    assert reply.header.id == query.header.id
+    return reply
+
+
+def rdata(reply: DNSRecord) -> list[str]:
+    return sorted(str(rr.rdata) for rr in reply.rr)
+
+
+def test_a_task_is_answered_with_authority():
+    server = answerer(ev.task("t1", "web", AGENT, addresses=("172.17.0.4",)))
+    reply = ask(server, "web.marathon.corral.")
+    assert reply.header.rcode == RCODE.NOERROR and reply.header.aa
+    assert rdata(reply) == ["172.17.0.4"]
+    assert reply.rr[0].ttl == 60
+    assert rdata(ask(server, "WEB.Marathon.slave.corral.")) == ["10.0.0.2"]
+    assert server.counters.answered == 2
+
+
+def test_srv_answers_carry_their_targets_addresses():
+    server = answerer(ev.task("t1", "web", AGENT, ports=((31000, 31000),)))
+    reply = ask(server, "_web._tcp.marathon.corral.", "SRV")
+    (srv,) = reply.rr
+    assert srv.rdata.port == 31000
+    target = str(srv.rdata.target)
+    assert target.startswith("web-") and target.endswith(".marathon.slave.corral.")
+    (extra,) = reply.ar
+    assert (str(extra.rname), str(extra.rdata)) == (target, "10.0.0.2")
+
+
+def test_unknown_names_are_nxdomain_with_the_soa_and_known_ones_of_another_type_nodata():
+    server = answerer(ev.task("t1", "web", AGENT))
+    missing = ask(server, "nothing.marathon.corral.")
+    assert missing.header.rcode == RCODE.NXDOMAIN
+    (soa,) = missing.auth
+    assert soa.rtype == QTYPE.SOA and str(soa.rdata.mname) == "ns1.corral."
+    nodata = ask(server, "web.marathon.corral.", "AAAA")
+    assert nodata.header.rcode == RCODE.NOERROR and not nodata.rr and nodata.auth
+    assert server.counters.nxdomain == 1
+
+
+def test_soa_ns_and_the_leader():
+    server = answerer()
+    (soa,) = ask(server, "corral.", "SOA").rr
+    assert str(soa.rdata.rname) == "root.ns1.corral."
+    assert soa.rdata.times[1:] == (60, 600, 86400, 60)
+    ns = ask(server, "corral.", "NS")
+    assert rdata(ns) == ["ns1.corral."]
+    assert [str(rr.rdata) for rr in ns.ar] == ["127.0.0.1"]
+    assert rdata(ask(server, "leader.corral.")) == ["10.0.0.1"]
+    assert rdata(ask(server, "master.corral.")) == ["10.0.0.1"]
+    assert rdata(ask(server, "_leader._tcp.corral.", "SRV")) == ["0 0 5050 leader.corral."]
+
+
+def test_the_serial_changes_with_the_records():
+    opts = NameserverOptions(master="127.0.0.1:5050")
+    state = ClusterState("corral")
+    server = Answerer(state.table, opts, Counters())
+    first = ask(server, "corral.", "SOA").rr[0].rdata.times[0]
+    state.apply(ev.subscribed(agents=[ev.agent(AGENT, "10.0.0.2")]))
+    assert ask(server, "corral.", "SOA").rr[0].rdata.times[0] > first
+
+
+def test_answers_are_shuffled():
+    tasks = [ev.task(f"t{i}", "web", AGENT, addresses=(f"172.17.0.{i}",)) for i in range(1, 9)]
+    server = answerer(*tasks)
+    orders = {
+        tuple(str(rr.rdata) for rr in ask(server, "web.marathon.corral.").rr) for _ in range(20)
+    }
+    assert len(orders) > 1
+    assert all(sorted(order) == sorted(next(iter(orders))) for order in orders)
+
+
+def test_a_udp_answer_too_big_is_truncated_and_tcp_gets_it_whole():
+    tasks = [
+        ev.task(f"t{i}", "web", AGENT, addresses=(f"172.17.{i // 250}.{i % 250}",))
+        for i in range(100)
+    ]
+    server = answerer(*tasks)
+    cut = ask(server, "web.marathon.corral.")
+    assert cut.header.tc and 0 < len(cut.rr) < 100
+    assert len(cut.pack()) <= 512
+    assert len(ask(server, "web.marathon.corral.", udp=False).rr) == 100
+    bigger = ask(server, "web.marathon.corral.", edns=4096)
+    assert not bigger.header.tc and len(bigger.rr) == 100
+    assert server.counters.truncated == 1
+
+
+def test_other_zones_are_refused_without_resolvers_and_forwarded_with():
+    refused = ask(answerer(), "example.org.")
+    assert refused.header.rcode == RCODE.REFUSED and not refused.header.aa
+    forwarding = answerer(resolvers=("127.0.0.1:5353",))
+    decision = forwarding.answer(DNSRecord.question("example.org.").pack(), udp=True)
+    assert isinstance(decision, Forward)
+    failed = DNSRecord.parse(forwarding.failed_forward(decision.query))
+    assert failed.header.rcode == RCODE.SERVFAIL
+    assert forwarding.counters.forward_failures == 1
+
+
+def test_garbage_gets_formerr_or_nothing_and_is_counted():
+    server = answerer()
+    assert server.answer(b"\x00", udp=True) is None
+    reply = server.answer(struct.pack(">HHHHHH", 99, 0x0100, 1, 0, 0, 0) + b"\x05abc", udp=True)
+    assert isinstance(reply, Reply)
+    parsed = DNSRecord.parse(reply.packet)
+    assert (parsed.header.id, parsed.header.rcode) == (99, RCODE.FORMERR)
+    answer = DNSRecord.question("web.marathon.corral.").reply().pack()
+    assert server.answer(answer, udp=True) is None  # answers are never answered
+    assert server.counters.malformed == 3
+
+
+def huge_query(query_id: int = 7) -> bytes:
+    """A question for a 511-character name: legal labels, illegal length (dnslib will not
+    build one, so the bytes are laid out here)."""
+    name = b"".join(bytes([63]) + b"a" * 63 for _ in range(8)) + b"\x00"
+    return struct.pack(">HHHHHH", query_id, 0x0100, 1, 0, 0, 0) + name + struct.pack(">HH", 1, 1)
+
+
+def test_a_huge_name_gets_formerr_and_is_counted():
+    server = answerer()
+    reply = server.answer(huge_query(), udp=True)
+    assert DNSRecord.parse(reply.packet).header.rcode == RCODE.FORMERR
+    assert server.counters.oversized_names == 1
+
+
+def test_other_opcodes_are_not_implemented():
+    query = DNSRecord.question("web.marathon.corral.")
+    query.header.opcode = 4  # NOTIFY
+    reply = DNSRecord.parse(answerer().answer(query.pack(), udp=True).packet)
+    assert reply.header.rcode == RCODE.NOTIMP
+
+
+def test_the_flood_guard_lets_a_burst_through_then_the_rate():
+    guard = FloodGuard(rate=10.0, burst=5.0)
+    assert [guard.allow("10.0.0.9", 0.0) for _ in range(6)] == [True] * 5 + [False]
+    assert guard.allow("10.0.0.8", 0.0)  # another client has its own bucket
+    assert not guard.allow("10.0.0.9", 0.05)
+    assert guard.allow("10.0.0.9", 0.15)  # 0.15 s at 10/s: one token back
+    assert FloodGuard(rate=0.0, burst=0.0).allow("x", 0.0)
+
+
+def test_bad_options_say_which_and_what_would_do():
+    with pytest.raises(OptionsError, match="--domain"):
+        NameserverOptions(master="m:5050", domain="..")
+    with pytest.raises(OptionsError, match="--master"):
+        NameserverOptions(master="m:99999")
+    with pytest.raises(OptionsError, match="--ip-sources"):
+        NameserverOptions(master="m:5050", ip_sources=("docker",))
+    with pytest.raises(OptionsError, match="--resolvers"):
+        NameserverOptions(master="m:5050", resolvers=(":53",))
+    assert NameserverOptions(master="m", domain="Example.").soa_mname == "ns1.example."
