@@ -10,35 +10,35 @@ container is destroyed, every process stopped by its pid.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import itertools
 import json
 import os
 import re
+import signal
 import socket
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
+from agent import AgentOptions, AgentProcess
 from containerizer import ContainerConfig, TerminationReason
 from containerizer.cgroups import CgroupRoot, CgroupsUnavailable
 from containerizer.mesos import MesosContainerizer
 from corral.cli.cluster import start_local_cluster, wait_for_agents
-from corral.ids import TaskID
-from corral.protocol import (
-    CommandInfo,
-    DiscoveryInfo,
-    FrameworkInfo,
-    Port,
-    TaskInfo,
-)
+from corral.ids import AgentID, FrameworkID, TaskID
+from corral.protocol import CommandInfo, DiscoveryInfo, FrameworkInfo, Port, TaskInfo
+from corral.protocol.messages import RegisterAgent, RunTask, StatusUpdate
 from corral.resources import Resources
 from corral.scheduler import SchedulerDriver
 from corral.task_states import Reason, Source, TaskState
 from master import MasterOptions
+from tests.agent_actors import FakeMaster
 from tests.test_cluster import WAIT, Recorder
 
 PYTHON = sys.executable
@@ -236,6 +236,108 @@ def test_a_scan_stays_cheap(tmp_path):
     print(f"one check of {len(ports)} listening containers: {seconds * 1000:.1f} ms")
     assert violations == []
     assert seconds < 2.0
+
+
+def test_a_recovered_container_is_watched_with_its_checkpointed_ports(tmp_path):
+    mine, theirs = free_ports(2)
+    runtime_dir = tmp_path / "run"
+    container_id = f"recovered-{os.getpid()}"
+
+    def containerizer() -> MesosContainerizer:
+        return MesosContainerizer(isolation="network/ports", runtime_dir=runtime_dir)
+
+    async def before_restart():
+        first = containerizer()
+        await first.launch(container_id, listener(tmp_path, [mine], LISTEN_PORT=str(theirs)))
+        await wait_listening(tmp_path)
+        state = first.status(container_id).checkpoint
+        first.detach()  # the agent goes down; the container runs on
+        return state
+
+    async def after_restart(state):
+        second = containerizer()
+        try:
+            result = await second.recover([state])
+            assert result.running == {container_id}
+            violations = await second.check_ports()
+            return violations, await asyncio.wait_for(second.wait(container_id), WAIT)
+        finally:
+            for running in second.containers():
+                await second.destroy(running, grace_seconds=0)
+            second.detach()
+
+    state = asyncio.run(before_restart())
+    try:
+        violations, termination = asyncio.run(after_restart(state))
+    finally:  # whatever happened, the container's session goes, by its pid (if still its)
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if abs(psutil.Process(state.pid).create_time() - state.start_time) < 0.01:
+                os.killpg(state.pid, signal.SIGKILL)
+    assert [v.container_id for v in violations] == [container_id]
+    assert termination.reason is TerminationReason.CONTAINER_LIMITATION
+    assert str(theirs) in termination.message
+
+
+# -- the agent's watcher, on the runtime clock -----------------------------------------------
+
+
+def test_the_agent_checks_every_watch_interval_of_the_runtime_clock(
+    runtime, tmp_path, paused_clock
+):
+    """With the clock paused, no check runs however long the thief listens; one interval
+    later it is killed and its task fails with the limitation."""
+    mine, theirs = free_ports(2)
+    low, high = min(mine, theirs), max(mine, theirs)
+    master = FakeMaster()
+    master_pid = runtime.spawn(master)
+    options = AgentOptions(
+        master=str(master_pid),
+        work_dir=tmp_path,
+        resources=f"cpus:2;mem:1024;disk:1024;ports:[{low}-{high}]",
+        isolation="filesystem/posix,network/ports",
+        container_ports_watch_interval=30.0,
+    )
+    containerizer = MesosContainerizer(
+        isolation=options.isolation, isolated_ports=options.isolated_ports()
+    )
+    agent = AgentProcess(options, containerizer)
+    runtime.spawn(agent)
+    try:
+        master.next(RegisterAgent)
+        task = TaskInfo(
+            name="thief",
+            task_id=TaskID("thief"),
+            agent_id=AgentID("test-S0"),
+            resources=Resources.parse(f"cpus:0.1;mem:32;ports:[{mine}-{mine}]"),
+            command=CommandInfo(value=f"LISTEN_PORT={theirs} exec {PYTHON} -c '{LISTENER}'"),
+        )
+        framework = FrameworkInfo(user="tester", name="ports", id=FrameworkID("fw-ports"))
+        runtime.dispatch(
+            master, master.send_message, agent.pid, RunTask(framework, task, "s(1)@127.0.0.1:9")
+        )
+        states = [master.next(StatusUpdate)[1].status.state for _ in range(2)]
+        assert states == [TaskState.TASK_STARTING, TaskState.TASK_RUNNING]
+        (container_id,) = containerizer.containers()
+        sandbox_dir = containerizer.status(container_id).sandbox
+        deadline = time.monotonic() + WAIT
+        while not (sandbox_dir / "listening").exists():
+            assert time.monotonic() < deadline, "the task did not listen"
+            time.sleep(0.02)
+        paused_clock.advance(29.0)
+        paused_clock.settle()
+        time.sleep(0.5)  # a check, had one run, would have killed it by now
+        assert agent.port_watcher is not None and agent.port_watcher.checks == 0
+        assert master.drain(StatusUpdate) == []
+        paused_clock.advance(1.0)
+        paused_clock.settle()
+        status = master.next(StatusUpdate, WAIT)[1].status
+        assert status.state is TaskState.TASK_FAILED
+        assert status.reason is Reason.REASON_CONTAINER_LIMITATION
+        assert f"listening on port(s) {theirs}" in (status.message or "")
+        assert agent.port_watcher.checks == 1
+    finally:
+        with contextlib.suppress(Exception):
+            runtime.dispatch(agent, agent.shutdown, 0.5).result(15)
 
 
 # -- end to end -------------------------------------------------------------------------------
