@@ -215,3 +215,29 @@ def test_a_command_tasks_container_gets_its_ports_and_the_commands_own_variables
     assert env["PORT_ADMIN"] == "31003" and env["HOST"] == "node-7"
     assert env["MESOS_FRAMEWORK_ID"] == "f1" and env["EXTRA"] == "x"
     assert config.ports == ((31002, 31003),)
+
+
+def test_the_agent_command_line_takes_the_port_flags():
+    from corral.cli.main import build_parser
+
+    args = build_parser().parse_args(
+        [
+            "agent",
+            "--container-ports-watch-interval",
+            "0.5",
+            "--no-check-agent-port-range-only",
+            "--container-ports-isolated-range",
+            "[31000-31099]",
+            "--no-enforce-container-ports",
+        ]
+    )
+    assert args.container_ports_watch_interval == 0.5
+    assert args.check_agent_port_range_only is False
+    assert args.container_ports_isolated_range == "[31000-31099]"
+    assert args.enforce_container_ports is False
+    defaults = build_parser().parse_args(["agent"])
+    assert (defaults.container_ports_watch_interval, defaults.check_agent_port_range_only) == (
+        30.0,
+        True,
+    )
+    assert defaults.enforce_container_ports is True

@@ -78,6 +78,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a checkpointing executor waits for its restarted agent before it "
         "exits (default: 900)",
     )
+    agent.add_argument(
+        "--container-ports-watch-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="network/ports: seconds between two scans of the listening sockets (default: 30)",
+    )
+    agent.add_argument(
+        "--check-agent-port-range-only",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="network/ports: only ports of the agent's ports resource count (default: on)",
+    )
+    agent.add_argument(
+        "--container-ports-isolated-range",
+        default=None,
+        metavar="RANGES",
+        help="network/ports: the ports that count instead, e.g. '[31000-32000]'",
+    )
+    agent.add_argument(
+        "--enforce-container-ports",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="network/ports: kill a task listening on a port not its own, else only log "
+        "(default: on)",
+    )
     agent.add_argument("--log-level", default="info")
 
     local = commands.add_parser("local", help="a master and agents on this machine, until Ctrl-C")
@@ -144,18 +170,25 @@ def main(argv: list[str] | None = None) -> int:
         from agent.options import AgentOptions
         from corral.cli.cluster import run_agent
 
-        options = AgentOptions(
-            master=args.master,
-            work_dir=args.work_dir,
-            resources=args.resources,
-            attributes=args.attributes,
-            hostname=args.hostname,
-            port=args.port,
-            isolation=args.isolation,
-            launcher=args.launcher,
-            executor_reregistration_timeout=args.executor_reregistration_timeout,
-            recovery_timeout=args.recovery_timeout,
-        )
+        try:
+            options = AgentOptions(
+                master=args.master,
+                work_dir=args.work_dir,
+                resources=args.resources,
+                attributes=args.attributes,
+                hostname=args.hostname,
+                port=args.port,
+                isolation=args.isolation,
+                launcher=args.launcher,
+                executor_reregistration_timeout=args.executor_reregistration_timeout,
+                recovery_timeout=args.recovery_timeout,
+                container_ports_watch_interval=args.container_ports_watch_interval,
+                check_agent_port_range_only=args.check_agent_port_range_only,
+                container_ports_isolated_range=args.container_ports_isolated_range,
+                enforce_container_ports=args.enforce_container_ports,
+            )
+        except ValueError as error:
+            parser.error(str(error))
         return run_agent(args.ip, options, args.log_level)
     if args.subcommand == "local":
         if args.agents < 1:
