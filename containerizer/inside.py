@@ -28,7 +28,8 @@ KILL_WAIT = 5.0  # seconds a killed command may take to be reaped before we stop
 
 def entering(target_pid: int, argv: Sequence[str], net: bool) -> list[str]:
     """``argv`` run by ``nsenter`` in the mount, uts, ipc and pid namespaces of
-    ``target_pid`` (and its network namespace when ``net``). RuntimeError without nsenter."""
+    ``target_pid`` (and its network namespace when ``net``), in its working directory.
+    RuntimeError without nsenter."""
     nsenter = shutil.which("nsenter")
     if nsenter is None:
         raise RuntimeError(
@@ -36,7 +37,9 @@ def entering(target_pid: int, argv: Sequence[str], net: bool) -> list[str]:
             "commands cannot enter a task's namespaces"
         )
     flags = ["--mount", "--uts", "--ipc", "--pid"] + (["--net"] if net else [])
-    return [nsenter, f"--target={target_pid}", *flags, "--", *argv]
+    # Entering a mount namespace moves the working directory to its root: --wd (with no
+    # value) takes the target's, the sandbox as the task sees it.
+    return [nsenter, f"--target={target_pid}", *flags, "--wd", "--", *argv]
 
 
 def namespaced(pids: Sequence[int]) -> int | None:

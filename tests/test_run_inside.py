@@ -108,16 +108,17 @@ def test_linux_launcher_enters_the_task_namespaces(root, tmp_path):
     """The task mounts a tmpfs in its own mount namespace and writes a marker there: only a
     command in that namespace sees it; it also sees the task's pid namespace (pid 1 is the
     task) and its hostname."""
-    shared = tmp_path / "private"
-    shared.mkdir()
-    task = f"mount -t tmpfs none {shared} && touch {shared}/marker && exec sleep 30"
+    shared = tmp_path / "sandbox" / "private"
+    shared.mkdir(parents=True)
+    task = "mount -t tmpfs none private && touch private/marker && exec sleep 30"
 
     async def scenario(c: MesosContainerizer):
         await c.launch("t5", config(tmp_path, task))
         in_mount_ns = None
         for _ in range(100):  # until the task has forked into its namespaces and mounted
             try:
-                in_mount_ns = await c.run_inside("t5", f"test -f {shared}/marker", ENV, 5)
+                # relative: the command's working directory is the task's sandbox
+                in_mount_ns = await c.run_inside("t5", "test -f private/marker", ENV, 5)
             except ContainerError:
                 in_mount_ns = None
             if in_mount_ns == 0:
