@@ -31,8 +31,17 @@ from containerizer import ContainerConfig, TerminationReason
 from containerizer.cgroups import CgroupRoot, CgroupsUnavailable
 from containerizer.mesos import MesosContainerizer
 from corral.cli.cluster import start_local_cluster, wait_for_agents
-from corral.ids import AgentID, FrameworkID, TaskID
-from corral.protocol import CommandInfo, DiscoveryInfo, FrameworkInfo, Port, TaskInfo
+from corral.ids import AgentID, ExecutorID, FrameworkID, TaskID
+from corral.protocol import (
+    CommandInfo,
+    DiscoveryInfo,
+    ExecutorInfo,
+    ExecutorType,
+    FrameworkInfo,
+    Operation,
+    Port,
+    TaskInfo,
+)
 from corral.protocol.messages import RegisterAgent, RunTask, StatusUpdate
 from corral.resources import Resources
 from corral.scheduler import SchedulerDriver
@@ -236,6 +245,26 @@ def test_a_scan_stays_cheap(tmp_path):
     print(f"one check of {len(ports)} listening containers: {seconds * 1000:.1f} ms")
     assert violations == []
     assert seconds < 2.0
+
+
+def test_updated_ports_let_an_executor_listen_on_its_tasks_ports(tmp_path):
+    """A custom executor's container is widened to the ports of the tasks it was given."""
+    mine, theirs = free_ports(2)
+    mc = MesosContainerizer(isolation="network/ports", isolated_ports=None)
+
+    async def scenario():
+        container_id = f"widened-{os.getpid()}"
+        try:
+            await mc.launch(container_id, listener(tmp_path, [mine], LISTEN_PORT=str(theirs)))
+            await wait_listening(tmp_path)
+            mc.update_ports(container_id, [(mine, mine), (theirs, theirs)])
+            return await mc.check_ports(), mc.status(container_id).state.value
+        finally:
+            for running in mc.containers():
+                await mc.destroy(running, grace_seconds=0)
+            mc.detach()
+
+    assert asyncio.run(scenario()) == ([], "RUNNING")
 
 
 def test_a_recovered_container_is_watched_with_its_checkpointed_ports(tmp_path):
@@ -470,3 +499,37 @@ def test_ports_reach_the_task_and_only_a_foreign_listener_is_killed(ports_cluste
     assert recorder.updates.empty() and not recorder.held
     driver.kill_task(web.task_id)
     assert recorder.next_update(web.task_id).state is TaskState.TASK_KILLED
+
+
+def test_each_task_of_the_default_executor_gets_its_own_ports(driver, tmp_path):
+    driver, recorder = driver
+    offer = recorder.next_offer()
+    offered = [port for b, e in offer.resources.ranges("ports") for port in range(b, e + 1)]
+    executor = ExecutorInfo(
+        executor_id=ExecutorID(f"default-{next(_numbers)}"),
+        type=ExecutorType.DEFAULT,
+        resources=Resources.parse("cpus:0.1;mem:32"),
+    )
+    dump = "import json, os, sys; json.dump(dict(os.environ), open(sys.argv[1], 'w'))"
+    group = tuple(
+        _task(
+            offer,
+            f'{PYTHON} -c "{dump}" {tmp_path / f"env-{index}.json"}',
+            [offered[index]],
+            discovery=DiscoveryInfo(ports=(Port(number=offered[index], name=f"member-{index}"),)),
+        )
+        for index in range(2)
+    )
+    driver.accept_offers([offer.id], [Operation.of_launch_group(executor, group)])
+    finished = set()
+    while len(finished) < len(group):
+        status = recorder.updates.get(timeout=WAIT)
+        expected = (TaskState.TASK_STARTING, TaskState.TASK_RUNNING, TaskState.TASK_FINISHED)
+        assert status.state in expected, status
+        if status.state is TaskState.TASK_FINISHED:
+            finished.add(status.task_id)
+    for index in range(2):
+        env = json.loads((tmp_path / f"env-{index}.json").read_text())
+        assert env["PORT0"] == env["PORTS"] == str(offered[index])
+        assert env[f"PORT_MEMBER_{index}"] == str(offered[index])
+        assert "PORT1" not in env
