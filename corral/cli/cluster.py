@@ -320,11 +320,16 @@ def run_local(
     cluster = start_local_cluster(
         agents, ip=ip, port=port, work_dir=work_dir, resources=resources, log_level=log_level
     )
+    dns = None
     try:
         wait_for_agents(cluster.http_address, agents)
         print(f"master {cluster.master.pid} at http://{cluster.http_address}", flush=True)
         for agent in cluster.agents:
             print(f"agent  {agent.pid} (OS pid {agent.os_pid})", flush=True)
+        from corral.cli.dns import launch_dns
+
+        dns = launch_dns(cluster.http_address)  # on free ports, bound to 127.0.0.1
+        print(dns.banner, flush=True)
         print(f"work directory {cluster.work_dir}; Ctrl-C stops the cluster", flush=True)
         while cluster.master.is_alive():
             time.sleep(0.5)
@@ -333,4 +338,6 @@ def run_local(
     except KeyboardInterrupt:
         return 0
     finally:
+        if dns is not None:
+            dns.stop()
         cluster.stop()
