@@ -76,10 +76,8 @@ class ContainerConfig:
         object.__setattr__(self, "environment", MappingProxyType(dict(self.environment)))
         object.__setattr__(self, "resources", MappingProxyType(dict(self.resources)))
         ports = tuple((int(begin), int(end)) for begin, end in self.ports)
-        if any(not 0 <= begin <= end <= 65535 for begin, end in ports):
-            raise ValueError(
-                f"ports {self.ports!r} must be (begin, end) pairs with 0 <= begin <= end <= 65535"
-            )
+        if any(not 0 <= begin <= end for begin, end in ports):
+            raise ValueError(f"ports {self.ports!r} must be (begin, end) pairs, 0 <= begin <= end")
         object.__setattr__(self, "ports", ports)
 
     @property
