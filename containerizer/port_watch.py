@@ -116,22 +116,22 @@ class PortWatch:
     def check(self, listeners: Iterable[Listener]) -> list[PortViolation]:
         """The containers listening on ports they were not allocated, newly so since the last
         report; sorted by container id."""
-        listening: dict[str, set[int]] = {}
+        offending_ports: dict[str, set[int]] = {}
         holders: dict[str, set[int]] = {}
         for listener in listeners:
             if self.isolated is not None and listener.port not in self.isolated:
                 continue
             container_id = self.owner(listener)
-            if container_id is None:
+            if container_id is None or listener.port in self._watched[container_id].ports:
                 continue
-            listening.setdefault(container_id, set()).add(listener.port)
-            if listener.port not in self._watched[container_id].ports:
-                holders.setdefault(container_id, set()).add(listener.pid)
+            offending_ports.setdefault(container_id, set()).add(listener.port)
+            holders.setdefault(container_id, set()).add(listener.pid)
         violations = []
-        for container_id in sorted(self._watched):
+        # Only containers off their ports now, or reported last time, can change their answer.
+        reported = {cid for cid, watched in self._watched.items() if watched.reported}
+        for container_id in sorted(offending_ports.keys() | reported):
             watched = self._watched[container_id]
-            ports = Ranges((port, port) for port in listening.get(container_id, ()))
-            offending = ports - watched.ports
+            offending = Ranges((port, port) for port in offending_ports.get(container_id, ()))
             if not offending:
                 watched.reported = Ranges()
                 continue
@@ -143,7 +143,7 @@ class PortWatch:
                     container_id,
                     offending,
                     watched.ports,
-                    tuple(sorted(holders.get(container_id, ()))),
+                    tuple(sorted(holders[container_id])),
                 )
             )
         return violations
