@@ -448,6 +448,16 @@ def _get(url: str) -> str:
             time.sleep(0.1)
 
 
+def test_the_agent_shows_its_ports_flags_and_isolator(ports_cluster):
+    cluster, _ = ports_cluster
+    agent = cluster.agents[0].http_address
+    flags = json.loads(_get(f"http://{agent}/flags"))["flags"]
+    assert flags["container_ports_watch_interval"] == "200ms"
+    assert flags["check_agent_port_range_only"] == "true"
+    assert flags["enforce_container_ports"] == "true"
+    assert "network/ports" in flags["isolation"].split(",")
+
+
 def test_ports_reach_the_task_and_only_a_foreign_listener_is_killed(ports_cluster, driver):
     _, (low, high) = ports_cluster
     driver, recorder = driver
