@@ -606,7 +606,7 @@ def _latest_status_time(task: dict[str, Any]) -> tuple[float, str]:
 
 
 def _task_json(task: TaskRecord) -> dict[str, Any]:
-    return {
+    entry = {
         "id": task.task_id,
         "name": task.name,
         "framework_id": task.framework_id,
@@ -615,6 +615,10 @@ def _task_json(task: TaskRecord) -> dict[str, Any]:
         "state": task.state.value,
         "resources": unallocated_json(task.resources),
     }
+    status = task.status
+    if status is not None and status.healthy is not None:  # its health check's latest word
+        entry["healthy"] = status.healthy
+    return entry
 
 
 def _agent_json(agent: AgentRecord, used: Resources) -> dict[str, Any]:

@@ -100,10 +100,10 @@ def _usage_cells(stats: dict[str, Any] | None) -> list[str]:
 
 
 def _health(task: dict[str, Any]) -> str:
-    """``healthy`` of the task's latest status, as Mesos's CLI shows it ("-": no health
-    check has reported)."""
+    """``healthy`` of the task's latest status ("-": no health check has reported): the
+    master's own task list carries it as ``healthy``, Mesos's shapes in ``statuses``."""
     statuses = task.get("statuses") or []
-    healthy = statuses[-1].get("healthy") if statuses else None
+    healthy = task.get("healthy", statuses[-1].get("healthy") if statuses else None)
     return "-" if healthy is None else ("healthy" if healthy else "unhealthy")
 
 
