@@ -224,6 +224,7 @@ def reregistration(
                     state=task.state,
                     executor_id=None if executor.command_task else executor.executor_id,
                     resources=task.info.resources,
+                    discovery=task.info.discovery,
                 )
             )
     for update in pending:

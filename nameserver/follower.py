@@ -40,6 +40,7 @@ class Follower:
         self, master: str, state: ClusterState, counters: Counters, reconnect_max: float = 5.0
     ) -> None:
         self.url = f"http://{master}/api/v1"
+        self.http_port = int(master.rsplit(":", 1)[1]) if ":" in master else 5050
         self.state = state
         self.counters = counters
         self.reconnect_max = reconnect_max
@@ -95,7 +96,9 @@ class Follower:
         info = body["get_master"]["master_info"]
         address = info.get("address") or {}
         ip = address.get("ip") or info.get("hostname") or ""
-        self.state.set_leader(Leader(ip, int(address.get("port") or info.get("port") or 5050)))
+        # The port is the HTTP one followed here (what clients of the leader use); Corral's
+        # master_info names its native endpoint's.
+        self.state.set_leader(Leader(ip, self.http_port))
 
     async def _subscribe(self, session: aiohttp.ClientSession) -> None:
         async with session.post(

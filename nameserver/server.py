@@ -137,6 +137,8 @@ class DnsServer:
                     self.counters.flood_dropped += 1
                     return  # a flooding client over TCP loses its connection
                 decision = self.answerer.answer(data, udp=False)
+                if decision is None:
+                    return  # not even a header to answer to: the stream's framing is lost
                 if isinstance(decision, Reply):
                     writer.write(struct.pack(">H", len(decision.packet)) + decision.packet)
                 elif isinstance(decision, Forward):
