@@ -12,25 +12,28 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from corral.ids import FrameworkID, TaskID
+from corral.ids import AgentID, ExecutorID, FrameworkID, TaskID
 from corral.protocol import (
     CheckInfo,
     CheckType,
     CommandCheck,
     CommandInfo,
+    ExecutorInfo,
     HealthCheck,
     HttpCheck,
+    TaskInfo,
     TcpCheck,
 )
 from corral.protocol.messages import KillTask, RegisterAgent, StatusUpdate
 from corral.task_states import Reason, Source, TaskState
-from tests.test_agent import Cluster, command_task, wait_until
+from tests.test_agent import REPO, Cluster, command_task, wait_until
 
 
 class Listener:
@@ -136,7 +139,7 @@ def test_tcp_health_check_timing_and_kill(agent, paused_clock):
 
         advance(paused_clock, 0.1)
         healthy = agent.update().status
-        assert listener.accepted == 1
+        wait_until(lambda: listener.accepted == 1)  # the accepting thread counts it soon
         assert healthy.state is TaskState.TASK_RUNNING
         assert healthy.healthy is True
         assert healthy.reason is Reason.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED
@@ -183,12 +186,14 @@ def test_http_health_check_grace_period_then_path_and_status(agent, paused_clock
         )
         agent.run(_with(command_task("http-checked", "sleep 60"), health_check=check))
         running(agent)
-        for _ in range(3):  # t = 0, 1, 2: failures within the grace period are ignored
+        for probes in (1, 2, 3):  # t = 0, 1, 2: failures within the grace period are ignored
+            wait_until(lambda probes=probes: len(server.paths) == probes)
             no_update(agent)
-            advance(paused_clock, 1.0)
-        wait_until(lambda: len(server.paths) >= 3)
+            if probes < 3:
+                advance(paused_clock, 1.0)
         assert set(server.paths) == {"/ready"}
         server.code = 302  # 2xx and 3xx pass
+        advance(paused_clock, 1.0)
         healthy = agent.update().status
         assert healthy.healthy is True
         server.code = 500
@@ -271,3 +276,27 @@ def test_killing_a_task_stops_its_checks(agent, paused_clock):
         assert listener.accepted == 0
     finally:
         listener.close()
+
+
+def test_a_custom_executors_health_and_check_status_pass_through(agent):
+    """Mesos leaves checks to custom executors: what they send arrives unchanged."""
+    executor = ExecutorInfo(
+        executor_id=ExecutorID("reporter"),
+        command=CommandInfo(
+            value=f"{sys.executable} {REPO / 'tests' / 'health_reporting_executor.py'}"
+        ),
+    )
+    agent.run(
+        TaskInfo(name="own", task_id=TaskID("own"), agent_id=AgentID("test-S0"), executor=executor)
+    )
+    statuses = [agent.update(timeout=20).status for _ in range(3)]
+    assert [s.state for s in statuses] == [
+        TaskState.TASK_RUNNING,
+        TaskState.TASK_RUNNING,
+        TaskState.TASK_FINISHED,
+    ]
+    reported = statuses[1]
+    assert reported.healthy is False
+    assert reported.reason is Reason.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED
+    assert reported.check_status.to_wire() == {"type": "HTTP", "http": {"status_code": 418}}
+    assert statuses[0].healthy is None and statuses[0].check_status is None
