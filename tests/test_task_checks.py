@@ -26,14 +26,16 @@ from corral.protocol import (
     CommandCheck,
     CommandInfo,
     ExecutorInfo,
+    ExecutorType,
     HealthCheck,
     HttpCheck,
+    TaskGroupInfo,
     TaskInfo,
     TcpCheck,
 )
-from corral.protocol.messages import KillTask, RegisterAgent, StatusUpdate
+from corral.protocol.messages import KillTask, RegisterAgent, RunTaskGroup, StatusUpdate
 from corral.task_states import Reason, Source, TaskState
-from tests.test_agent import REPO, Cluster, command_task, wait_until
+from tests.test_agent import FRAMEWORK, REPO, Cluster, command_task, wait_until
 
 
 class Listener:
@@ -300,3 +302,44 @@ def test_a_custom_executors_health_and_check_status_pass_through(agent):
     assert reported.reason is Reason.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED
     assert reported.check_status.to_wire() == {"type": "HTTP", "http": {"status_code": 418}}
     assert statuses[0].healthy is None and statuses[0].check_status is None
+
+
+def test_tasks_of_a_default_executor_group_are_checked_each(agent, paused_clock):
+    """Each task of a task group under the default executor gets its own checks, as the
+    default executor runs them: one becomes healthy, the other is killed unhealthy."""
+    closed = Listener()
+    closed.close()  # nothing listens on its port any more
+    passing = HealthCheck(
+        type=CheckType.COMMAND,
+        command=CommandInfo(value="true"),
+        delay_seconds=1.0,
+        grace_period_seconds=0.0,
+    )
+    failing = HealthCheck(
+        type=CheckType.TCP,
+        tcp=TcpCheck(port=closed.port),
+        delay_seconds=1.0,
+        grace_period_seconds=0.0,
+        consecutive_failures=1,
+    )
+    group = TaskGroupInfo(
+        (
+            _with(command_task("good", "sleep 60"), health_check=passing),
+            _with(command_task("bad", "sleep 60"), health_check=failing),
+        )
+    )
+    default = ExecutorInfo(executor_id=ExecutorID("group"), type=ExecutorType.DEFAULT)
+    agent.from_master(RunTaskGroup(FRAMEWORK, default, group))
+    seen: dict[str, list] = {"good": [], "bad": []}
+    while len(seen["good"]) < 2 or len(seen["bad"]) < 2:  # STARTING, RUNNING each
+        status = agent.update().status
+        seen[status.task_id].append(status)
+    advance(paused_clock, 1.0)
+    for _ in range(3):  # good: healthy; bad: unhealthy, then killed
+        status = agent.update().status
+        seen[status.task_id].append(status)
+    assert [(s.state, s.healthy) for s in seen["good"][2:]] == [(TaskState.TASK_RUNNING, True)]
+    assert [(s.state, s.healthy) for s in seen["bad"][2:]] == [
+        (TaskState.TASK_RUNNING, False),
+        (TaskState.TASK_KILLED, False),
+    ]
