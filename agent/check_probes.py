@@ -3,17 +3,18 @@ task's container. Coroutines for the runtime's loop (``Process.run_async``); eac
 ``CheckStatusInfo`` of its type, or raises ``ProbeFailed`` (or TimeoutError) when it gives no
 result at all.
 
-As Mesos's checkers: HTTP and TCP go to the task's address (127.0.0.1: the task shares the
-agent's network) on the check's port; HTTP does not follow redirects (a 3xx passes a health
-check anyway), and ``https`` does not verify the certificate (as curl ``-k``). The command
-runs in the task's container with the task's environment plus the check command's own
-(``Containerizer.run_inside``).
+As Mesos's checkers: HTTP and TCP go to 127.0.0.1 on the check's port, in the task's network
+(the agent's, or the task's own namespace through a socket made there); HTTP does not follow
+redirects (a 3xx passes a health check anyway), and ``https`` does not verify the certificate
+(as curl ``-k``). The command runs in the task's container with the task's environment plus
+the check command's own (``Containerizer.run_inside``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from collections.abc import Mapping
 
@@ -30,17 +31,28 @@ class ProbeFailed(Exception):
     """The probe gave no result (connection refused, a malformed answer, no container)."""
 
 
-async def http(check: HttpCheck, timeout: float | None, host: str = TASK_HOST) -> CheckStatusInfo:
-    """GET the check's path; the answer's status code."""
-    code = await asyncio.wait_for(_get(host, check), timeout)
+async def http(
+    check: HttpCheck,
+    timeout: float | None,
+    sock: socket.socket | None = None,
+    host: str = TASK_HOST,
+) -> CheckStatusInfo:
+    """GET the check's path; the answer's status code. ``sock``: a socket in the task's own
+    network namespace (``Containerizer.network_socket``), None when it shares the agent's."""
+    code = await asyncio.wait_for(_get(host, check, sock), timeout)
     return CheckStatusInfo(type=CheckType.HTTP, http=HttpCheckStatus(status_code=code))
 
 
-async def tcp(port: int, timeout: float | None, host: str = TASK_HOST) -> CheckStatusInfo:
+async def tcp(
+    port: int,
+    timeout: float | None,
+    sock: socket.socket | None = None,
+    host: str = TASK_HOST,
+) -> CheckStatusInfo:
     """Connect; ``succeeded`` says whether the connection was made (a refusal is a result,
     a timeout is none)."""
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        _, writer = await asyncio.wait_for(_connect(host, port, sock, None), timeout)
     except OSError:
         succeeded = False
     else:
@@ -66,14 +78,29 @@ async def command(
     return CheckStatusInfo(type=CheckType.COMMAND, command=CommandCheckStatus(exit_code=code))
 
 
-async def _get(host: str, check: HttpCheck) -> int:
+async def _connect(
+    host: str, port: int, sock: socket.socket | None, context: ssl.SSLContext | None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    if sock is None:
+        return await asyncio.open_connection(host, port, ssl=context)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    except BaseException:
+        sock.close()
+        raise
+    hostname = host if context is not None else None
+    return await asyncio.open_connection(sock=sock, ssl=context, server_hostname=hostname)
+
+
+async def _get(host: str, check: HttpCheck, sock: socket.socket | None) -> int:
     context = None
     if check.scheme == "https":
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     try:
-        reader, writer = await asyncio.open_connection(host, check.port, ssl=context)
+        reader, writer = await _connect(host, check.port, sock, context)
     except OSError as error:
         raise ProbeFailed(f"cannot connect to {host}:{check.port}: {error}") from error
     try:

@@ -161,18 +161,24 @@ class TaskChecks:
         assert schedule is not None
         spec: HealthCheck | CheckInfo = schedule.check
         timeout = schedule.timeout
+        container_id = watch.executor.container_id
         if spec.type is CheckType.HTTP:
             assert spec.http is not None
-            return check_probes.http(spec.http, timeout)
+            return self._reach(container_id, check_probes.http, spec.http, timeout)
         if spec.type is CheckType.TCP:
             assert spec.tcp is not None
-            return check_probes.tcp(spec.tcp.port, timeout)
+            return self._reach(container_id, check_probes.tcp, spec.tcp.port, timeout)
         command = spec.command if isinstance(spec, HealthCheck) else spec.command.command  # type: ignore[union-attr]
         assert command is not None
         environment = self.environment(watch.executor, watch.task)
         return check_probes.command(
             self.containerizer, watch.executor.container_id, command, environment, timeout
         )
+
+    async def _reach(self, container_id: str, probe: Any, target: Any, timeout: Any) -> Any:
+        """An HTTP or TCP probe, through the task's own network when it has one."""
+        sock = await self.containerizer.network_socket(container_id)
+        return await probe(target, timeout, sock)
 
     def _came_back(self, watch: _Watch, kind: str, done: Future[Any]) -> None:
         if watch.running.get(kind) is done:

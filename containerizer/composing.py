@@ -4,6 +4,7 @@ stays with the one that launched it."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -79,6 +80,9 @@ class ComposingContainerizer(Containerizer):
     ) -> int:
         owner = self._of(container_id)
         return await owner.run_inside(container_id, command, environment, timeout)
+
+    async def network_socket(self, container_id: str) -> socket.socket | None:
+        return await self._of(container_id).network_socket(container_id)
 
     def status(self, container_id: str) -> ContainerStatus:
         return self._of(container_id).status(container_id)

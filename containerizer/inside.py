@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 KILL_WAIT = 5.0  # seconds a killed command may take to be reaped before we stop waiting
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+_setns_lock = threading.Lock()  # one thread at a time hops into another network namespace
 
 
 def entering(target_pid: int, argv: Sequence[str], net: bool) -> list[str]:
@@ -109,3 +115,37 @@ async def run(
         os.close(pidfd)
         if popen.returncode is None and ended.done():
             popen.wait()
+
+
+def socket_in_network_of(pid: int) -> socket.socket:
+    """A TCP socket (not connected) that lives in the network namespace of ``pid``: what an
+    HTTP or TCP check connects through to a task whose network is its own.
+
+    A socket keeps the namespace it was made in, so only its creation happens there: the
+    calling thread enters the namespace (``setns``, allowed per thread for network
+    namespaces), makes the socket and comes back at once. OSError when the namespace cannot
+    be entered; a thread that could not come back is a bug that must not go on serving, so
+    that raises RuntimeError.
+    """
+    with (
+        _setns_lock,
+        open(f"/proc/{pid}/ns/net", "rb") as target,
+        open("/proc/thread-self/ns/net", "rb") as own,
+    ):
+        _setns(target.fileno())
+        try:
+            return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        finally:
+            try:
+                _setns(own.fileno())
+            except OSError as error:
+                raise RuntimeError(
+                    f"this thread entered the network namespace of pid {pid} and could not "
+                    f"return to its own: {error}"
+                ) from error
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        number = ctypes.get_errno()
+        raise OSError(number, f"setns: {os.strerror(number)}")

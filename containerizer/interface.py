@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import enum
 import re
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,6 +231,12 @@ class Containerizer(abc.ABC):
             f"{type(self).__name__} cannot run commands inside its containers; give the "
             "task an HTTP or TCP check instead",
         )
+
+    async def network_socket(self, container_id: str) -> socket.socket | None:
+        """A TCP socket in the container's own network namespace, to reach the task on its
+        loopback (an HTTP or TCP check); None when the container shares the agent's network
+        (this default), where 127.0.0.1 reaches it. ContainerError when it cannot be had."""
+        return None
 
     @abc.abstractmethod
     def status(self, container_id: str) -> ContainerStatus:

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -411,6 +412,26 @@ class MesosContainerizer(PosixContainerizer):
     def forget(self, container_id: str) -> None:
         super().forget(container_id)
         self._limitations.pop(container_id, None)
+
+    async def network_socket(self, container_id: str) -> socket.socket | None:
+        """With ``namespaces/net`` the task has a network of its own: a socket made in it."""
+        loop = self._bind_loop()
+        container = self._get(container_id)
+        if not self.launcher.net:
+            return None
+        cgroup = self._cgroups.get(container_id)
+        target = inside.namespaced(cgroup.pids() if cgroup else self._members(container))
+        if target is None:
+            raise ContainerError(
+                container_id,
+                f"container {container_id}: no process of it runs in its network namespace",
+            )
+        try:
+            return await loop.run_in_executor(None, inside.socket_in_network_of, target)
+        except OSError as error:
+            raise ContainerError(
+                container_id, f"container {container_id}: cannot enter its network: {error}"
+            ) from error
 
     def _inside(
         self, container: _Container, argv: Sequence[str]

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from agent import check_probes
 from containerizer import ContainerConfig, ContainerError, PosixContainerizer, namespaces
 from containerizer.cgroups import CgroupRoot, CgroupsUnavailable
 from containerizer.mesos import MesosContainerizer
+from corral.protocol import HttpCheck
 
 _LINUX_LAUNCHER = namespaces.available()
 needs_linux_launcher = pytest.mark.skipif(
@@ -132,3 +137,46 @@ def test_linux_launcher_enters_the_task_namespaces(root, tmp_path):
     results = run(scenario, MesosContainerizer(cgroup_root=root, launcher="linux"))
     assert not (shared / "marker").exists(), "the marker must be invisible from the host"
     assert results == (0, 0, 0, 0)
+
+
+@needs_linux_launcher
+def test_a_socket_in_the_task_network_reaches_its_loopback(root, tmp_path):
+    """With namespaces/net the task's loopback is its own: the agent's 127.0.0.1 does not
+    reach the task's server, a socket made in the task's network does (HTTP and TCP)."""
+    if shutil.which("ip") is None:
+        pytest.skip("a network namespace needs iproute2's ip (apt-get install iproute2)")
+    probe = socket.create_server(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # a port free on the agent's loopback
+    server = f"exec {sys.executable} -m http.server {port} --bind 127.0.0.1"
+    isolation = "cgroups/cpu,cgroups/mem,filesystem/posix,namespaces/net"
+
+    async def scenario(c: MesosContainerizer):
+        await c.launch("t6", config(tmp_path, server))
+        reached = None
+        for _ in range(200):  # until the task runs and its server listens in its network
+            try:
+                sock = await c.network_socket("t6")
+                assert sock is not None
+                reached = await check_probes.http(HttpCheck(port=port, path="/"), 2.0, sock)
+                break
+            except (ContainerError, check_probes.ProbeFailed):
+                await asyncio.sleep(0.05)
+        connected = await check_probes.tcp(port, 2.0, await c.network_socket("t6"))
+        from_agent = await check_probes.tcp(port, 2.0)
+        return reached, connected, from_agent
+
+    reached, connected, from_agent = run(
+        scenario, MesosContainerizer(isolation=isolation, cgroup_root=root, launcher="linux")
+    )
+    assert reached is not None and reached.http.status_code == 200
+    assert connected.tcp.succeeded is True
+    assert from_agent.tcp.succeeded is False
+
+
+def test_a_container_sharing_the_agent_network_needs_no_socket(tmp_path):
+    async def scenario(c: PosixContainerizer):
+        await c.launch("t7", config(tmp_path, "sleep 30"))
+        return await c.network_socket("t7")
+
+    assert run(scenario, PosixContainerizer()) is None
