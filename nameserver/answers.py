@@ -6,11 +6,19 @@ the sockets. The wire format is dnslib's. As Mesos-DNS: answers in the domain ar
 authoritative, shuffled for crude load balancing; SRV answers carry their targets' addresses
 as additional records; an unknown name is NXDOMAIN with the SOA as authority; other zones go
 to the resolvers, or are REFUSED when there are none.
+
+Answers are kept, packed, per question (the query's bytes after its id) until a record they
+were built from changes (the table says which names changed; answers that carry the SOA's
+serial are forgotten at every change): a question asked again is answered with the kept bytes
+and the new id. An answer with
+n records keeps min(n, ``ORDERS``) packings, each in its own shuffled order, and each query
+gets one of them at random, so that clients still spread over the records.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dnslib import (
@@ -37,6 +45,8 @@ from nameserver.records import RecordTable, RecordType
 MAX_NAME = 253  # characters of a name, without the final dot (RFC 1035's 255 octets)
 UDP_LIMIT = 512  # bytes of a UDP answer without EDNS (RFC 1035)
 EDNS_LIMIT = 4096  # the most we answer over UDP whatever the client offers
+ORDERS = 8  # shuffled packings kept of an answer with several records
+MAX_KEPT = 100_000  # questions whose answers are kept; beyond, all are forgotten
 _ADDRESS_TYPES = {RecordType.A: (QTYPE.A, A), RecordType.AAAA: (QTYPE.AAAA, AAAA)}
 
 
@@ -73,12 +83,32 @@ class Answerer:
         self._soa_fields = (options.soa_rname, options.soa_refresh, options.soa_retry)
         self._expire = options.soa_expire
         self._rng = rng or random.Random()
+        # question -> (counters to count at each use, complete, packings). Invariant: every
+        # kept answer is what the table would answer now: each question is in _by_name under
+        # every name its answer was built from, or in _serial_bound if it carries the serial.
+        self._kept: dict[bytes, tuple[tuple[str, ...], bool, list[bytes]]] = {}
+        self._by_name: dict[str, set[bytes]] = {}
+        self._serial_bound: set[bytes] = set()
+        table.watch(self._forget)
 
     # -- the decision -----------------------------------------------------------------------
 
     def answer(self, packet: bytes, udp: bool) -> Reply | Forward | None:
         """What to do with one packet from a client (``udp``: it came over UDP, so the answer
         must fit what the client can take)."""
+        question = b"U" + packet[2:] if udp else b"T" + packet[2:]
+        kept = self._kept.get(question)
+        if kept is not None and kept[1]:
+            counts, _, packings = kept
+            for name in counts:
+                setattr(self.counters, name, getattr(self.counters, name) + 1)
+            packing = (
+                packings[self._rng.randrange(len(packings))] if len(packings) > 1 else packings[0]
+            )
+            return Reply(packet[:2] + packing[2:])
+        return self._decide(packet, udp, question)
+
+    def _decide(self, packet: bytes, udp: bool, question: bytes) -> Reply | Forward | None:
         counters = self.counters
         try:
             query = DNSRecord.parse(packet)
@@ -106,8 +136,52 @@ class Answerer:
             reply = query.reply(ra=0)
             reply.header.aa = 0
             reply.header.rcode = RCODE.REFUSED
-            return Reply(reply.pack())
-        return Reply(self._local(query, name, udp))
+            return Reply(self._keep(question, ("refused",), 1, reply.pack(), ()))
+        counts, records, built, sources = self._local(query, name, udp)
+        for counter in counts:
+            setattr(counters, counter, getattr(counters, counter) + 1)
+        return Reply(self._keep(question, counts, records, built, sources))
+
+    def _keep(
+        self,
+        question: bytes,
+        counts: tuple[str, ...],
+        records: int,
+        built: bytes,
+        sources: Iterable[str] | None,
+    ) -> bytes:
+        """Keep a packing of ``question``'s answer (one, or up to ORDERS when ``records`` can
+        be shuffled), built from the records of ``sources`` (None: it carries the serial);
+        ``built`` back."""
+        kept = self._kept.get(question)
+        packings = kept[2] if kept is not None else []
+        packings.append(built)
+        complete = len(packings) >= min(records, ORDERS)
+        if kept is None:
+            if len(self._kept) >= MAX_KEPT:
+                self._forget(None)
+            if sources is None:
+                self._serial_bound.add(question)
+            else:
+                for source in sources:
+                    self._by_name.setdefault(source, set()).add(question)
+        self._kept[question] = (counts, complete, packings)
+        return built
+
+    def _forget(self, names: set[str] | None) -> None:
+        """The records of ``names`` changed (None: all): forget what was built from them."""
+        if names is None:
+            self._kept.clear()
+            self._by_name.clear()
+            self._serial_bound.clear()
+            return
+        kept = self._kept
+        for name in names:
+            for question in self._by_name.pop(name, ()):
+                kept.pop(question, None)
+        for question in self._serial_bound:
+            kept.pop(question, None)
+        self._serial_bound.clear()
 
     def failed_forward(self, query: DNSRecord) -> bytes:
         """SERVFAIL: no resolver answered in time."""
@@ -119,7 +193,12 @@ class Answerer:
 
     # -- answers from the table -------------------------------------------------------------
 
-    def _local(self, query: DNSRecord, name: str, udp: bool) -> bytes:
+    def _local(
+        self, query: DNSRecord, name: str, udp: bool
+    ) -> tuple[tuple[str, ...], int, bytes, set[str] | None]:
+        """(the counters this answer counts, how many answer records, the packed answer, the
+        names it was built from, or None if it carries the SOA's serial)."""
+        sources: set[str] | None = {name}
         reply = query.reply(ra=int(self.forwarding))
         qname = query.q.qname
         qtype = query.q.qtype
@@ -138,6 +217,7 @@ class Answerer:
                 )
                 extra += self._addresses(target, target, RecordType.A)
                 extra += self._addresses(target, target, RecordType.AAAA)
+                sources.add(target)
         if apex and qtype in (QTYPE.SOA, QTYPE.ANY):
             answers.append(self._soa())
         if apex and qtype in (QTYPE.NS, QTYPE.ANY):
@@ -146,14 +226,14 @@ class Answerer:
         self._rng.shuffle(answers)
         reply.rr = answers
         reply.ar = extra
-        if answers:
-            self.counters.answered += 1
-        else:
+        counts: tuple[str, ...] = ("answered",)
+        if apex:
+            sources = None  # the SOA's serial, or the apex's NS (whose address may change)
+        if not answers:
+            sources = None  # the SOA, with its serial, is the authority
             reply.auth = [self._soa()]
-            if apex or self.table.exists(name):
-                self.counters.answered += 1  # the name is there, with other types: NODATA
-            else:
-                self.counters.nxdomain += 1
+            if not apex and not self.table.exists(name):  # else NODATA: other types only
+                counts = ("nxdomain",)
                 reply.header.rcode = RCODE.NXDOMAIN
         limit = UDP_LIMIT
         edns = [record for record in query.ar if record.rtype == QTYPE.OPT]
@@ -163,7 +243,8 @@ class Answerer:
         packet = reply.pack()
         if udp and len(packet) > limit:
             packet = self._truncated(reply, limit, bool(edns))
-        return packet
+            counts += ("truncated",)
+        return counts, len(answers), packet, sources
 
     def _addresses(self, qname: object, name: str, kind: RecordType) -> list[RR]:
         qtype, rdata = _ADDRESS_TYPES[kind]
@@ -180,7 +261,6 @@ class Answerer:
     def _truncated(self, reply: DNSRecord, limit: int, edns: bool) -> bytes:
         """Drop additional records, then answers, until the reply fits; set TC (as Mesos-DNS
         does) so that the client asks again over TCP for the whole answer."""
-        self.counters.truncated += 1
         reply.header.tc = 1
         reply.ar = [EDNS0(udp_len=EDNS_LIMIT)] if edns else []
         packet = reply.pack()

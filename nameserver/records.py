@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
 
@@ -47,6 +47,12 @@ class RecordTable:
         # NODATA: a name with records of another type exists).
         self._names: Counter[str] = Counter()
         self.generation = 1  # changes with every change of the records: the SOA serial
+        self._watchers: list[Callable[[set[str] | None], None]] = []
+
+    def watch(self, changed: Callable[[set[str] | None], None]) -> None:
+        """Call ``changed`` with the names whose records changed, after every change (None:
+        all of them), so that what was derived from them can be forgotten."""
+        self._watchers.append(changed)
 
     def __len__(self) -> int:
         return sum(self._names.values())
@@ -67,6 +73,10 @@ class RecordTable:
         else:
             self._owned.pop(owner, None)
         self.generation += 1
+        if self._watchers:
+            names = {record.name for record in set(old).symmetric_difference(new)}
+            for watcher in self._watchers:
+                watcher(names)
         return True
 
     def clear(self) -> None:
@@ -75,6 +85,8 @@ class RecordTable:
         self._owned.clear()
         self._names.clear()
         self.generation += 1
+        for watcher in self._watchers:
+            watcher(None)
 
     def owned(self, owner: Hashable) -> tuple[Record, ...]:
         return self._owned.get(owner, ())

@@ -189,3 +189,36 @@ def test_bad_options_say_which_and_what_would_do():
     with pytest.raises(OptionsError, match="--resolvers"):
         NameserverOptions(master="m:5050", resolvers=(":53",))
     assert NameserverOptions(master="m", domain="Example.").soa_mname == "ns1.example."
+
+
+def test_kept_answers_follow_the_records_they_were_built_from():
+    """Answers are packed once per question and kept; a change of the records they came from
+    (and only of those) makes the next query build them again."""
+    opts = NameserverOptions(master="127.0.0.1:5050")
+    state = ClusterState(opts.domain)
+    state.apply(
+        ev.subscribed(
+            agents=[ev.agent(AGENT, "10.0.0.2")],
+            frameworks=[ev.framework("marathon")],
+            tasks=[ev.task("t1", "web", AGENT, ports=((31000, 31000),))],
+        )
+    )
+    server = Answerer(state.table, opts, Counters())
+    assert rdata(ask(server, "web.marathon.corral.")) == ["10.0.0.2"]
+    srv = ask(server, "_web._tcp.marathon.corral.", "SRV")
+    assert [str(rr.rdata) for rr in srv.ar] == ["10.0.0.2"]
+    missing = ask(server, "api.marathon.corral.")
+    assert missing.header.rcode == RCODE.NXDOMAIN
+    serial = missing.auth[0].rdata.times[0]
+    assert rdata(ask(server, "web.marathon.corral.")) == ["10.0.0.2"]  # kept: same answer
+    # The agent moves: the task's names and the SRV target's address change.
+    state.apply({"type": "AGENT_ADDED", "agent_added": {"agent": ev.agent(AGENT, "10.0.0.7")}})
+    assert rdata(ask(server, "web.marathon.corral.")) == ["10.0.0.7"]
+    srv = ask(server, "_web._tcp.marathon.corral.", "SRV")
+    assert [str(rr.rdata) for rr in srv.ar] == ["10.0.0.7"]
+    # A new task: its name answers at once, and negative answers carry the new serial.
+    state.apply(ev.task_added(ev.task("t2", "api", AGENT)))
+    assert rdata(ask(server, "api.marathon.corral.")) == ["10.0.0.7"]
+    other = ask(server, "nothing.marathon.corral.")
+    assert other.auth[0].rdata.times[0] > serial
+    assert server.counters.answered == 6 and server.counters.nxdomain == 2
