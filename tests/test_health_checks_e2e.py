@@ -379,7 +379,7 @@ def test_a_v1_http_framework_gets_health_updates(cluster):
 
 # -- a COMMAND health check inside the task's container (cgroups, linux launcher) --------------
 
-ISOLATION = "cgroups/cpu,cgroups/mem,cgroups/pids,filesystem/posix"
+ISOLATION = "cgroups/cpu,cgroups/mem,cgroups/pids,filesystem/posix,namespaces/net"
 
 
 def _isolation_missing() -> str | None:
@@ -392,13 +392,16 @@ def _isolation_missing() -> str | None:
     for program in ("unshare", "nsenter"):
         if shutil.which(program) is None:
             return f"the linux launcher needs util-linux's {program} (apt-get install util-linux)"
+    if shutil.which("ip") is None:
+        return "namespaces/net needs iproute2's ip (apt-get install iproute2)"
     return None
 
 
 @pytest.mark.skipif(_isolation_missing() is not None, reason=_isolation_missing() or "")
-def test_a_command_health_check_runs_in_the_task_container(tmp_path_factory):
+def test_checks_run_in_the_task_container(tmp_path_factory):
     """The task mounts a tmpfs in its own mount namespace and leaves a marker there: only a
-    command in that namespace sees it; the check also finds itself in the task's cgroup."""
+    command in that namespace sees it; the check also finds itself in the task's cgroup. The
+    task serves HTTP on its own loopback (namespaces/net): a general HTTP check reaches it."""
     isolated = start(tmp_path_factory, "isolated", isolation=ISOLATION, launcher="linux")
     driver = None
     try:
@@ -409,13 +412,15 @@ def test_a_command_health_check_runs_in_the_task_container(tmp_path_factory):
         driver.start()
         recorder.ids.get(timeout=WAIT)
         offer = recorder.next_offer()
+        port = port_of(offer)
         script = (
-            "mkdir -p private && mount -t tmpfs none private && touch private/marker && sleep 60"
+            "mkdir -p private && mount -t tmpfs none private && touch private/marker && "
+            f"exec {PYTHON} -m http.server {port} --bind 127.0.0.1"
         )
-        # In the task's mount namespace (its tmpfs), pid namespace (pid 1 is the task's shell)
-        # and cgroups (the same memory cgroup as the task's, under Corral's root).
+        # In the task's mount namespace (its tmpfs), pid namespace (pid 1 is the task's
+        # server) and cgroups (the same memory cgroup as the task's, under Corral's root).
         probe = (
-            "test -f private/marker && grep -q marker /proc/1/cmdline && "
+            "test -f private/marker && grep -q http.server /proc/1/cmdline && "
             "grep -q /corral/ /proc/self/cgroup && "
             'test "$(grep memory /proc/self/cgroup)" = "$(grep memory /proc/1/cgroup)"'
         )
@@ -427,19 +432,33 @@ def test_a_command_health_check_runs_in_the_task_container(tmp_path_factory):
             consecutive_failures=1,
             grace_period_seconds=10.0,
         )
+        served = CheckInfo(
+            type=CheckType.HTTP,
+            http=HttpCheck(port=port, path="/"),
+            delay_seconds=0.5,
+            interval_seconds=0.5,
+        )
         task = TaskInfo(
             name="inside",
             task_id=TaskID("inside-1"),
             agent_id=offer.agent_id,
-            resources=Resources.parse(TASK),
+            resources=Resources.parse(f"{TASK};ports:[{port}-{port}]"),
             command=CommandInfo(value=script),
             health_check=check,
+            check=served,
         )
         driver.launch_tasks([offer.id], [task])
-        healthy = until(
-            recorder, task.task_id, lambda s: s.healthy is not None or s.state.is_terminal
-        )[-1]
-        assert (healthy.state, healthy.healthy) == (TaskState.TASK_RUNNING, True)
+        updates = until(
+            recorder,
+            task.task_id,
+            lambda s: (
+                s.state.is_terminal
+                or (s.healthy is not None and s.check_status.http.status_code == 200)
+            ),
+        )
+        final = updates[-1]
+        assert (final.state, final.healthy) == (TaskState.TASK_RUNNING, True)
+        assert final.check_status.http.status_code == 200
         sandbox = agent_sandbox(isolated, "inside-1")
         assert not (sandbox / "private" / "marker").exists(), "the marker is the task's own"
         driver.kill_task(task.task_id)
