@@ -255,6 +255,7 @@ class OperatorApi:
                 state=task.state,
                 executor_id=None if executor.command_task else executor.executor_id,
                 resources=info.resources,
+                statuses=() if task.latest is None else (task.latest,),
                 labels=info.labels,
             ).to_wire()
         )

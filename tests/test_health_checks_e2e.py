@@ -157,6 +157,18 @@ def master_task(cluster: LocalCluster, path: str, task_id: str) -> dict:
     return found
 
 
+def v1_tasks(address: str) -> list[dict]:
+    """GET_TASKS of a master's or an agent's v1 operator API: the tasks it holds now."""
+    request = urllib.request.Request(
+        f"http://{address}/api/v1",
+        data=json.dumps({"type": "GET_TASKS"}).encode(),
+        headers=JSON_HEADERS,
+    )
+    with urllib.request.urlopen(request, timeout=WAIT) as answer:
+        lists = json.load(answer)["get_tasks"]  # the master's and the agent's lists differ
+    return [task for kind in lists.values() for task in kind]
+
+
 def agent_state(cluster: LocalCluster) -> dict:
     (agent,) = cluster.agents
     with urllib.request.urlopen(f"http://{agent.http_address}/state", timeout=WAIT) as answer:
@@ -194,6 +206,10 @@ def test_an_http_health_check_makes_a_task_healthy_everywhere(cluster, framework
         shown = master_task(cluster, path, task_id)
         assert shown["statuses"][-1]["healthy"] is True, path
     assert agent_task(cluster, task_id)["statuses"][-1]["healthy"] is True
+    for address in (cluster.http_address, cluster.agents[0].http_address):  # v1 operator API
+        (v1,) = [t for t in v1_tasks(address) if t["task_id"]["value"] == task_id]
+        assert v1["statuses"][-1]["healthy"] is True, address
+        assert v1["statuses"][-1]["reason"] == "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"
     listing = tasks_table(fetch_state(cluster.http_address))
     (row,) = [line for line in listing.splitlines() if line.startswith(task_id)]
     assert " healthy " in f"{row} "
