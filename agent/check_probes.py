@@ -68,12 +68,15 @@ async def command(
     info: CommandInfo,
     environment: Mapping[str, str],
     timeout: float | None,
+    user: str | None = None,
 ) -> CheckStatusInfo:
-    """Run the command in the container; its exit code."""
+    """Run the command in the container (as ``user``, the task's); its exit code."""
     merged = {**environment, **{variable.name: variable.value for variable in info.environment}}
     try:
-        code = await containerizer.run_inside(container_id, command_argv(info), merged, timeout)
-    except (ContainerError, OSError, ValueError) as error:
+        code = await containerizer.run_inside(
+            container_id, command_argv(info), merged, timeout, user
+        )
+    except (ContainerError, OSError, ValueError, LookupError) as error:
         raise ProbeFailed(f"the command could not run: {error}") from error
     return CheckStatusInfo(type=CheckType.COMMAND, command=CommandCheckStatus(exit_code=code))
 

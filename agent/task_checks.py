@@ -171,8 +171,10 @@ class TaskChecks:
         command = spec.command if isinstance(spec, HealthCheck) else spec.command.command  # type: ignore[union-attr]
         assert command is not None
         environment = self.environment(watch.executor, watch.task)
+        task_command = watch.task.info.command
+        user = None if task_command is None else task_command.user  # as the task runs
         return check_probes.command(
-            self.containerizer, watch.executor.container_id, command, environment, timeout
+            self.containerizer, container_id, command, environment, timeout, user
         )
 
     async def _reach(self, container_id: str, probe: Any, target: Any, timeout: Any) -> Any:

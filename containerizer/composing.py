@@ -77,9 +77,10 @@ class ComposingContainerizer(Containerizer):
         command: str | Sequence[str],
         environment: Mapping[str, str],
         timeout: float | None,
+        user: str | None = None,
     ) -> int:
         owner = self._of(container_id)
-        return await owner.run_inside(container_id, command, environment, timeout)
+        return await owner.run_inside(container_id, command, environment, timeout, user)
 
     async def network_socket(self, container_id: str) -> socket.socket | None:
         return await self._of(container_id).network_socket(container_id)

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -76,10 +77,22 @@ async def run(
     cwd: Path,
     timeout: float | None,
     preexec: Callable[[], None] | None = None,
+    user: str | None = None,
 ) -> int:
     """Run ``argv`` to its end; its exit code (``exit_code``). TimeoutError after
     ``timeout`` seconds (None: no limit), once the command's process group was killed;
-    OSError when it cannot start."""
+    OSError when it cannot start (LookupError: no such ``user``)."""
+    ids: dict[str, object] = {}
+    if user is not None:
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            raise LookupError(f"user {user!r} does not exist on this agent") from None
+        ids = {
+            "user": entry.pw_uid,
+            "group": entry.pw_gid,
+            "extra_groups": os.getgrouplist(entry.pw_name, entry.pw_gid),
+        }
 
     def start() -> subprocess.Popen:
         return subprocess.Popen(
@@ -92,6 +105,7 @@ async def run(
             start_new_session=True,
             close_fds=True,
             preexec_fn=preexec,
+            **ids,  # type: ignore[arg-type]
         )
 
     popen = await loop.run_in_executor(None, start)

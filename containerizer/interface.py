@@ -216,12 +216,14 @@ class Containerizer(abc.ABC):
         command: str | Sequence[str],
         environment: Mapping[str, str],
         timeout: float | None,
+        user: str | None = None,
     ) -> int:
         """Run a short command inside a running container (its cgroups and namespaces, its
         sandbox as working directory, ``environment`` as its whole environment), as a COMMAND
         check does; its exit code (128 + N for a death by signal N).
 
-        ``command`` is a shell string or an argv, as in ``ContainerConfig``. Raises
+        ``command`` is a shell string or an argv, as in ``ContainerConfig``; ``user`` runs it
+        as that user (the agent must be root), as the task's own command. Raises
         TimeoutError after ``timeout`` seconds (None: no limit), once the command was
         killed; ContainerError when the container is unknown or has ended, or when this
         containerizer cannot run commands inside its containers (this default).

@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import json
 import os
+import pwd
 import select
 import shutil
 import signal
@@ -251,6 +252,7 @@ class OciContainerizer(ContainerRecords, Containerizer):
         command: str | Sequence[str],
         environment: Mapping[str, str],
         timeout: float | None,
+        user: str | None = None,
     ) -> int:
         """``runc exec``: the command joins the container's namespaces and cgroups, in its
         root filesystem, with the sandbox's mount as working directory."""
@@ -264,6 +266,14 @@ class OciContainerizer(ContainerRecords, Containerizer):
             )
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
         runc = [self.runc, "--root", str(self.runc_root), "exec", "--cwd", SANDBOX_MOUNT]
+        if user is not None:  # runc takes ids: the agent's account of that name
+            try:
+                entry = pwd.getpwnam(user)
+            except KeyError:
+                raise ContainerError(
+                    container_id, f"user {user!r} does not exist on this agent"
+                ) from None
+            runc += ["--user", f"{entry.pw_uid}:{entry.pw_gid}"]
         for name, value in environment.items():
             runc += ["--env", f"{name}={value}"]
         runc += [container_id, *argv]

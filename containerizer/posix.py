@@ -211,6 +211,7 @@ class PosixContainerizer(ContainerRecords, Containerizer):
         command: str | Sequence[str],
         environment: Mapping[str, str],
         timeout: float | None,
+        user: str | None = None,
     ) -> int:
         """A process next to the container's (no isolation here): its sandbox, the
         environment given; the Mesos containerizer adds its cgroups and namespaces."""
@@ -226,7 +227,7 @@ class PosixContainerizer(ContainerRecords, Containerizer):
         if not argv or not all(isinstance(arg, str) for arg in argv):
             raise ValueError(f"command {command!r} must be a shell string or a non-empty argv")
         argv, preexec = self._inside(container, argv)
-        return await inside.run(loop, argv, environment, container.sandbox, timeout, preexec)
+        return await inside.run(loop, argv, environment, container.sandbox, timeout, preexec, user)
 
     def _inside(
         self, container: _Container, argv: Sequence[str]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import shutil
 import socket
 import sys
@@ -180,3 +181,18 @@ def test_a_container_sharing_the_agent_network_needs_no_socket(tmp_path):
         return await c.network_socket("t7")
 
     assert run(scenario, PosixContainerizer()) is None
+
+
+def test_the_command_runs_as_the_task_user(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("running as another user needs root")
+    nobody = pwd.getpwnam("nobody")
+
+    async def scenario(c: PosixContainerizer):
+        await c.launch("t8", config(tmp_path, "sleep 30"))
+        as_nobody = await c.run_inside("t8", f'test "$(id -u)" = {nobody.pw_uid}', ENV, 5, "nobody")
+        with pytest.raises(LookupError, match="does not exist"):
+            await c.run_inside("t8", "true", ENV, 5, "no-such-user-here")
+        return as_nobody
+
+    assert run(scenario, PosixContainerizer()) == 0
