@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.leftovers import kill_leftover_containers
 from containerizer.cgroups import CgroupRoot, CgroupsUnavailable
 from corral.cli.cluster import LocalCluster, start_local_cluster, wait_for_agents
 from corral.cli.listings import fetch_state, tasks_table
@@ -483,3 +484,45 @@ def test_checks_run_in_the_task_container(tmp_path_factory):
         if driver is not None:
             driver.stop()
         assert isolated.stop() == [0, 0]
+
+
+def test_checks_go_on_after_the_agent_restarts(tmp_path_factory):
+    """An agent SIGKILLed and restarted finds its checkpointing framework's task running and
+    checks it again: healthy once more, then killed when it stops answering."""
+    restarting = start(
+        tmp_path_factory,
+        "restart",
+        agent_options={
+            "registration_backoff": 0.1,
+            "registration_backoff_max": 0.5,
+            "status_update_retry_min": 0.5,
+            "status_update_retry_max": 2.0,
+        },
+    )
+    driver = None
+    try:
+        recorder = Recorder()
+        info = FrameworkInfo(user=getpass.getuser(), name="restarted", checkpoint=True)
+        driver = SchedulerDriver(recorder, info, restarting.http_address)
+        driver.start()
+        recorder.ids.get(timeout=WAIT)
+        offer = recorder.next_offer()
+        port = port_of(offer)
+        task = server_task(offer, "kept", serve(port), port, health_check=http_check(port))
+        driver.launch_tasks([offer.id], [task])
+        until(recorder, task.task_id, lambda s: s.healthy is True)
+        sandbox = agent_sandbox(restarting, str(task.task_id))
+
+        restarting.kill_agent(0)
+        restarting.restart_agent(0)
+        again = until(recorder, task.task_id, lambda s: s.healthy is True)[-1]
+        assert again.state is TaskState.TASK_RUNNING
+        (sandbox / "www" / "health").unlink()  # from now on every check gets 404
+        updates = until(recorder, task.task_id, lambda s: s.state.is_terminal)
+        assert updates[-1].state is TaskState.TASK_KILLED
+        assert updates[-1].healthy is False
+    finally:
+        if driver is not None:
+            driver.stop()
+        restarting.stop()
+        kill_leftover_containers(restarting.work_dir / "agent-0")
