@@ -33,12 +33,14 @@ bench: $(STAMP)
 	$(PY) benchmarks/allocator.py
 	$(PY) benchmarks/launch.py
 	$(PY) benchmarks/cluster.py
+	$(PY) benchmarks/dns.py
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/messaging.py --quick
 	$(PY) benchmarks/allocator.py --quick
 	$(PY) benchmarks/launch.py --quick
 	$(PY) benchmarks/cluster.py --quick
+	$(PY) benchmarks/dns.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -398,7 +398,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=10000, help="tasks known (default 10000)")
     parser.add_argument("--seconds", type=float, default=10.0, help="of load (default 10)")
-    parser.add_argument("--window", type=int, default=64, help="queries in flight (default 64)")
+    parser.add_argument("--window", type=int, default=16, help="queries in flight (default 16)")
     parser.add_argument("--fresh-tasks", type=int, default=20, help="freshness samples")
     parser.add_argument(
         "--warmup", type=float, default=5.0, help="seconds of load before measuring (default 5)"
