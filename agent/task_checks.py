@@ -168,8 +168,11 @@ class TaskChecks:
         if spec.type is CheckType.TCP:
             assert spec.tcp is not None
             return self._reach(container_id, check_probes.tcp, spec.tcp.port, timeout)
-        command = spec.command if isinstance(spec, HealthCheck) else spec.command.command  # type: ignore[union-attr]
-        assert command is not None
+        if isinstance(spec, HealthCheck):
+            command = spec.command
+        else:  # a general check's command is wrapped (Mesos's CheckInfo.Command)
+            command = None if spec.command is None else spec.command.command
+        assert command is not None  # the protocol refuses a COMMAND check without one
         environment = self.environment(watch.executor, watch.task)
         task_command = watch.task.info.command
         user = None if task_command is None else task_command.user  # as the task runs
