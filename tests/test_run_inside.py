@@ -10,6 +10,7 @@ import pwd
 import shutil
 import socket
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from agent import check_probes
 from containerizer import ContainerConfig, ContainerError, PosixContainerizer, namespaces
 from containerizer.cgroups import CgroupRoot, CgroupsUnavailable
 from containerizer.mesos import MesosContainerizer
+from containerizer.oci import OciContainerConfig, OciContainerizer
 from corral.protocol import HttpCheck
 
 _LINUX_LAUNCHER = namespaces.available()
@@ -196,3 +198,51 @@ def test_the_command_runs_as_the_task_user(tmp_path):
         return as_nobody
 
     assert run(scenario, PosixContainerizer()) == 0
+
+
+BUSYBOX = Path("/bin/busybox")
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("runc") is None or not BUSYBOX.exists(),
+    reason="runc exec needs root, runc and busybox-static (apt-get install runc busybox-static)",
+)
+def test_runc_exec_runs_in_the_image_container(tmp_path):
+    """Under the OCI backend the command joins the container through ``runc exec``: it
+    sees the image's root filesystem and the sandbox's mount as its working directory."""
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    shutil.copy2(BUSYBOX, rootfs / "bin" / "busybox")
+    for applet in ("sh", "sleep", "test", "cat", "pwd"):
+        (rootfs / "bin" / applet).symlink_to("busybox")
+    for directory in ("etc", "tmp", "proc", "dev", "sys"):
+        (rootfs / directory).mkdir()
+    (rootfs / "etc" / "image-only").write_text("inside\n")
+    work = tmp_path / "work"
+    (work / "images").mkdir(parents=True)
+    with tarfile.open(work / "images" / "box.tar.gz", "w:gz") as tar:
+        tar.add(rootfs, arcname=".")
+    containerizer = OciContainerizer(work)
+    container_id = f"inside-oci-{os.getpid()}"
+    sandbox = tmp_path / "sandbox"
+    config = OciContainerConfig(command="sleep 30", sandbox=sandbox, image="box")
+    env = {"PATH": "/bin", "GREETING": "hi"}
+
+    async def scenario():
+        await containerizer.launch(container_id, config)
+        try:
+            inside = await containerizer.run_inside(
+                container_id,
+                'test -f /etc/image-only && test "$(pwd)" = /mnt/mesos/sandbox && '
+                'test "$GREETING" = hi',
+                env,
+                10,
+            )
+            failing = await containerizer.run_inside(container_id, "exit 4", env, 10)
+            return inside, failing
+        finally:
+            await containerizer.destroy(container_id, 0)
+            containerizer.forget(container_id)
+
+    assert asyncio.run(asyncio.wait_for(scenario(), WAIT)) == (0, 4)
+    assert not Path("/etc/image-only").exists()
