@@ -362,6 +362,12 @@ def test_a_v1_http_framework_gets_health_updates(cluster):
             },
         }
         headers = {**JSON_HEADERS, "Mesos-Stream-Id": subscription.stream_id}
+        shapeless = json.loads(json.dumps(call))  # a COMMAND health check with no command
+        shapeless["accept"]["operations"][0]["launch"]["task_infos"][0]["health_check"] = {
+            "type": "COMMAND"
+        }
+        status, text, _ = post(cluster.http_address, shapeless, headers)
+        assert status == 400 and "needs 'command'" in text, (status, text)
         status, text, _ = post(cluster.http_address, call, headers)
         assert status == 202, text
         deadline = time.monotonic() + WAIT
