@@ -210,6 +210,7 @@ class AgentProcess(ProtocolProcess):
             self.runtime.metrics.remove(metric.name)
         self.master_link.stop()
         self.relay.stop()
+        self.checks.stop_all()
         kept = set()
         for executor in self.executors():
             subscriptions.close(self, executor)
