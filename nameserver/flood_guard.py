@@ -3,7 +3,8 @@ server from everyone else. Sans-IO: the caller says what time it is."""
 
 from __future__ import annotations
 
-MAX_CLIENTS = 65536  # buckets kept; beyond, the full (idle) ones are forgotten
+MAX_CLIENTS = 65536  # buckets kept; beyond, the refilled (idle) ones are forgotten, and if
+# all are busy (a flood from spoofed addresses), all are: each client starts a new burst.
 
 
 class FloodGuard:
@@ -38,3 +39,5 @@ class FloodGuard:
         self._buckets = {
             client: bucket for client, bucket in self._buckets.items() if now - bucket[1] < refill
         }
+        if len(self._buckets) >= MAX_CLIENTS // 2:  # else the next new client prunes again
+            self._buckets.clear()

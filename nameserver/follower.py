@@ -64,6 +64,13 @@ class Follower:
     async def wait_connected(self, timeout: float) -> None:
         await asyncio.wait_for(self.connected.wait(), timeout)
 
+    async def wait_failed(self) -> None:
+        """Return when the follower stops for good; raise what stopped it. It retries every
+        loss of the stream, so this only returns for a bug (or after stop())."""
+        if self._task is None:
+            raise RuntimeError("the follower is not started; start() it first")
+        await asyncio.shield(self._task)
+
     async def _follow(self) -> None:
         backoff = FIRST_BACKOFF
         timeout = aiohttp.ClientTimeout(total=None, connect=5.0, sock_connect=5.0)
@@ -92,10 +99,12 @@ class Follower:
         ) as response:
             if response.status != 200:
                 raise StreamLost(f"GET_MASTER answered {response.status}")
-            body = await response.json()
-        info = body["get_master"]["master_info"]
-        address = info.get("address") or {}
-        ip = address.get("ip") or info.get("hostname") or ""
+            try:
+                info = (await response.json())["get_master"]["master_info"]
+                address = info.get("address") or {}
+                ip = address.get("ip") or info.get("hostname") or ""
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                raise StreamLost(f"GET_MASTER answered without master_info: {error!r}") from None
         # The port is the HTTP one followed here (what clients of the leader use); Corral's
         # master_info names its native endpoint's.
         self.state.set_leader(Leader(ip, self.http_port))
@@ -122,7 +131,10 @@ class Follower:
                 except recordio.RecordIOError as error:
                     raise StreamLost(f"the stream is not RecordIO: {error}") from None
                 for record in records:
-                    event = json.loads(record)
+                    try:
+                        event = json.loads(record)
+                    except ValueError as error:
+                        raise StreamLost(f"an event that is not JSON: {error}") from None
                     self.counters.events += 1
                     try:
                         self.state.apply(event)

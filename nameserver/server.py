@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import structlog
 
@@ -65,6 +67,7 @@ class DnsServer:
         self.counters = counters
         self.idle_timeout = idle_timeout
         self.port = 0
+        self.loop: asyncio.AbstractEventLoop | None = None  # set by start()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         # Invariant: every forwarding or TCP connection task is here until it ends.
@@ -95,7 +98,7 @@ class DnsServer:
         log.info("dns_listening", ip=ip, port=chosen)
         return chosen
 
-    def forward(self, decision: Forward, send, tcp: bool) -> None:
+    def forward(self, decision: Forward, send: Callable[[bytes], None], tcp: bool) -> None:
         """Forward in a task of this server's; ``send`` takes the answer packet."""
 
         async def run() -> None:
@@ -108,7 +111,7 @@ class DnsServer:
 
         self._spawn(run())
 
-    def _spawn(self, coroutine) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = self.loop.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._ended)
@@ -118,7 +121,7 @@ class DnsServer:
         if not task.cancelled() and task.exception() is not None:
             log.error("dns_task_failed", error=repr(task.exception()))
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         client = (writer.get_extra_info("peername") or ("?",))[0]
         task = asyncio.current_task()
         if task is not None:

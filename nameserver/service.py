@@ -117,7 +117,13 @@ def serve(options: NameserverOptions, on_ready: Callable[[Nameserver], None]) ->
             loop.add_signal_handler(signum, stopping.set)
         try:
             on_ready(server)
-            await stopping.wait()
+            stop = loop.create_task(stopping.wait())
+            failed = loop.create_task(server.follower.wait_failed())
+            await asyncio.wait((stop, failed), return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if failed.done():
+                failed.result()  # the follower's bug: raise it (the process exits with it)
+            failed.cancel()
         finally:
             await server.stop()
 
