@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import shutil
 import socket
 import struct
 import subprocess
@@ -348,3 +349,32 @@ def test_corral_local_starts_dns_and_prints_where(tmp_path):
         local.terminate()
         assert local.wait(WAIT) == 0
         local.stdout.close()
+
+
+def dig(server: DnsProcess, *arguments: str) -> list[str]:
+    done = subprocess.run(
+        ["dig", f"@{server.ip}", "-p", str(server.port), "+short", "+time=2", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=True,
+    )
+    return sorted(done.stdout.split("\n")[:-1])
+
+
+@pytest.mark.skipif(
+    shutil.which("dig") is None, reason="needs dig: apt-get install dnsutils (Debian)"
+)
+def test_dig_resolves_a_task_by_name_and_srv_over_udp_and_tcp(server, framework):
+    driver, recorder = framework("dug")
+    task = launch_web(driver, recorder, task_id="web-dig")
+    wait_state(recorder, task.task_id, TaskState.TASK_RUNNING)
+    until(lambda: dig(server, "web.dug.corral", "A"), FRESH, "web.dug.corral")
+    assert dig(server, "web.dug.corral", "A") == ["127.0.0.1"]
+    assert dig(server, "+tcp", "web.dug.corral", "A") == ["127.0.0.1"]
+    (srv,) = dig(server, "_web._tcp.dug.corral", "SRV")
+    priority, weight, port, target = srv.split()
+    assert (priority, weight, port) == ("0", "0", "31000")
+    assert dig(server, target, "A") == ["127.0.0.1"]
+    assert dig(server, "leader.upstream.test", "A") == ["127.0.0.1"]  # forwarded
+    driver.kill_task(task.task_id)
