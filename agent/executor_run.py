@@ -118,6 +118,7 @@ class ExecutorRun:
             "kill_requested": self.lifecycle.killed,
             "kill_grace": self.lifecycle.kill_grace,
             "http": self.http,
+            "killed_unhealthy": [t.task_id for t in self.tasks.values() if t.killed_unhealthy],
         }
 
     @classmethod
@@ -160,6 +161,9 @@ class ExecutorRun:
                 task = TaskInfo.from_wire(wire)
                 state = TaskState(states.get(task.task_id, "TASK_STAGING"))
                 tasks[task.task_id] = TaskRecord(task, state, queued)
+        for task_id in record.get("killed_unhealthy", ()):
+            if task_id in tasks:
+                tasks[task_id].killed_unhealthy = True
         command_task = bool(record["command_task"])
         ended = command_task and any(task.state.is_terminal for task in tasks.values())
         lifecycle = ExecutorLifecycle.restored(

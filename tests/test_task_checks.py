@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from agent.executor_run import ExecutorRun
 from corral.ids import AgentID, ExecutorID, FrameworkID, TaskID
 from corral.protocol import (
     CheckInfo,
@@ -343,3 +344,19 @@ def test_tasks_of_a_default_executor_group_are_checked_each(agent, paused_clock)
         (TaskState.TASK_RUNNING, False),
         (TaskState.TASK_KILLED, False),
     ]
+
+
+def test_a_kill_by_health_check_is_checkpointed(tmp_path):
+    """An agent restarted during the kill still reports the end ``healthy: false``."""
+    task = command_task("doomed", "sleep 60")
+    info = ExecutorInfo(executor_id=ExecutorID("doomed"), command=task.command)
+    run = ExecutorRun.starting(FrameworkID("fw-1"), info, True, task, tmp_path)
+    run.tasks[task.task_id].killed_unhealthy = True
+    again = ExecutorRun.from_record(FrameworkID("fw-1"), run.record())
+    assert again.tasks[task.task_id].killed_unhealthy
+    run.tasks[task.task_id].killed_unhealthy = False
+    assert (
+        not ExecutorRun.from_record(FrameworkID("fw-1"), run.record())
+        .tasks[task.task_id]
+        .killed_unhealthy
+    )
