@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import multiprocessing
@@ -52,6 +53,7 @@ if str(ROOT) not in sys.path:  # run as a script: the events' shapes live in tes
     sys.path.insert(0, str(ROOT))
 from tests import nameserver_events as ev  # noqa: E402
 
+ORDERS = 8  # the warm-up asks each question this often: every shuffled order gets packed
 APPS_PER_FRAMEWORK = 200
 TASKS_PER_APP = 5
 AGENTS = 100
@@ -79,29 +81,36 @@ def synthetic_state(tasks: int) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         questions.append((f"{name}.group-{framework}.corral.", "A"))
         questions.append((f"_{name}._tcp.group-{framework}.corral.", "SRV"))
     for index in range(tasks):
-        app = index % apps
-        framework_id = f"bench-{app // APPS_PER_FRAMEWORK:04d}"
-        agent = f"bench-S{index % AGENTS}"
-        port = 31000 + index % 1000
-        bodies.append(
-            ev.task(
-                f"app-{app}.{index}",
-                f"app-{app}",
-                agent,
-                framework_id=framework_id,
-                ports=((port, port),),
-                addresses=(f"172.16.{index // 250 % 250}.{index % 250 + 1}",),
-            )
-        )
+        bodies.append(synthetic_task(index, apps))
     return ev.subscribed(agents, list(frameworks.values()), bodies), questions
+
+
+def synthetic_task(index: int, apps: int) -> dict[str, Any]:
+    """Task ``index`` of app ``index % apps``: its own port and container address."""
+    app = index % apps
+    port = 31000 + index % 1000
+    return ev.task(
+        f"app-{app}.{index}",
+        f"app-{app}",
+        f"bench-S{index % AGENTS}",
+        framework_id=f"bench-{app // APPS_PER_FRAMEWORK:04d}",
+        ports=((port, port),),
+        addresses=(f"172.16.{index // 250 % 250}.{index % 250 + 1}",),
+    )
 
 
 class SnapshotMaster:
     """A stand-in for the master's ``POST /api/v1``: GET_MASTER, and SUBSCRIBE with one
-    prepared SUBSCRIBED event then heartbeats. Only for this benchmark's throughput run."""
+    prepared SUBSCRIBED event then heartbeats, and, while ``churn`` is set, tasks replaced at
+    that rate: each a TASK_UPDATED to TASK_KILLED of the oldest task and a TASK_ADDED of a new
+    running one of the same app. Only for this benchmark's throughput run."""
 
-    def __init__(self, subscribed: dict[str, Any]) -> None:
+    def __init__(self, subscribed: dict[str, Any], tasks: int) -> None:
         self.record = recordio.encode(json.dumps(subscribed).encode())
+        self.tasks = tasks
+        self.apps = max(1, tasks // TASKS_PER_APP)
+        self.churn = 0.0  # tasks replaced per second; set from the benchmark's thread
+        self.replaced = 0
         self.port = 0
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -143,11 +152,36 @@ class SnapshotMaster:
         await stream.prepare(request)
         await stream.write(self.record)
         heartbeat = recordio.encode(b'{"type":"HEARTBEAT"}')
+        loop = asyncio.get_running_loop()
+        beat = loop.time() + 15.0
+        owed = 0.0
+        oldest, newest = 0, self.tasks  # the running tasks are oldest..newest-1
         while not self._stopping.is_set():
-            try:
-                await asyncio.wait_for(self._stopping.wait(), 15.0)
-            except TimeoutError:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 0.01)
+            if loop.time() > beat:
                 await stream.write(heartbeat)
+                beat = loop.time() + 15.0
+            owed += self.churn * 0.01
+            events = []
+            while owed >= 1.0:
+                owed -= 1.0
+                gone = synthetic_task(oldest, self.apps)
+                events.append(
+                    ev.task_updated(
+                        gone["task_id"]["value"],
+                        "TASK_KILLED",
+                        gone["agent_id"]["value"],
+                        gone["framework_id"]["value"],
+                    )
+                )
+                events.append(ev.task_added(synthetic_task(newest, self.apps)))
+                oldest, newest = oldest + 1, newest + 1
+                self.replaced += 1
+            if events:
+                await stream.write(
+                    b"".join(recordio.encode(json.dumps(e).encode()) for e in events)
+                )
         return stream
 
 
@@ -155,23 +189,43 @@ class SnapshotMaster:
 
 
 def generate_load(
-    port: int, questions: list[tuple[str, str]], warmup: float, seconds: float, window: int, results
+    port: int,
+    questions: list[tuple[str, str]],
+    seconds: float,
+    window: int,
+    results,
+    control,
 ) -> None:
-    """Keep ``window`` queries in flight for ``warmup`` seconds (the server packs each answer
-    for the first time), then for ``seconds`` more, measured; put (answers, errors, lost,
-    seconds, latencies in ms) of each phase on ``results``."""
+    """Keep ``window`` queries in flight: first each question ORDERS times (the warm-up: the
+    server packs every answer for the first time), then random ones for ``seconds``, measured,
+    then, once ``control`` says
+    "churn", ``seconds`` more while tasks come and go; put (answers, errors, lost, seconds,
+    latencies in ms) of each phase on ``results``."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
     sock.connect(("127.0.0.1", port))
     sock.setblocking(False)
     packets = [DNSRecord.question(name, kind).pack()[2:] for name, kind in questions]
     rng = random.Random(1)
-    results.put(_load(sock, packets, rng, warmup, window))
+    plan = [index for index in range(len(packets)) for _ in range(ORDERS)]
+    rng.shuffle(plan)
+    results.put(_load(sock, packets, rng, 3600.0, window, plan))
     results.put(_load(sock, packets, rng, seconds, window))
+    if control.get(timeout=60) == "churn":
+        results.put(_load(sock, packets, rng, seconds, window))
 
 
-def _load(sock: socket.socket, packets: list[bytes], rng, seconds: float, window: int):
+def _load(
+    sock: socket.socket,
+    packets: list[bytes],
+    rng,
+    seconds: float,
+    window: int,
+    plan: list[int] | None = None,
+):
+    """One phase: random questions for ``seconds``, or the questions of ``plan`` in turn."""
     sent_at: dict[int, float] = {}
+    planned = iter(plan) if plan is not None else None
     latencies: list[float] = []
     errors = lost = 0
     next_id = 0
@@ -187,8 +241,16 @@ def _load(sock: socket.socket, packets: list[bytes], rng, seconds: float, window
             next_id = (next_id + 1) & 0xFFFF
             if next_id in sent_at:
                 continue
-            sock.send(struct.pack(">H", next_id) + packets[rng.randrange(len(packets))])
+            if planned is None:
+                index = rng.randrange(len(packets))
+            else:
+                index = next(planned, None)
+                if index is None:
+                    break
+            sock.send(struct.pack(">H", next_id) + packets[index])
             sent_at[next_id] = clock()
+        if planned is not None and not sent_at:
+            break  # the plan is done and answered
         readable, _, _ = select.select([sock], [], [], 0.05)
         while readable:
             try:
@@ -220,10 +282,10 @@ def _load(sock: socket.socket, packets: list[bytes], rng, seconds: float, window
     return (len(latencies), errors, lost, elapsed, latencies)
 
 
-def throughput(tasks: int, warmup: float, seconds: float, window: int) -> dict[str, Any]:
+def throughput(tasks: int, seconds: float, window: int, churn: float) -> dict[str, Any]:
     progress(f"building a synthetic cluster: {tasks} running tasks on {AGENTS} agents")
     subscribed, questions = synthetic_state(tasks)
-    master = SnapshotMaster(subscribed)
+    master = SnapshotMaster(subscribed, tasks)
     address = master.start()
     server: DnsProcess | None = None
     try:
@@ -231,28 +293,62 @@ def throughput(tasks: int, warmup: float, seconds: float, window: int) -> dict[s
         progress(f"corral dns {server.banner}")
         wait_for_records(server, tasks)
         context = multiprocessing.get_context("spawn")
-        results = context.Queue()
+        results, control = context.Queue(), context.Queue()
         load = context.Process(
             target=generate_load,
-            args=(server.port, questions, warmup, seconds, window, results),
+            args=(server.port, questions, seconds, window, results, control),
         )
         cpu = psutil.Process(server.process.pid)
-        progress(f"load: {window} UDP queries in flight, one client; {warmup:g} s of warm-up")
+        progress(
+            f"load: {window} UDP queries in flight, one client; warm-up: each of the "
+            f"{len(questions)} questions {ORDERS} times"
+        )
         load.start()
-        cold = results.get(timeout=warmup + 120)
+        cold = results.get(timeout=600)
         progress(f"  warm-up: {cold[0] / cold[3]:.0f} queries/s; now {seconds:g} s measured")
         before = cpu.cpu_times()
         answers, errors, lost, elapsed, latencies = results.get(timeout=seconds + 60)
-        load.join(30)
         after = cpu.cpu_times()
         busy = (after.user - before.user) + (after.system - before.system)
         latencies.sort()
+        p50 = round(latencies[len(latencies) // 2], 3) if latencies else None
+        p99 = round(latencies[int(len(latencies) * 0.99)], 3) if latencies else None
+        progress(
+            f"  {answers / elapsed:.0f} queries/s, p50 {p50} ms, p99 {p99} ms, "
+            f"server CPU {100.0 * busy / elapsed:.1f}%"
+        )
+        churned = {}
+        if churn:
+            progress(f"  now {seconds:g} s more while {churn:g} tasks/s are replaced")
+            events_before = fetch(server, "/metrics")["dns/events"]
+            master.churn = churn
+            control.put("churn")
+            c_answers, c_errors, c_lost, c_elapsed, c_latencies = results.get(timeout=seconds + 60)
+            master.churn = 0.0
+            c_latencies.sort()
+            churned = {
+                "churn_tasks_per_s": churn,
+                "churn_events": fetch(server, "/metrics")["dns/events"] - events_before,
+                "churn_queries_per_s": round(c_answers / c_elapsed, 1),
+                "churn_p99_ms": round(c_latencies[int(len(c_latencies) * 0.99)], 3)
+                if c_latencies
+                else None,
+                "churn_errors": c_errors,
+                "churn_lost": c_lost,
+            }
+            progress(
+                f"  {churned['churn_queries_per_s']:.0f} queries/s, p99 "
+                f"{churned['churn_p99_ms']} ms, {churned['churn_events']} events applied"
+            )
+        else:
+            control.put("done")
+        load.join(30)
         figures = {
             "tasks": tasks,
             "queries": answers,
             "queries_per_s": round(answers / elapsed, 1),
-            "p50_ms": round(latencies[len(latencies) // 2], 3) if latencies else None,
-            "p99_ms": round(latencies[int(len(latencies) * 0.99)], 3) if latencies else None,
+            "p50_ms": p50,
+            "p99_ms": p99,
             "errors": errors,
             "lost": lost,
             "window": window,
@@ -260,11 +356,8 @@ def throughput(tasks: int, warmup: float, seconds: float, window: int) -> dict[s
             "server_cpu_s": round(busy, 2),
             "server_cpu_percent": round(100.0 * busy / elapsed, 1),
             "records": fetch(server, "/metrics")["dns/records"],
+            **churned,
         }
-        progress(
-            f"  {figures['queries_per_s']:.0f} queries/s, p50 {figures['p50_ms']} ms, "
-            f"p99 {figures['p99_ms']} ms, server CPU {figures['server_cpu_percent']}%"
-        )
         return figures
     finally:
         if server is not None:
@@ -401,15 +494,18 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=16, help="queries in flight (default 16)")
     parser.add_argument("--fresh-tasks", type=int, default=20, help="freshness samples")
     parser.add_argument(
-        "--warmup", type=float, default=5.0, help="seconds of load before measuring (default 5)"
+        "--churn",
+        type=float,
+        default=100.0,
+        help="tasks replaced per second in a third phase (default 100; 0: no such phase)",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="4 s of warm-up, 2 s measured, 3 freshness samples"
+        "--quick", action="store_true", help="2 s measured (and 2 s of churn), 3 freshness samples"
     )
     args = parser.parse_args()
     if args.quick:
-        args.warmup, args.seconds, args.fresh_tasks = 4.0, 2.0, 3
-    result = throughput(args.tasks, args.warmup, args.seconds, args.window)
+        args.seconds, args.fresh_tasks = 2.0, 3
+    result = throughput(args.tasks, args.seconds, args.window, args.churn)
     result.update(freshness(args.fresh_tasks))
     result["cpus"] = os.cpu_count()
     print(json.dumps(result), flush=True)

@@ -23,7 +23,16 @@ def test_dns_benchmark_reports_its_figures():
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures["tasks"] == 1000
     assert figures["errors"] == 0
-    for key in ("queries_per_s", "p50_ms", "p99_ms", "freshness_ms", "gone_ms"):
+    assert figures["churn_errors"] == 0 and figures["churn_events"] > 0
+    for key in (
+        "queries_per_s",
+        "p50_ms",
+        "p99_ms",
+        "warmup_queries_per_s",
+        "churn_queries_per_s",
+        "freshness_ms",
+        "gone_ms",
+    ):
         assert figures[key] > 0, key
     assert figures["p50_ms"] <= figures["p99_ms"]
     assert figures["freshness_samples"] == 3
