@@ -10,9 +10,9 @@ to the resolvers, or are REFUSED when there are none.
 Answers are kept, packed, per question (the query's bytes after its id) until a record they
 were built from changes (the table says which names changed; answers that carry the SOA's
 serial are forgotten at every change): a question asked again is answered with the kept bytes
-and the new id. An answer with
-n records keeps min(n, ``ORDERS``) packings, each in its own shuffled order, and each query
-gets one of them at random, so that clients still spread over the records.
+and the new id. An answer with n records keeps min(n, ``ORDERS``) packings, each in its own
+shuffled order (its records are built once, and packed again in each new order), and each
+query gets one of them at random, so that clients still spread over the records.
 """
 
 from __future__ import annotations
@@ -55,6 +55,58 @@ class Reply:
     packet: bytes
 
 
+class _Layout:
+    """One answer's records, built once, to pack in as many orders as are wanted."""
+
+    __slots__ = ("answers", "extra", "fit", "limit", "opt", "reply")
+
+    def __init__(
+        self, reply: DNSRecord, answers: list[RR], extra: list[RR], edns: bool, limit: int | None
+    ) -> None:
+        self.reply = reply
+        self.answers = answers
+        self.extra = extra
+        self.opt = [EDNS0(udp_len=EDNS_LIMIT)] if edns else []
+        self.limit = limit  # bytes over UDP; None over TCP
+        self.fit: int | None = None  # answers that fit, once an order had to be cut
+
+    @property
+    def truncated(self) -> bool:
+        return self.fit is not None
+
+    def pack(self, rng: random.Random) -> bytes:
+        """The answer in a new shuffled order, cut to ``limit`` if needed: additional records
+        first, then answers, with TC set (as Mesos-DNS does) so that the client asks again
+        over TCP for the whole answer."""
+        order = list(self.answers)
+        rng.shuffle(order)
+        reply = self.reply
+        if self.fit is not None:
+            reply.rr, reply.ar = order[: self.fit], self.opt
+        else:
+            reply.rr, reply.ar = order, self.extra + self.opt
+        packet = reply.pack()
+        if self.limit is None or len(packet) <= self.limit:
+            return packet
+        reply.header.tc = 1
+        reply.ar = self.opt
+        packet = reply.pack()
+        while len(packet) > self.limit and reply.rr:
+            del reply.rr[len(reply.rr) // 2 :]
+            packet = reply.pack()
+        self.fit = len(reply.rr)
+        return packet
+
+
+@dataclass(slots=True)
+class _Kept:
+    counts: tuple[str, ...]  # the counters each use of the answer counts
+    packings: list[bytes]
+    # Invariant: layout is None exactly when no more packings are wanted.
+    layout: _Layout | None
+    wanted: int
+
+
 @dataclass(frozen=True, slots=True)
 class Forward:
     """A query for another zone, to send on as it came."""
@@ -83,10 +135,10 @@ class Answerer:
         self._soa_fields = (options.soa_rname, options.soa_refresh, options.soa_retry)
         self._expire = options.soa_expire
         self._rng = rng or random.Random()
-        # question -> (counters to count at each use, complete, packings). Invariant: every
-        # kept answer is what the table would answer now: each question is in _by_name under
-        # every name its answer was built from, or in _serial_bound if it carries the serial.
-        self._kept: dict[bytes, tuple[tuple[str, ...], bool, list[bytes]]] = {}
+        # Invariant: every kept answer is what the table would answer now: each question is
+        # in _by_name under every name its answer was built from, or in _serial_bound if it
+        # carries the serial.
+        self._kept: dict[bytes, _Kept] = {}
         self._by_name: dict[str, set[bytes]] = {}
         self._serial_bound: set[bytes] = set()
         table.watch(self._forget)
@@ -98,15 +150,22 @@ class Answerer:
         must fit what the client can take)."""
         question = b"U" + packet[2:] if udp else b"T" + packet[2:]
         kept = self._kept.get(question)
-        if kept is not None and kept[1]:
-            counts, _, packings = kept
-            for name in counts:
-                setattr(self.counters, name, getattr(self.counters, name) + 1)
-            packing = (
-                packings[self._rng.randrange(len(packings))] if len(packings) > 1 else packings[0]
-            )
-            return Reply(packet[:2] + packing[2:])
-        return self._decide(packet, udp, question)
+        if kept is None:
+            return self._decide(packet, udp, question)
+        counters = self.counters
+        for name in kept.counts:
+            setattr(counters, name, getattr(counters, name) + 1)
+        packings = kept.packings
+        if kept.layout is not None:
+            packing = kept.layout.pack(self._rng)
+            packings.append(packing)
+            if len(packings) >= kept.wanted:
+                kept.layout = None
+        elif len(packings) > 1:
+            packing = packings[self._rng.randrange(len(packings))]
+        else:
+            packing = packings[0]
+        return Reply(packet[:2] + packing[2:])
 
     def _decide(self, packet: bytes, udp: bool, question: bytes) -> Reply | Forward | None:
         counters = self.counters
@@ -136,37 +195,32 @@ class Answerer:
             reply = query.reply(ra=0)
             reply.header.aa = 0
             reply.header.rcode = RCODE.REFUSED
-            return Reply(self._keep(question, ("refused",), 1, reply.pack(), ()))
-        counts, records, built, sources = self._local(query, name, udp)
+            packing = reply.pack()
+            self._keep(question, _Kept(("refused",), [packing], None, 1), ())
+            return Reply(packing)
+        counts, layout, sources = self._local(query, name, udp)
+        packing = layout.pack(self._rng)
+        if layout.truncated:
+            counts += ("truncated",)
         for counter in counts:
             setattr(counters, counter, getattr(counters, counter) + 1)
-        return Reply(self._keep(question, counts, records, built, sources))
+        wanted = min(len(layout.answers), ORDERS)
+        self._keep(
+            question, _Kept(counts, [packing], layout if wanted > 1 else None, wanted), sources
+        )
+        return Reply(packing)
 
-    def _keep(
-        self,
-        question: bytes,
-        counts: tuple[str, ...],
-        records: int,
-        built: bytes,
-        sources: Iterable[str] | None,
-    ) -> bytes:
-        """Keep a packing of ``question``'s answer (one, or up to ORDERS when ``records`` can
-        be shuffled), built from the records of ``sources`` (None: it carries the serial);
-        ``built`` back."""
-        kept = self._kept.get(question)
-        packings = kept[2] if kept is not None else []
-        packings.append(built)
-        complete = len(packings) >= min(records, ORDERS)
-        if kept is None:
-            if len(self._kept) >= MAX_KEPT:
-                self._forget(None)
-            if sources is None:
-                self._serial_bound.add(question)
-            else:
-                for source in sources:
-                    self._by_name.setdefault(source, set()).add(question)
-        self._kept[question] = (counts, complete, packings)
-        return built
+    def _keep(self, question: bytes, kept: _Kept, sources: Iterable[str] | None) -> None:
+        """Keep ``question``'s answer, built from the records of ``sources`` (None: it carries
+        the serial)."""
+        if len(self._kept) >= MAX_KEPT:
+            self._forget(None)
+        if sources is None:
+            self._serial_bound.add(question)
+        else:
+            for source in sources:
+                self._by_name.setdefault(source, set()).add(question)
+        self._kept[question] = kept
 
     def _forget(self, names: set[str] | None) -> None:
         """The records of ``names`` changed (None: all): forget what was built from them."""
@@ -195,9 +249,9 @@ class Answerer:
 
     def _local(
         self, query: DNSRecord, name: str, udp: bool
-    ) -> tuple[tuple[str, ...], int, bytes, set[str] | None]:
-        """(the counters this answer counts, how many answer records, the packed answer, the
-        names it was built from, or None if it carries the SOA's serial)."""
+    ) -> tuple[tuple[str, ...], _Layout, set[str] | None]:
+        """(the counters this answer counts, its records to pack, the names it was built
+        from, or None if it carries the SOA's serial)."""
         sources: set[str] | None = {name}
         reply = query.reply(ra=int(self.forwarding))
         qname = query.q.qname
@@ -223,9 +277,6 @@ class Answerer:
         if apex and qtype in (QTYPE.NS, QTYPE.ANY):
             answers.append(RR(self.domain, QTYPE.NS, rdata=NS(self._mname), ttl=self.ttl))
             extra += self._addresses(self._mname, self._mname, RecordType.A)
-        self._rng.shuffle(answers)
-        reply.rr = answers
-        reply.ar = extra
         counts: tuple[str, ...] = ("answered",)
         if apex:
             sources = None  # the SOA's serial, or the apex's NS (whose address may change)
@@ -239,12 +290,7 @@ class Answerer:
         edns = [record for record in query.ar if record.rtype == QTYPE.OPT]
         if edns:
             limit = max(UDP_LIMIT, min(edns[0].rclass, EDNS_LIMIT))
-            reply.add_ar(EDNS0(udp_len=EDNS_LIMIT))
-        packet = reply.pack()
-        if udp and len(packet) > limit:
-            packet = self._truncated(reply, limit, bool(edns))
-            counts += ("truncated",)
-        return counts, len(answers), packet, sources
+        return counts, _Layout(reply, answers, extra, bool(edns), limit if udp else None), sources
 
     def _addresses(self, qname: object, name: str, kind: RecordType) -> list[RR]:
         qtype, rdata = _ADDRESS_TYPES[kind]
@@ -257,17 +303,6 @@ class Answerer:
         rname, refresh, retry = self._soa_fields
         times = (self.table.generation, refresh, retry, self._expire, self.ttl)
         return RR(self.domain, QTYPE.SOA, rdata=SOA(self._mname, rname, times), ttl=self.ttl)
-
-    def _truncated(self, reply: DNSRecord, limit: int, edns: bool) -> bytes:
-        """Drop additional records, then answers, until the reply fits; set TC (as Mesos-DNS
-        does) so that the client asks again over TCP for the whole answer."""
-        reply.header.tc = 1
-        reply.ar = [EDNS0(udp_len=EDNS_LIMIT)] if edns else []
-        packet = reply.pack()
-        while len(packet) > limit and reply.rr:
-            del reply.rr[len(reply.rr) // 2 :]
-            packet = reply.pack()
-        return packet
 
     @staticmethod
     def _header_only(packet: bytes, rcode: int) -> Reply | None:
