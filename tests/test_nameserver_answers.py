@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import struct
+import subprocess
+import sys
 
 import pytest
 from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
@@ -222,3 +224,15 @@ def test_kept_answers_follow_the_records_they_were_built_from():
     other = ask(server, "nothing.marathon.corral.")
     assert other.auth[0].rdata.times[0] > serial
     assert server.counters.answered == 6 and server.counters.nxdomain == 2
+
+
+def test_the_nameserver_never_imports_the_master_or_the_agent():
+    """The DC/OS layer is a client of the kernel: HTTP to the master, no imports of it."""
+    code = (
+        "import sys, nameserver.service, corral.cli.dns; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('master', 'agent', 'containerizer')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
