@@ -47,6 +47,9 @@ UDP_LIMIT = 512  # bytes of a UDP answer without EDNS (RFC 1035)
 EDNS_LIMIT = 4096  # the most we answer over UDP whatever the client offers
 ORDERS = 8  # shuffled packings kept of an answer with several records
 MAX_KEPT = 100_000  # questions whose answers are kept; beyond, all are forgotten
+# Of which answers carrying the serial (NXDOMAIN, NODATA, the apex): beyond, no more are kept,
+# so that queries for random names cannot push out the answers for real ones.
+MAX_SERIAL_BOUND = 10_000
 _ADDRESS_TYPES = {RecordType.A: (QTYPE.A, A), RecordType.AAAA: (QTYPE.AAAA, AAAA)}
 
 
@@ -157,6 +160,7 @@ class Answerer:
             setattr(counters, name, getattr(counters, name) + 1)
         packings = kept.packings
         if kept.layout is not None:
+            counters.packed += 1
             packing = kept.layout.pack(self._rng)
             packings.append(packing)
             if len(packings) >= kept.wanted:
@@ -199,6 +203,7 @@ class Answerer:
             self._keep(question, _Kept(("refused",), [packing], None, 1), ())
             return Reply(packing)
         counts, layout, sources = self._local(query, name, udp)
+        counters.packed += 1
         packing = layout.pack(self._rng)
         if layout.truncated:
             counts += ("truncated",)
@@ -213,6 +218,8 @@ class Answerer:
     def _keep(self, question: bytes, kept: _Kept, sources: Iterable[str] | None) -> None:
         """Keep ``question``'s answer, built from the records of ``sources`` (None: it carries
         the serial)."""
+        if sources is None and len(self._serial_bound) >= MAX_SERIAL_BOUND:
+            return
         if len(self._kept) >= MAX_KEPT:
             self._forget(None)
         if sources is None:

@@ -20,6 +20,7 @@ class Counters:
     not_implemented: int = 0  # opcodes other than QUERY: NOTIMP
     flood_dropped: int = 0  # queries dropped because their client sent too many
     truncated: int = 0  # UDP answers cut to fit, with TC set
+    packed: int = 0  # answers packed (the rest were kept answers, reused)
     # The event stream from the master.
     events: int = 0
     event_errors: int = 0

@@ -224,6 +224,7 @@ def test_kept_answers_follow_the_records_they_were_built_from():
     other = ask(server, "nothing.marathon.corral.")
     assert other.auth[0].rdata.times[0] > serial
     assert server.counters.answered == 6 and server.counters.nxdomain == 2
+    assert server.counters.packed == 7  # the repeated question was answered as kept
 
 
 def test_the_nameserver_never_imports_the_master_or_the_agent():
@@ -236,3 +237,18 @@ def test_the_nameserver_never_imports_the_master_or_the_agent():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_queries_for_random_names_do_not_push_out_the_kept_answers(monkeypatch):
+    from nameserver import answers
+
+    monkeypatch.setattr(answers, "MAX_SERIAL_BOUND", 5)
+    monkeypatch.setattr(answers, "MAX_KEPT", 10)
+    server = answerer(ev.task("t1", "web", AGENT))
+    ask(server, "web.marathon.corral.")
+    for index in range(20):
+        assert ask(server, f"nothing-{index}.marathon.corral.").header.rcode == RCODE.NXDOMAIN
+    assert server.counters.packed == 21
+    assert rdata(ask(server, "web.marathon.corral.")) == ["10.0.0.2"]
+    assert server.counters.packed == 21  # still kept: answered without packing again
+    assert server.counters.nxdomain == 20
