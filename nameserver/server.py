@@ -23,6 +23,8 @@ from nameserver.metrics import Counters
 
 log = structlog.get_logger("nameserver.server")
 
+MAX_FORWARDS = 1024  # forwarded queries waiting at once; beyond, SERVFAIL at once
+
 
 class _Udp(asyncio.DatagramProtocol):
     def __init__(self, server: DnsServer) -> None:
@@ -100,6 +102,9 @@ class DnsServer:
 
     def forward(self, decision: Forward, send: Callable[[bytes], None], tcp: bool) -> None:
         """Forward in a task of this server's; ``send`` takes the answer packet."""
+        if len(self._tasks) >= MAX_FORWARDS:
+            send(self.answerer.failed_forward(decision.query))
+            return
 
         async def run() -> None:
             answer = await self.forwarder.forward(decision.packet, tcp)

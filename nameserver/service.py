@@ -21,7 +21,7 @@ from nameserver.follower import Follower
 from nameserver.forwarding import Forwarder
 from nameserver.http_api import HttpApi
 from nameserver.metrics import Counters
-from nameserver.options import NameserverOptions
+from nameserver.options import NameserverOptions, OptionsError
 from nameserver.records import RecordTable
 from nameserver.server import DnsServer
 
@@ -64,7 +64,13 @@ class Nameserver:
         if self._started:
             raise RuntimeError("this Nameserver is already started; start() it once")
         self._started = True
-        await self.dns.start(self.options.ip, self.options.port)
+        port = await self.dns.start(self.options.ip, self.options.port)
+        if (self.options.ip, port) in self.options.resolver_addresses:
+            await self.dns.stop()
+            raise OptionsError(
+                f"--resolvers names this server itself ({self.options.ip}:{port}): queries "
+                "for other zones would go round in a loop; name another server"
+            )
         try:
             await self.http.start(self.options.ip, self.options.http_port)
         except BaseException:

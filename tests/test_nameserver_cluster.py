@@ -277,6 +277,17 @@ def test_corral_dns_help_explains_the_flags():
         timeout=WAIT,
     )
     assert bad.returncode == 2 and "--domain" in bad.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    looped = subprocess.run(
+        [sys.executable, "-m", "corral", "dns", "--master", "127.0.0.1:1", "--port", str(port),
+         "--http-port", "0", "--resolvers", f"127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )  # fmt: skip
+    assert looped.returncode == 2 and "itself" in looped.stderr
 
 
 def test_records_resync_after_the_master_restarts(tmp_path):

@@ -111,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         return serve(options, ready)
+    except OptionsError as error:
+        print(f"corral dns: {error}", file=sys.stderr)
+        return 2
     except PermissionError as error:
         print(
             f"corral dns: cannot listen on {options.ip}:{options.port} ({error}); ports below "
