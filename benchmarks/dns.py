@@ -303,8 +303,11 @@ def throughput(tasks: int, seconds: float, window: int, churn: float) -> dict[st
             f"load: {window} UDP queries in flight, one client; warm-up: each of the "
             f"{len(questions)} questions {ORDERS} times"
         )
+        started = cpu.cpu_times()
         load.start()
         cold = results.get(timeout=600)
+        warmed = cpu.cpu_times()
+        cold_busy = (warmed.user - started.user) + (warmed.system - started.system)
         progress(f"  warm-up: {cold[0] / cold[3]:.0f} queries/s; now {seconds:g} s measured")
         before = cpu.cpu_times()
         answers, errors, lost, elapsed, latencies = results.get(timeout=seconds + 60)
@@ -353,6 +356,7 @@ def throughput(tasks: int, seconds: float, window: int, churn: float) -> dict[st
             "lost": lost,
             "window": window,
             "warmup_queries_per_s": round(cold[0] / cold[3], 1),
+            "warmup_server_cpu_percent": round(100.0 * cold_busy / cold[3], 1),
             "server_cpu_s": round(busy, 2),
             "server_cpu_percent": round(100.0 * busy / elapsed, 1),
             "records": fetch(server, "/metrics")["dns/records"],
