@@ -252,3 +252,12 @@ def test_queries_for_random_names_do_not_push_out_the_kept_answers(monkeypatch):
     assert rdata(ask(server, "web.marathon.corral.")) == ["10.0.0.2"]
     assert server.counters.packed == 21  # still kept: answered without packing again
     assert server.counters.nxdomain == 20
+
+
+def test_any_answers_every_type_the_name_has():
+    server = answerer(ev.task("t1", "web", AGENT, addresses=("172.17.0.4", "fd00::4")))
+    kinds = sorted(QTYPE[rr.rtype] for rr in ask(server, "web.marathon.corral.", "ANY").rr)
+    assert kinds == ["A", "AAAA"]
+    apex = sorted(QTYPE[rr.rtype] for rr in ask(server, "corral.", "ANY").rr)
+    assert apex == ["NS", "SOA"]
+    assert ask(server, "web.marathon.corral.", "TXT").header.rcode == RCODE.NOERROR  # NODATA
