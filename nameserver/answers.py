@@ -58,6 +58,28 @@ class Reply:
     packet: bytes
 
 
+def question_key(packet: bytes, udp: bool) -> bytes:
+    """What a query's answer depends on: the transport, the header after the id, the question,
+    and, for a query with just an EDNS record, its payload size and flags, but not its options
+    (a client's cookie differs from query to query, and is not echoed: we do not do cookies).
+    Anything else is keyed by all its bytes after the id."""
+    whole = (b"U" if udp else b"T") + packet[2:]
+    if packet[10:12] != b"\x00\x01" or packet[4:6] != b"\x00\x01":
+        return whole  # not one question and one additional record: as it is
+    end = 12
+    while end < len(packet):
+        length = packet[end]
+        if length & 0xC0:
+            return whole  # a compression pointer in the question: as it is
+        end += 1 + length
+        if length == 0:
+            break
+    end += 4  # the question's type and class
+    if packet[end : end + 3] != b"\x00\x00\x29":  # the root name, type OPT
+        return whole
+    return whole[:1] + packet[2:end] + packet[end + 3 : end + 9]  # size, rcode, version, flags
+
+
 class _Layout:
     """One answer's records, built once, to pack in as many orders as are wanted."""
 
@@ -151,7 +173,7 @@ class Answerer:
     def answer(self, packet: bytes, udp: bool) -> Reply | Forward | None:
         """What to do with one packet from a client (``udp``: it came over UDP, so the answer
         must fit what the client can take)."""
-        question = b"U" + packet[2:] if udp else b"T" + packet[2:]
+        question = question_key(packet, udp)
         kept = self._kept.get(question)
         if kept is None:
             return self._decide(packet, udp, question)

@@ -261,3 +261,23 @@ def test_any_answers_every_type_the_name_has():
     apex = sorted(QTYPE[rr.rtype] for rr in ask(server, "corral.", "ANY").rr)
     assert apex == ["NS", "SOA"]
     assert ask(server, "web.marathon.corral.", "TXT").header.rcode == RCODE.NOERROR  # NODATA
+
+
+def test_queries_that_differ_only_in_edns_options_share_the_kept_answer():
+    """dig sends a fresh EDNS cookie with every query: the answer does not depend on it."""
+    from dnslib import EDNSOption
+
+    server = answerer(ev.task("t1", "web", AGENT))
+    replies = []
+    for cookie in (b"\x01" * 8, b"\x02" * 8):
+        query = DNSRecord.question("web.marathon.corral.")
+        query.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(10, cookie)]))
+        replies.append(DNSRecord.parse(server.answer(query.pack(), udp=True).packet))
+    assert [rdata(reply) for reply in replies] == [["10.0.0.2"], ["10.0.0.2"]]
+    assert server.counters.packed == 1
+    bigger = DNSRecord.question("web.marathon.corral.")
+    bigger.add_ar(EDNS0(udp_len=4096))
+    server.answer(bigger.pack(), udp=True)
+    assert server.counters.packed == 2  # another payload size: its own answer
+    without = ask(server, "web.marathon.corral.")
+    assert not without.ar and server.counters.packed == 3
