@@ -217,7 +217,9 @@ def test_teardown_ends_the_stream_and_the_frameworks_tasks(framework: Make, clus
     assert avmesos.wait_stopped(WAIT), "the master closes the subscription stream on TEARDOWN"
     # avmesos sends TEARDOWN again when its loop sees the next event: the master no longer
     # knows the framework then and answers 400, as Mesos does ("Framework cannot be found").
-    assert [answer.status for answer in calls.of("TEARDOWN")][:1] == [202]
+    # The answers are recorded as they return, from avmesos's threads, so in any order.
+    statuses = sorted(answer.status for answer in calls.of("TEARDOWN"))
+    assert statuses[:1] == [202] and set(statuses[1:]) <= {400}, statuses
     # Mesos marks a removed framework's tasks TASK_KILLED in its completed frameworks at once.
     deadline = time.monotonic() + 2.0
     while True:
