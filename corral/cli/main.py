@@ -7,6 +7,7 @@ import sys
 
 from corral import __version__
 from corral.cli import dns as dns_command
+from corral.cli import frontdoor as frontdoor_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
 
     dns_command.add_parser(commands)
+    frontdoor_command.add_parser(commands)
 
     demo = commands.add_parser(
         "demo", help="start a local cluster, run an example framework's tasks, stop it"
@@ -217,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         return show(args.subcommand, args.master, getattr(args, "usage", False))
     if args.subcommand == "dns":
         return dns_command.run(args)
+    if args.subcommand == "frontdoor":
+        return frontdoor_command.run(args)
     if args.subcommand == "demo":
         if args.actors:
             from corral.cli.demo import run_demo
