@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,7 @@ from frontdoor.routes import (
 log = structlog.get_logger("frontdoor.proxy")
 
 CONNECT_TIMEOUT = 5.0  # seconds to reach an upstream; a stream may then stay quiet forever
+SHUTDOWN_GRACE = 1.0  # seconds answers under way get to finish when the front door stops
 BODY_IN_MEMORY = 8 * 2**20  # request bodies of known length up to this are read whole
 
 
@@ -72,9 +74,14 @@ class FrontDoor:
         )
         app = web.Application(client_max_size=BODY_IN_MEMORY)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # A client that hangs up cancels its handler, which closes the upstream request: a
+        # stream nobody reads is not kept open upstream. On stop, open streams are cut
+        # after SHUTDOWN_GRACE rather than waited for (they never end by themselves).
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, handler_cancellation=True
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, ip, port)
+        site = web.TCPSite(self._runner, ip, port, shutdown_timeout=SHUTDOWN_GRACE)
         try:
             await site.start()
         except BaseException:
@@ -215,7 +222,8 @@ def _sentence(status: int, text: str) -> web.Response:
 
 def _reason(error: BaseException) -> str:
     if isinstance(error, aiohttp.ClientConnectorError):
-        return error.os_error.strerror or str(error.os_error)
+        cause = error.os_error
+        return os.strerror(cause.errno) if cause.errno else str(cause)
     if isinstance(error, TimeoutError):
         return f"no connection within {CONNECT_TIMEOUT:g} s"
     return str(error) or type(error).__name__
