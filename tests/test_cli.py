@@ -4,11 +4,13 @@ listings, and a clean stop on SIGTERM."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from corral.cli.cluster import free_port, wait_for_agents
@@ -83,8 +85,11 @@ def test_an_agent_without_a_master_keeps_trying_and_stops_cleanly(tmp_path):
 
 
 def test_local_runs_a_cluster_until_sigterm(tmp_path):
-    port = free_port("127.0.0.1")
-    local = _start("local", "--agents", "2", "--port", str(port), "--work-dir", str(tmp_path))
+    port, door = free_port("127.0.0.1"), free_port("127.0.0.1")
+    local = _start(
+        "local", "--agents", "2", "--port", str(port), "--work-dir", str(tmp_path),
+        "--frontdoor-port", str(door),
+    )  # fmt: skip
     agent_pids = []
     try:
         lines = []
@@ -104,6 +109,10 @@ def test_local_runs_a_cluster_until_sigterm(tmp_path):
             check=False,
         )
         assert listed.stdout.count("-S") == 2, listed.stdout
+        # The front door it printed serves the master's state under /mesos.
+        assert any(line.startswith(f"frontdoor serving http://127.0.0.1:{door} ") for line in lines)
+        with urllib.request.urlopen(f"http://127.0.0.1:{door}/mesos/master/state") as answer:
+            assert len(json.loads(answer.read())["slaves"]) == 2
     finally:
         code = _stop(local)
     assert code == 0

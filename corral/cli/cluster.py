@@ -307,9 +307,16 @@ def wait_for_agents(http_address: str, count: int, timeout: float = 30.0) -> Non
 
 
 def run_local(
-    agents: int, ip: str, port: int, work_dir: str | None, resources: str | None, log_level: str
+    agents: int,
+    ip: str,
+    port: int,
+    work_dir: str | None,
+    resources: str | None,
+    log_level: str,
+    frontdoor_port: int = 8000,
 ) -> int:
-    """``corral local``: the cluster runs until Ctrl-C (or SIGTERM), then stops cleanly."""
+    """``corral local``: the cluster runs until Ctrl-C (or SIGTERM), then stops cleanly. The
+    front door listens on ``frontdoor_port`` of 127.0.0.1, or a free port if that is taken."""
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -320,7 +327,7 @@ def run_local(
     cluster = start_local_cluster(
         agents, ip=ip, port=port, work_dir=work_dir, resources=resources, log_level=log_level
     )
-    dns = None
+    dns = door = None
     try:
         wait_for_agents(cluster.http_address, agents)
         print(f"master {cluster.master.pid} at http://{cluster.http_address}", flush=True)
@@ -330,6 +337,12 @@ def run_local(
 
         dns = launch_dns(cluster.http_address)  # on free ports, bound to 127.0.0.1
         print(dns.banner, flush=True)
+        from corral.cli.frontdoor import launch_local_frontdoor
+
+        door = launch_local_frontdoor(
+            cluster.http_address, frontdoor_port, dns=f"{dns.ip}:{dns.http_port}"
+        )
+        print(door.banner, flush=True)
         print(f"work directory {cluster.work_dir}; Ctrl-C stops the cluster", flush=True)
         while cluster.master.is_alive():
             time.sleep(0.5)
@@ -338,6 +351,8 @@ def run_local(
     except KeyboardInterrupt:
         return 0
     finally:
+        if door is not None:
+            door.stop()
         if dns is not None:
             dns.stop()
         cluster.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import selectors
+import socket
 import subprocess
 import sys
 import time
@@ -162,3 +163,25 @@ def _wait_ready(process: subprocess.Popen[str], timeout: float) -> FrontDoorProc
     if process.poll() is None:
         raise RuntimeError(f"corral frontdoor did not start within {timeout:g} s; see its log")
     raise RuntimeError(f"corral frontdoor exited with code {process.returncode}; see its log")
+
+
+def launch_local_frontdoor(
+    master: str, port: int, *, services: str | None = None, dns: str | None = None
+) -> FrontDoorProcess:
+    """``corral local``'s front door: on ``port`` of 127.0.0.1, or a free port when that one
+    is taken (another cluster's front door, say); the banner then says so."""
+    taken = port != 0 and not _free("127.0.0.1", port)
+    door = launch_frontdoor(master, services=services, dns=dns, port=0 if taken else port)
+    if taken:
+        door.banner += f" (port {port} was taken; `corral local --frontdoor-port N` picks one)"
+    return door
+
+
+def _free(ip: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind((ip, port))
+        except OSError:
+            return False
+    return True

@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--port", type=int, default=5050, help="the master's HTTP port")
     local.add_argument("--work-dir", default=None, help="default: a new temporary directory")
     local.add_argument("--resources", default=None, help="each agent's, e.g. 'cpus:2;mem:2048'")
+    local.add_argument(
+        "--frontdoor-port",
+        type=int,
+        default=8000,
+        help="the front door's port on 127.0.0.1 (default 8000; a free one if taken; 0: free)",
+    )
     local.add_argument("--log-level", default="warning")
 
     run = commands.add_parser("run", help="run one command as a task, like mesos-execute")
@@ -198,7 +204,13 @@ def main(argv: list[str] | None = None) -> int:
         from corral.cli.cluster import run_local
 
         return run_local(
-            args.agents, args.ip, args.port, args.work_dir, args.resources, args.log_level
+            args.agents,
+            args.ip,
+            args.port,
+            args.work_dir,
+            args.resources,
+            args.log_level,
+            frontdoor_port=args.frontdoor_port,
         )
     if args.subcommand == "run":
         from corral.cli.run import run
