@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from corral import __version__
+from corral.cli import app as app_command
 from corral.cli import dns as dns_command
 from corral.cli import frontdoor as frontdoor_command
 
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dns_command.add_parser(commands)
     frontdoor_command.add_parser(commands)
+    app_command.add_parsers(commands)
 
     demo = commands.add_parser(
         "demo", help="start a local cluster, run an example framework's tasks, stop it"
@@ -233,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         return dns_command.run(args)
     if args.subcommand == "frontdoor":
         return frontdoor_command.run(args)
+    if args.subcommand in ("app", "deployments"):
+        return app_command.run(args)
     if args.subcommand == "demo":
         if args.actors:
             from corral.cli.demo import run_demo
