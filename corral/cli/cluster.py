@@ -327,7 +327,7 @@ def run_local(
     cluster = start_local_cluster(
         agents, ip=ip, port=port, work_dir=work_dir, resources=resources, log_level=log_level
     )
-    dns = door = None
+    dns = door = services = None
     try:
         wait_for_agents(cluster.http_address, agents)
         print(f"master {cluster.master.pid} at http://{cluster.http_address}", flush=True)
@@ -337,10 +337,19 @@ def run_local(
 
         dns = launch_dns(cluster.http_address)  # on free ports, bound to 127.0.0.1
         print(dns.banner, flush=True)
+        from corral.cli.services import launch_services
+
+        services = launch_services(  # on a free port, bound to 127.0.0.1
+            cluster.http_address, work_dir=cluster.work_dir / "services"
+        )
+        print(services.banner, flush=True)
         from corral.cli.frontdoor import launch_local_frontdoor
 
         door = launch_local_frontdoor(
-            cluster.http_address, frontdoor_port, dns=f"{dns.ip}:{dns.http_port}"
+            cluster.http_address,
+            frontdoor_port,
+            services=services.address,
+            dns=f"{dns.ip}:{dns.http_port}",
         )
         print(door.banner, flush=True)
         print(f"work directory {cluster.work_dir}; Ctrl-C stops the cluster", flush=True)
@@ -353,6 +362,8 @@ def run_local(
     finally:
         if door is not None:
             door.stop()
+        if services is not None:
+            services.stop()
         if dns is not None:
             dns.stop()
         cluster.stop()

@@ -9,6 +9,7 @@ from corral import __version__
 from corral.cli import app as app_command
 from corral.cli import dns as dns_command
 from corral.cli import frontdoor as frontdoor_command
+from corral.cli import services as services_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
 
     dns_command.add_parser(commands)
+    services_command.add_parser(commands)
     frontdoor_command.add_parser(commands)
     app_command.add_parsers(commands)
 
@@ -233,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         return show(args.subcommand, args.master, getattr(args, "usage", False))
     if args.subcommand == "dns":
         return dns_command.run(args)
+    if args.subcommand == "services":
+        return services_command.run(args)
     if args.subcommand == "frontdoor":
         return frontdoor_command.run(args)
     if args.subcommand in ("app", "deployments"):

@@ -1,0 +1,105 @@
+"""``/v2/events``: Marathon's event stream as Server-Sent Events.
+
+``EventBus.publish`` runs on the scheduler's loop and never waits: each subscriber has a
+bounded queue, and one that falls ``QUEUE_LIMIT`` events behind is cut off (its stream ends;
+it reconnects and catches up from the REST API), so a slow subscriber never slows the
+scheduler. Each event goes out as ``event: <eventType>`` and ``data: <json>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+log = structlog.get_logger("services.events")
+
+QUEUE_LIMIT = 1000  # events a subscriber may fall behind before it is cut off
+_CLOSED = None
+
+
+class Subscriber:
+    def __init__(self, types: frozenset[str], remote: str) -> None:
+        self.types = types  # empty: every type
+        self.remote = remote
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(QUEUE_LIMIT + 1)
+
+    def wants(self, event: dict[str, Any]) -> bool:
+        return not self.types or event.get("eventType") in self.types
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self.subscribers: set[Subscriber] = set()
+        self.dropped = 0  # subscribers cut off for being too slow
+        self.published = 0
+
+    def publish(self, event: dict[str, Any]) -> None:
+        self.published += 1
+        for subscriber in list(self.subscribers):
+            if not subscriber.wants(event):
+                continue
+            if subscriber.queue.qsize() >= QUEUE_LIMIT:
+                self._cut_off(subscriber)
+                continue
+            subscriber.queue.put_nowait(event)
+
+    def _cut_off(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+        self.dropped += 1
+        log.warning("event_subscriber_too_slow", remote=subscriber.remote, limit=QUEUE_LIMIT)
+        subscriber.queue.put_nowait(_CLOSED)
+
+    def subscribe(self, types: Iterable[str], remote: str) -> Subscriber:
+        subscriber = Subscriber(frozenset(types), remote)
+        self.subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+
+    def close(self) -> None:
+        for subscriber in list(self.subscribers):
+            self.subscribers.discard(subscriber)
+            subscriber.queue.put_nowait(_CLOSED)
+
+
+def sse(event: dict[str, Any]) -> bytes:
+    data = json.dumps(event, separators=(",", ":"))
+    return f"event: {event.get('eventType', 'message')}\ndata: {data}\n\n".encode()
+
+
+async def stream(
+    request: web.Request, bus: EventBus, attached: dict[str, Any]
+) -> web.StreamResponse:
+    """Serve one subscriber until it goes away (or is cut off)."""
+    if "text/event-stream" not in request.headers.get("Accept", ""):
+        # Marathon answers 405 here (not 406).
+        return web.json_response(
+            {"message": "the event stream needs the header Accept: text/event-stream"},
+            status=405,
+        )
+    types = request.query.getall("event_type", [])
+    remote = request.remote or ""
+    subscriber = bus.subscribe(types, remote)
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    try:
+        await response.prepare(request)
+        if subscriber.wants(attached):
+            await response.write(sse({**attached, "remoteAddress": remote}))
+        while True:
+            event = await subscriber.queue.get()
+            if event is _CLOSED:
+                break
+            await response.write(sse(event))
+    except ConnectionResetError:
+        pass  # the subscriber went away
+    finally:
+        bus.unsubscribe(subscriber)
+    return response

@@ -1,0 +1,429 @@
+"""End to end: ``corral services`` on a real local cluster, through real HTTP.
+
+A master and an agent run in OS processes of their own, and ``corral services`` in another
+(``launch_services``). Apps are ``python3 -m http.server $PORT0`` with the agent's HTTP health
+checks. Everything goes through Marathon's REST API as a client would; waits are wall-clock
+safety nets with generous deadlines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from corral.cli.cluster import LocalCluster, start_local_cluster, wait_for_agents
+from corral.cli.listings import fetch_state
+from corral.cli.services import ServicesProcess, launch_services
+from master import MasterOptions
+from tests.test_health_checks_e2e import agent_resources, free_ports
+
+PYTHON = sys.executable
+WAIT = 60.0  # seconds: the safety net for anything that should happen
+
+
+def server(extra: str = "") -> str:
+    """A task serving ``www/`` (with ``www/health``) on its PORT0."""
+    return (
+        f"mkdir -p www && echo ok > www/health && {extra} exec {PYTHON} -m http.server "
+        "$PORT0 --bind 127.0.0.1 --directory www"
+    )
+
+
+HEALTH = {
+    "protocol": "MESOS_HTTP",
+    "path": "/health",
+    "portIndex": 0,
+    "gracePeriodSeconds": 15,
+    "intervalSeconds": 0.5,
+    "timeoutSeconds": 2,
+    "delaySeconds": 0,
+    "maxConsecutiveFailures": 2,
+}
+
+
+def definition(app_id: str, instances: int = 1, **fields: Any) -> dict[str, Any]:
+    return {
+        "id": app_id,
+        "cmd": server(),
+        "cpus": 0.1,
+        "mem": 32,
+        "instances": instances,
+        "healthChecks": [HEALTH],
+        "backoffSeconds": 0.5,
+        **fields,
+    }
+
+
+class Api:
+    """Marathon's REST API of one ``corral services``."""
+
+    def __init__(self, services: ServicesProcess) -> None:
+        self.base = services.url
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=WAIT) as answer:
+                raw = answer.read()
+                return answer.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as error:
+            raw = error.read()
+            return error.code, json.loads(raw) if raw else None
+
+    def ok(self, method: str, path: str, body: Any = None) -> Any:
+        status, answer = self.call(method, path, body)
+        assert 200 <= status < 300, (status, answer)
+        return answer
+
+    def app(self, app_id: str) -> dict[str, Any]:
+        return self.ok("GET", f"/v2/apps{app_id}")["app"]
+
+    def wait_deployed(self, app_id: str, healthy: int | None = None) -> dict[str, Any]:
+        """Until the app has no deployment and ``healthy`` (default: all) healthy tasks."""
+
+        def settled() -> dict[str, Any] | None:
+            app = self.app(app_id)
+            wanted = app["instances"] if healthy is None else healthy
+            settled = not app["deployments"] and app["tasksHealthy"] == wanted
+            return app if settled and len(app["tasks"]) == app["instances"] else None
+
+        return until(settled, f"{app_id} deployed")
+
+    def remove(self, app_id: str) -> None:
+        self.call("DELETE", f"/v2/apps{app_id}?force=true")
+        until(lambda: self.call("GET", f"/v2/apps{app_id}")[0] == 404, f"{app_id} removed")
+
+
+def until(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"still waiting for {what} after {timeout:g} s")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[LocalCluster]:
+    cluster = start_local_cluster(
+        1,
+        work_dir=str(tmp_path_factory.mktemp("services")),
+        resources=agent_resources(free_ports(24)).replace("cpus:4;mem:1024", "cpus:4;mem:2048"),
+        master_options=MasterOptions(allocation_interval=0.2),
+    )
+    try:
+        wait_for_agents(cluster.http_address, 1)
+        yield cluster
+    finally:
+        assert cluster.stop() == [0, 0]
+
+
+@pytest.fixture(scope="module")
+def services(cluster, tmp_path_factory) -> Iterator[ServicesProcess]:
+    process = launch_services(cluster.http_address, work_dir=tmp_path_factory.mktemp("state"))
+    try:
+        yield process
+    finally:
+        assert process.stop() == 0
+
+
+@pytest.fixture
+def api(services) -> Api:
+    return Api(services)
+
+
+def framework_tasks(cluster: LocalCluster, name: str = "marathon") -> list[dict[str, Any]]:
+    """The master's running tasks of the framework called ``name``."""
+    state = fetch_state(cluster.http_address)
+    return [
+        task
+        for framework in state["frameworks"]
+        if framework["name"] == name
+        for task in framework["tasks"]
+        if task["state"] == "TASK_RUNNING"
+    ]
+
+
+def test_an_app_of_three_becomes_healthy_and_shows_in_marathons_shapes(api, cluster):
+    status, created = api.call("POST", "/v2/apps", definition("/shop/web", 3))
+    assert status == 201, created
+    assert created["id"] == "/shop/web" and created["deployments"]
+    assert created["mem"] == 32 and created["backoffFactor"] == 1.15  # a default, filled in
+    app = api.wait_deployed("/shop/web")
+    assert (app["tasksRunning"], app["tasksHealthy"], app["tasksUnhealthy"]) == (3, 3, 0)
+    for task in app["tasks"]:
+        assert task["state"] == "TASK_RUNNING" and task["appId"] == "/shop/web"
+        assert task["id"].startswith("shop_web.")
+        (result,) = task["healthCheckResults"]
+        assert result["alive"] is True and result["lastSuccess"]
+        # The task really serves on the port it was given.
+        with urllib.request.urlopen(f"http://127.0.0.1:{task['ports'][0]}/health", timeout=5):
+            pass
+    listed = api.ok("GET", "/v2/tasks")["tasks"]
+    assert {t["id"] for t in listed} >= {t["id"] for t in app["tasks"]}
+    # The master runs them as the framework "marathon", named as Mesos-DNS expects.
+    running = [t for t in framework_tasks(cluster) if t["id"].startswith("shop_web.")]
+    assert len(running) == 3 and {t["name"] for t in running} == {"web.shop"}
+    assert api.ok("GET", "/v2/apps")["apps"][0]["tasksHealthy"] == 3
+    group = api.ok("GET", "/v2/groups/shop")
+    assert group["id"] == "/shop" and [a["id"] for a in group["apps"]] == ["/shop/web"]
+    assert api.ok("GET", "/v2/deployments") == []
+
+    # Scale to 5, then to 2: the youngest go first.
+    api.ok("PUT", "/v2/apps/shop/web", {"instances": 5})
+    app = api.wait_deployed("/shop/web")
+    assert app["tasksHealthy"] == 5
+    oldest = sorted(app["tasks"], key=lambda t: t["stagedAt"])[:2]
+    answer = api.ok("PUT", "/v2/apps/shop/web", {"instances": 2})
+    assert answer["deploymentId"] and answer["version"]
+    app = api.wait_deployed("/shop/web")
+    assert {t["id"] for t in app["tasks"]} == {t["id"] for t in oldest}
+    until(lambda: len([t for t in framework_tasks(cluster) if t["name"] == "web.shop"]) == 2,
+          "the master to run 2")  # fmt: skip
+    api.remove("/shop/web")
+    until(lambda: not [t for t in framework_tasks(cluster) if t["name"] == "web.shop"],
+          "the tasks to end")  # fmt: skip
+
+
+def test_a_new_version_rolls_out_respecting_minimum_health_capacity(api):
+    strategy = {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0}
+    api.ok("POST", "/v2/apps", definition("/roll", 4, upgradeStrategy=strategy))
+    first = api.wait_deployed("/roll")
+    old_ids = {t["id"] for t in first["tasks"]}
+    version = api.ok("PUT", "/v2/apps/roll", {"env": {"RELEASE": "2"}})["version"]
+    floor = math.ceil(4 * 0.5)
+    lowest, most = 4, 0
+    while True:
+        app = api.app("/roll")
+        live = [t for t in app["tasks"] if t["state"] == "TASK_RUNNING"]
+        healthy = sum(1 for t in live if t.get("healthCheckResults", [{}])[0].get("alive"))
+        serving = [t for t in app["tasks"] if t["state"] != "TASK_KILLING"]
+        lowest, most = min(lowest, healthy), max(most, len(serving))
+        if not app["deployments"] and app["tasksHealthy"] == 4:
+            break
+        time.sleep(0.05)
+    assert lowest >= floor, f"healthy instances fell to {lowest}, below {floor}"
+    assert most <= 4  # maximumOverCapacity 0: never more than 4 not being killed
+    assert not old_ids & {t["id"] for t in app["tasks"]}
+    assert {t["version"] for t in app["tasks"]} == {version}
+    assert app["env"] == {"RELEASE": "2"}
+    versions = api.ok("GET", "/v2/apps/roll/versions")["versions"]
+    assert len(versions) == 2 and versions[0] == version
+    api.remove("/roll")
+
+
+def test_a_killed_instance_and_an_unhealthy_one_are_replaced(api, tmp_path):
+    api.ok("POST", "/v2/apps", definition("/heal", 2))
+    app = api.wait_deployed("/heal")
+    victim = app["tasks"][0]
+    port = victim["ports"][0]
+    (process,) = [
+        p for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"] and "http.server" in p.info["cmdline"]
+        and str(port) in p.info["cmdline"]
+    ]  # fmt: skip
+    os.kill(process.pid, signal.SIGKILL)
+    app = until(
+        lambda: (
+            (a := api.app("/heal"))["tasksHealthy"] == 2
+            and victim["id"] not in {t["id"] for t in a["tasks"]}
+            and a
+        ),
+        "the killed instance replaced",
+    )
+    assert len(app["tasks"]) == 2
+    failure = app["lastTaskFailure"]
+    assert failure["taskId"] == victim["id"] and failure["state"] == "TASK_FAILED"
+
+    # One instance (the first to take the marker) stops answering its health check.
+    marker = tmp_path / "sick"
+    sick = server(f"if mkdir {marker} 2>/dev/null; then (sleep 3; rm www/health) & fi;")
+    api.ok("PUT", "/v2/apps/heal", {"cmd": sick})
+    app = api.wait_deployed("/heal")
+    before = {t["id"] for t in app["tasks"]}
+    until(lambda: not before <= {t["id"] for t in api.app("/heal")["tasks"]}, "a replacement")
+    app = api.wait_deployed("/heal")
+    assert len(before & {t["id"] for t in app["tasks"]}) == 1  # only the sick one went
+    api.remove("/heal")
+
+
+def test_an_invalid_definition_gets_422_with_every_path_and_changes_nothing(api):
+    before = api.ok("GET", "/v2/apps")
+    bad = {**definition("/bad"), "cpus": -1, "instances": "three", "killSelection": "RANDOM"}
+    bad["healthChecks"] = [{**HEALTH, "protocol": "SMOKE_SIGNALS"}]
+    status, answer = api.call("POST", "/v2/apps", bad)
+    assert status == 422
+    assert answer["message"] == "Object is not valid"
+    paths = {d["path"] for d in answer["details"]}
+    assert {"/cpus", "/instances", "/killSelection", "/healthChecks(0)/protocol"} <= paths
+    assert all(d["errors"] for d in answer["details"])
+    status, answer = api.call("POST", "/v2/apps", {"id": "/Bad_Id", "cmd": "true"})
+    assert status == 422 and answer["details"][0]["path"] == "/id"
+    status, answer = api.call("POST", "/v2/apps", {"id": "/nothing"})
+    assert status == 422  # neither cmd nor args nor a container
+    assert api.ok("GET", "/v2/apps") == before
+    status, answer = api.call("GET", "/v2/apps/no/such/app")
+    assert status == 404 and "does not exist" in answer["message"]
+    assert api.call("DELETE", "/v2/apps/no/such/app")[0] == 404
+    assert api.call("POST", "/v2/apps/no/such/app/restart")[0] == 404
+    assert api.call("DELETE", "/v2/deployments/not-a-deployment")[0] == 404
+    status, _ = api.call("POST", "/v2/apps", {"id": "/again", "cmd": "sleep 100", "mem": 16})
+    assert status == 201
+    assert api.call("POST", "/v2/apps", {"id": "/again", "cmd": "sleep 100"})[0] == 409
+    api.remove("/again")
+
+
+def test_a_change_during_a_deployment_gets_409_unless_forced(api):
+    stuck = definition("/stuck", 1)
+    stuck["healthChecks"] = [{**HEALTH, "path": "/never-there"}]  # never healthy: never done
+    api.ok("POST", "/v2/apps", stuck)
+    (deployment,) = api.ok("GET", "/v2/deployments")
+    assert deployment["affectedApps"] == ["/stuck"] and deployment["totalSteps"] == 2
+    status, answer = api.call("PUT", "/v2/apps/stuck", {"instances": 2})
+    assert status == 409
+    assert answer["deployments"] == [{"id": deployment["id"]}]
+    assert "force=true" in answer["message"]
+    assert api.app("/stuck")["instances"] == 1  # unchanged
+    forced = api.ok("PUT", "/v2/apps/stuck?force=true", {"instances": 2})
+    (now,) = api.ok("GET", "/v2/deployments")
+    assert now["id"] == forced["deploymentId"] != deployment["id"]
+    assert api.app("/stuck")["instances"] == 2
+    # Cancelling with force stops it where it is; the app stays.
+    status, _ = api.call("DELETE", f"/v2/deployments/{now['id']}?force=true")
+    assert status == 202
+    assert api.ok("GET", "/v2/deployments") == []
+    assert api.app("/stuck")["instances"] == 2
+    api.remove("/stuck")
+
+
+def test_the_queue_says_why_an_app_waits(api):
+    api.ok("POST", "/v2/apps", definition("/huge", 1, mem=100_000, healthChecks=[]))
+    api.ok(
+        "POST",
+        "/v2/apps",
+        definition("/alone", 2, healthChecks=[], constraints=[["hostname", "UNIQUE"]]),
+    )
+
+    def reasons() -> dict[str, set[str]] | None:
+        entries = api.ok("GET", "/v2/queue")["queue"]
+        found = {
+            e["app"]["id"]: {r for offer in e["lastUnusedOffers"] for r in offer["reason"]}
+            for e in entries
+        }
+        return found if found.get("/huge") and found.get("/alone") else None
+
+    found = until(reasons, "the queue's reasons")
+    assert "InsufficientMemory" in found["/huge"]
+    assert found["/alone"] == {"UnfulfilledConstraint"}
+    entry = next(e for e in api.ok("GET", "/v2/queue")["queue"] if e["app"]["id"] == "/huge")
+    summary = entry["processedOffersSummary"]
+    assert summary["unusedOffersCount"] >= 1 and entry["count"] == 1
+    memory = next(
+        r for r in summary["rejectSummaryLastOffers"] if r["reason"] == "InsufficientMemory"
+    )
+    assert memory["declined"] >= 1
+    assert until(lambda: api.app("/alone")["tasksRunning"] == 1, "one of /alone running")
+    api.remove("/huge")
+    api.remove("/alone")
+
+
+def test_events_stream_marathons_events(api, services):
+    events: queue.Queue[dict[str, Any]] = queue.Queue()
+    request = urllib.request.Request(
+        f"{services.url}/v2/events", headers={"Accept": "text/event-stream"}
+    )
+    stream = urllib.request.urlopen(request, timeout=WAIT)
+
+    def read() -> None:
+        with contextlib.suppress(OSError, ValueError):  # ends when the test closes it
+            read_events()
+
+    def read_events() -> None:
+        kind = None
+        for raw in stream:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                event = json.loads(line[6:])
+                assert event["eventType"] == kind
+                events.put(event)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert events.get(timeout=WAIT)["eventType"] == "event_stream_attached"
+        api.ok("POST", "/v2/apps", definition("/told", 1))
+        seen: list[dict[str, Any]] = []
+        deadline = time.monotonic() + WAIT
+        while not any(e["eventType"] == "deployment_success" for e in seen):
+            seen.append(events.get(timeout=max(0.1, deadline - time.monotonic())))
+        kinds = [e["eventType"] for e in seen]
+        assert kinds.index("api_post_event") < kinds.index("status_update_event")
+        assert {"deployment_info", "status_update_event", "health_status_changed_event"} <= set(
+            kinds
+        )
+        running = next(e for e in seen if e.get("taskStatus") == "TASK_RUNNING")
+        assert running["appId"] == "/told" and running["taskId"].startswith("told.")
+        assert running["ports"] and running["slaveId"] and running["version"]
+        api.remove("/told")
+        while "app_terminated_event" not in kinds:
+            kinds.append(events.get(timeout=WAIT)["eventType"])
+    finally:
+        stream.close()
+    assert api.call("GET", "/v2/events")[0] == 405  # without Accept: text/event-stream
+
+
+def test_kill_9_mid_deployment_then_restart_resumes_without_losing_or_doubling(cluster, tmp_path):
+    work_dir = tmp_path / "state"
+    first = launch_services(cluster.http_address, "--framework-name", "crashy", work_dir=work_dir)
+    try:
+        api = Api(first)
+        # Slow to become healthy: the deployment is still under way when the scheduler dies.
+        slow = definition("/crash", 3, cmd=server("sleep 2;"))
+        api.ok("POST", "/v2/apps", slow)
+        until(lambda: api.app("/crash")["tasksRunning"] >= 1, "a first instance running")
+        before = {t["id"] for t in api.app("/crash")["tasks"]}
+        assert api.ok("GET", "/v2/deployments")  # mid-deployment
+    finally:
+        first.kill()
+    second = launch_services(cluster.http_address, "--framework-name", "crashy", work_dir=work_dir)
+    try:
+        api = Api(second)
+        app = api.wait_deployed("/crash")
+        after = {t["id"] for t in app["tasks"]}
+        assert before <= after and len(after) == 3  # none lost, none doubled
+        running = framework_tasks(cluster, "crashy")
+        assert sorted(t["id"] for t in running) == sorted(after)
+        api.remove("/crash")
+        until(lambda: not framework_tasks(cluster, "crashy"), "crashy's tasks to end")
+    finally:
+        assert second.stop() == 0
+
+
+def test_services_never_imports_the_kernels_insides():
+    root = Path(__file__).resolve().parent.parent / "services"
+    for path in root.glob("*.py"):
+        text = path.read_text()
+        for forbidden in ("master", "agent", "containerizer"):
+            assert f"\nimport {forbidden}" not in text, path
+            assert f"\nfrom {forbidden}" not in text, path
