@@ -567,6 +567,12 @@ class _Reader:
             ):
                 self.problem(f"{path}/path", "path starts with '/'")
                 check_path = None
+            if index > 0:
+                self.problem(
+                    path,
+                    "give at most one health check: each runs on the agent as the task's one "
+                    "Mesos health check",
+                )
             out.append(
                 HealthCheckDefinition(
                     protocol=protocol,
@@ -645,8 +651,12 @@ class _Reader:
         path = "/unreachableStrategy"
         inactive = self.number(value, "inactiveAfterSeconds", 0.0, 0.0, path=path)
         expunge = self.number(value, "expungeAfterSeconds", 0.0, 0.0, path=path)
-        if expunge and inactive > expunge:
-            self.problem(path, "inactiveAfterSeconds must not be greater than expungeAfterSeconds")
+        if inactive > expunge:
+            self.problem(
+                f"{path}/inactiveAfterSeconds",
+                f"inactiveAfterSeconds ({_number(inactive)}) must be less or equal to "
+                f"expungeAfterSeconds, which is {_number(expunge)}",
+            )
         return UnreachableStrategy(inactive, expunge)
 
     def read_dependencies(self, value: Any, app_id: str | None) -> tuple[str, ...]:
