@@ -1,8 +1,8 @@
 """End to end through the real front door (``corral frontdoor`` in its own OS process) to a
 real master and agent and a real ``corral dns``: Mesos's paths under ``/mesos``, an agent by
 id under ``/slave``, Mesos-DNS's API under ``/mesos_dns``, the v1 operator SUBSCRIBE stream
-passed through as it is produced, and the front door's answers when a part is down or a
-path is unknown. Waits are wall-clock safety nets.
+and the services scheduler's Server-Sent Events passed through as they are produced, and the
+front door's answers when a part is down or a path is unknown. Waits are wall-clock safety nets.
 """
 
 from __future__ import annotations
@@ -243,3 +243,75 @@ def test_what_the_dcos_cli_asks_of_the_front_door_itself(cluster, door):
     assert status == 200  # no login wanted: security is disabled
     status, _, body = get(f"{door.url}/")
     assert status == 200 and b"/service/marathon/" in body
+
+
+@pytest.fixture(scope="module")
+def services(cluster, tmp_path_factory):
+    from corral.cli.services import launch_services
+
+    scheduler = launch_services(cluster.http_address, work_dir=tmp_path_factory.mktemp("svc"))
+    yield scheduler
+    scheduler.stop()
+
+
+def test_marathons_event_stream_passes_through_unbuffered(cluster, services):
+    door = launch_frontdoor(cluster.http_address, services=services.address)
+    connection = http.client.HTTPConnection(door.ip, door.port, timeout=WAIT)
+    reader = None
+    try:
+        connection.request(
+            "GET", "/service/marathon/v2/events", headers={"Accept": "text/event-stream"}
+        )
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.getheader("Content-Type").startswith("text/event-stream")
+        events: queue.Queue[tuple[float, dict]] = queue.Queue()
+
+        def read() -> None:
+            buffer = b""
+            try:
+                while chunk := response.read1(65536):
+                    buffer += chunk
+                    while b"\n\n" in buffer:
+                        block, buffer = buffer.split(b"\n\n", 1)
+                        for line in block.split(b"\n"):
+                            if line.startswith(b"data:"):
+                                events.put((time.monotonic(), json.loads(line[5:])))
+            except (OSError, ValueError, http.client.HTTPException):
+                pass  # hung up
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+
+        def next_event(kind: str) -> tuple[float, dict]:
+            deadline = time.monotonic() + WAIT
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    arrived, event = events.get(timeout=left)
+                except queue.Empty:
+                    break
+                if event.get("eventType") == kind:
+                    return arrived, event
+            raise AssertionError(f"no {kind} through the front door within {WAIT} s")
+
+        next_event("event_stream_attached")
+        app = {"id": "/sse-probe", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16}
+        posted_at = time.monotonic()
+        status, _, body = get(
+            f"{door.url}/service/marathon/v2/apps", "POST", json.dumps(app).encode()
+        )
+        assert status == 201, body
+        answered_at = time.monotonic()
+        arrived, event = next_event("api_post_event")
+        assert event["appDefinition"]["id"] == "/sse-probe"
+        # It came while the request was being answered, not when more bytes followed.
+        assert arrived - posted_at < 5.0 and arrived - answered_at < 1.0
+        get(f"{door.url}/service/marathon/v2/apps/sse-probe?force=true", "DELETE")
+    finally:
+        sock = connection.sock
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+        if reader is not None:
+            reader.join(5)
+        connection.close()
+        assert door.stop() == 0
