@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -203,3 +205,15 @@ def test_the_cluster_id_is_a_version_4_uuid_stable_per_master():
     assert metadata.cluster_id("127.0.0.1:5050") == first
     assert metadata.cluster_id("127.0.0.1:5051") != first
     assert metadata.dcos_version("0.1.0")["version"] == metadata.DCOS_RELEASE
+
+
+def test_the_front_door_never_imports_the_parts_it_routes_to():
+    """It knows them only by their HTTP addresses."""
+    code = (
+        "import sys, frontdoor, corral.cli.frontdoor, corral.cli.app; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('master', 'agent', 'containerizer', 'services', 'nameserver')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
