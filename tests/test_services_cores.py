@@ -545,3 +545,59 @@ def test_a_task_info_carries_marathons_translation():
         31002,
         31005,
     ]
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+def test_a_slow_subscriber_is_cut_off_and_never_slows_publishing():
+    import asyncio
+
+    from services import events as events_module
+    from services.events import EventBus, sse
+
+    async def scenario() -> None:
+        bus = EventBus()
+        fast = bus.subscribe(["status_update_event"], "fast")
+        slow = bus.subscribe([], "slow")
+        for number in range(events_module.QUEUE_LIMIT + 5):
+            bus.publish({"eventType": "status_update_event", "n": number})
+            if fast.queue.qsize():  # the fast one keeps up
+                fast.queue.get_nowait()
+            bus.publish({"eventType": "deployment_info"})  # not asked for by the fast one
+        assert fast in bus.subscribers and slow not in bus.subscribers
+        assert bus.dropped == 1
+        # The slow one gets what it had, then the end of its stream.
+        drained = []
+        while (item := slow.queue.get_nowait()) is not None:
+            drained.append(item)
+        assert len(drained) == events_module.QUEUE_LIMIT
+        assert fast.queue.qsize() <= 1
+
+    asyncio.run(scenario())
+    frame = sse({"eventType": "deployment_success", "id": "d1"})
+    assert frame.startswith(b"event: deployment_success\ndata: {") and frame.endswith(b"\n\n")
+
+
+def test_an_unreachable_instance_is_replaced_after_inactive_after_seconds(core):
+    core.create_app(
+        {
+            "id": "/web",
+            "cmd": "x",
+            "cpus": 1,
+            "mem": 64,
+            "unreachableStrategy": {"inactiveAfterSeconds": 30, "expungeAfterSeconds": 60},
+        },
+        1001.0,
+    )
+    (task,) = launch_all(core, 1002.0)
+    run(core, [task], 1003.0, healthy=None)
+    core.status_update(str(task.task_id), TaskState.TASK_UNREACHABLE, 1010.0)
+    core.tick(1020.0)
+    assert not launch_all(core, 1021.0)  # still counted: it may come back
+    core.tick(1041.0)
+    assert [k.task_id for k in effects_of(Kill, core)] == [str(task.task_id)]
+    (replacement,) = launch_all(core, 1042.0)
+    assert replacement.task_id != task.task_id
+    core.status_update(str(task.task_id), TaskState.TASK_KILLED, 1043.0)
+    assert not launch_all(core, 1044.0)  # its end was expected: not replaced twice

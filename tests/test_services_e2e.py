@@ -420,6 +420,108 @@ def test_kill_9_mid_deployment_then_restart_resumes_without_losing_or_doubling(c
         assert second.stop() == 0
 
 
+def test_restart_rollback_and_kills_through_the_api(api):
+    api.ok("POST", "/v2/apps", definition("/life", 2))
+    first = api.wait_deployed("/life")
+    original_cmd, original_version = first["cmd"], first["version"]
+    restarted = api.ok("POST", "/v2/apps/life/restart")
+    assert restarted["deploymentId"]
+    app = api.wait_deployed("/life")
+    assert not {t["id"] for t in first["tasks"]} & {t["id"] for t in app["tasks"]}
+    # A new config, then back to the first version by posting it.
+    api.ok("PUT", "/v2/apps/life", {"cmd": server("echo two;")})
+    assert api.wait_deployed("/life")["cmd"] != original_cmd
+    api.ok("PUT", "/v2/apps/life", {"version": original_version})
+    app = api.wait_deployed("/life")
+    assert app["cmd"] == original_cmd
+    assert api.call("PUT", "/v2/apps/life", {"version": "1999-01-01T00:00:00.000Z"})[0] == 404
+    # Kill one and shrink: a deployment to one instance.
+    victim = app["tasks"][0]["id"]
+    answer = api.ok("DELETE", f"/v2/apps/life/tasks/{victim}?scale=true")
+    assert answer["deploymentId"]
+    app = api.wait_deployed("/life")
+    assert app["instances"] == 1 and victim not in {t["id"] for t in app["tasks"]}
+    # Kill without scale: the task is replaced.
+    (survivor,) = app["tasks"]
+    killed = api.ok("POST", "/v2/tasks/delete", {"ids": [survivor["id"]]})["tasks"]
+    assert [t["id"] for t in killed] == [survivor["id"]]
+    app = until(
+        lambda: (
+            (a := api.app("/life"))["tasksHealthy"] == 1
+            and a["tasks"][0]["id"] != survivor["id"]
+            and a
+        ),
+        "the killed task replaced",
+    )
+    assert app["instances"] == 1
+    # A deployment that cannot finish, rolled back by deleting it.
+    good_checks = app["healthChecks"]
+    api.ok("PUT", "/v2/apps/life", {"healthChecks": [{**HEALTH, "path": "/missing"}]})
+    (stuck,) = api.ok("GET", "/v2/deployments")
+    rollback = api.ok("DELETE", f"/v2/deployments/{stuck['id']}")
+    assert rollback["deploymentId"] != stuck["id"]
+    app = api.wait_deployed("/life")
+    assert app["healthChecks"] == good_checks
+    api.remove("/life")
+
+
+def test_info_ping_metrics_and_groups(api):
+    request = urllib.request.urlopen(f"{api.base}/ping", timeout=WAIT)
+    assert request.read() == b"pong"
+    info = api.ok("GET", "/v2/info")
+    assert info["name"] == "marathon" and info["frameworkId"] and info["elected"] is True
+    assert api.ok("GET", "/v2/leader")["leader"] == info["leader"]
+    gauges = api.ok("GET", "/metrics")["gauges"]
+    assert gauges["marathon.mesos.connected.gauge"]["value"] == 1
+    group = {
+        "id": "/grp",
+        "apps": [
+            {**definition("a"), "healthChecks": []},
+            {**definition("b"), "healthChecks": []},
+        ],
+        "groups": [{"id": "inner", "apps": [{**definition("c"), "healthChecks": []}]}],
+    }
+    status, answer = api.call("POST", "/v2/groups", group)
+    assert status == 201 and answer["deploymentId"]
+    until(lambda: api.app("/grp/inner/c")["tasksRunning"] == 1, "the group's apps running")
+    tree = api.ok("GET", "/v2/groups/grp")
+    assert [a["id"] for a in tree["apps"]] == ["/grp/a", "/grp/b"]
+    assert [g["id"] for g in tree["groups"]] == ["/grp/inner"]
+    assert [a["id"] for a in tree["groups"][0]["apps"]] == ["/grp/inner/c"]
+    bad = {"id": "/grp2", "apps": [{"id": "x", "cmd": "y", "mem": -5}]}
+    status, answer = api.call("POST", "/v2/groups", bad)
+    assert status == 422 and answer["details"][0]["path"] == "/apps(0)/mem"
+    assert api.call("GET", "/v2/groups/grp2")[0] == 404
+    assert api.ok("DELETE", "/v2/groups/grp?force=true")["deploymentId"]
+    until(lambda: api.call("GET", "/v2/groups/grp")[0] == 404, "the group gone")
+
+
+def test_a_failing_app_backs_off_and_the_queue_shows_the_delay(api):
+    failing = {**definition("/flaky"), "cmd": "exit 3", "healthChecks": []}
+    failing.update(backoffSeconds=20, backoffFactor=2, maxLaunchDelaySeconds=60)
+    api.ok("POST", "/v2/apps", failing)
+
+    def delayed() -> dict[str, Any] | None:
+        for entry in api.ok("GET", "/v2/queue")["queue"]:
+            if entry["app"]["id"] == "/flaky" and entry["delay"]["timeLeftSeconds"] > 0:
+                return entry
+        return None
+
+    entry = until(delayed, "a backoff delay in the queue")
+    assert entry["delay"]["timeLeftSeconds"] <= 20 and entry["delay"]["overdue"] is False
+    failure = api.app("/flaky")["lastTaskFailure"]
+    assert failure["state"] == "TASK_FAILED" and failure["appId"] == "/flaky"
+    status, _ = api.call("DELETE", "/v2/queue/flaky/delay")
+    assert status == 204
+    # Relaunched at once (not 20 s later): it fails again, a new task.
+    until(
+        lambda: api.app("/flaky")["lastTaskFailure"]["taskId"] != failure["taskId"],
+        "a launch right after the delay was reset",
+        timeout=15,
+    )
+    api.remove("/flaky")
+
+
 def test_services_never_imports_the_kernels_insides():
     root = Path(__file__).resolve().parent.parent / "services"
     for path in root.glob("*.py"):
