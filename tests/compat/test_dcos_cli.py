@@ -45,11 +45,13 @@ def dcos_binary() -> Path:
     dcos = VENV / "bin" / "dcos"
     build = f"{BUILD.relative_to(ROOT)} {VENV}"
     if not _runs(dcos):
-        VENV.parent.mkdir(parents=True, exist_ok=True)
         try:
+            VENV.parent.mkdir(parents=True, exist_ok=True)
             built = subprocess.run(
                 ["bash", str(BUILD), str(VENV)], capture_output=True, text=True, timeout=600
             )
+        except OSError as error:
+            pytest.skip(f"cannot make {VENV.parent} ({error.strerror}); build it with `{build}`")
         except subprocess.TimeoutExpired:
             pytest.skip(f"building the DC/OS CLI took over 10 minutes; build it with `{build}`")
         if built.returncode != 0 or not _runs(dcos):
