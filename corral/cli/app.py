@@ -211,12 +211,13 @@ def _command(args: argparse.Namespace) -> str:
 
 def _dispatch(api: Marathon, args: argparse.Namespace) -> tuple[Any, str]:
     if args.subcommand == "deployments":
-        deployments = api.call("GET", "/v2/deployments", "listing the deployments")
-        return deployments, deployments_table(deployments or [])
+        deployments = api.call("GET", "/v2/deployments", "listing the deployments") or []
+        return deployments, deployments_table(deployments) if deployments else "no deployments"
     verb = args.verb
     if verb == "list":
         answer = api.call("GET", "/v2/apps", "listing the apps", embed="apps.counts")
-        return answer, apps_table(answer.get("apps", []))
+        listed = answer.get("apps", [])
+        return answer, apps_table(listed) if listed else "no apps"
     if verb == "add":
         definition = _read_definition(args.file)
         app = api.call("POST", "/v2/apps", f"adding {definition.get('id', 'the app')}", definition)
@@ -226,8 +227,9 @@ def _dispatch(api: Marathon, args: argparse.Namespace) -> tuple[Any, str]:
             f"app {app.get('id')} added (version {app.get('version')}, deployment {deployment})",
         )
     path = app_path(args.id)
+    app_id = "/" + args.id.strip("/")  # as Marathon names it
     if verb == "show":
-        app = api.call("GET", path, f"showing {args.id}", embed="app.tasks")["app"]
+        app = api.call("GET", path, f"showing {app_id}", embed="app.tasks")["app"]
         tasks = app.get("tasks") or []
         text = json.dumps({k: v for k, v in app.items() if k != "tasks"}, indent=2)
         return app, text + ("\n\n" + tasks_table(tasks) if tasks else "\n\n(no tasks)")
@@ -235,15 +237,15 @@ def _dispatch(api: Marathon, args: argparse.Namespace) -> tuple[Any, str]:
         if args.instances < 0:
             raise MarathonError(f"instances cannot be negative, got {args.instances}")
         answer = api.call(
-            "PUT", path, f"scaling {args.id}", {"instances": args.instances}, force=args.force
+            "PUT", path, f"scaling {app_id}", {"instances": args.instances}, force=args.force
         )
-        return answer, _deployed(answer, f"{args.id} scaling to {args.instances}")
+        return answer, _deployed(answer, f"{app_id} scaling to {args.instances}")
     if verb == "restart":
-        answer = api.call("POST", path + "/restart", f"restarting {args.id}", force=args.force)
-        return answer, _deployed(answer, f"{args.id} restarting")
+        answer = api.call("POST", path + "/restart", f"restarting {app_id}", force=args.force)
+        return answer, _deployed(answer, f"{app_id} restarting")
     if verb == "remove":
-        answer = api.call("DELETE", path, f"removing {args.id}", force=args.force)
-        return answer, _deployed(answer, f"{args.id} being removed")
+        answer = api.call("DELETE", path, f"removing {app_id}", force=args.force)
+        return answer, _deployed(answer, f"{app_id} being removed")
     raise AssertionError(f"unhandled verb {verb!r}")
 
 
