@@ -188,9 +188,12 @@ class FrontDoor:
             log.info("frontdoor_upstream_down", upstream=what, url=url, error=_reason(error))
             return _sentence(502, f"{what} does not answer ({_reason(error)}): {start}.")
         try:
-            return await self._relay(request, upstream, route)
-        finally:
-            upstream.release()
+            answered = await self._relay(request, upstream, route)
+        except BaseException:  # the client hung up (cancelled), or a bug: drop the upstream
+            upstream.close()
+            raise
+        upstream.release()  # read to its end: the connection goes back to the pool
+        return answered
 
     async def _relay(
         self, request: web.Request, upstream: aiohttp.ClientResponse, route: Forward

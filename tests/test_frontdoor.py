@@ -7,6 +7,7 @@ front door's answers when a part is down or a path is unknown. Waits are wall-cl
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import http.client
 import json
@@ -18,6 +19,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+import psutil
 import pytest
 
 from corral.cli.cluster import LocalCluster, free_port, start_local_cluster, wait_for_agents
@@ -306,12 +308,43 @@ def test_marathons_event_stream_passes_through_unbuffered(cluster, services):
         assert event["appDefinition"]["id"] == "/sse-probe"
         # It came while the request was being answered, not when more bytes followed.
         assert arrived - posted_at < 5.0 and arrived - answered_at < 1.0
+        assert streams(door) == 1
+
+        # The client hangs up: the front door closes its connection to the scheduler at once
+        # (not at the stream's next event, which may never come).
+        upstream = upstream_connections(door, services.http_port)
+        connection.sock.shutdown(socket.SHUT_RDWR)
+        reader.join(5)
+        deadline = time.monotonic() + WAIT
+        while upstream_connections(door, services.http_port) != upstream - 1:
+            assert time.monotonic() < deadline, "the upstream stream outlived its client"
+            time.sleep(0.05)
         get(f"{door.url}/service/marathon/v2/apps/sse-probe?force=true", "DELETE")
+        deadline = time.monotonic() + WAIT
+        while streams(door) != 0:  # the scheduler lets it go at its next write
+            assert time.monotonic() < deadline, "the scheduler still serves the stream"
+            time.sleep(0.05)
     finally:
         sock = connection.sock
         if sock is not None:
-            sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         if reader is not None:
             reader.join(5)
         connection.close()
         assert door.stop() == 0
+
+
+def upstream_connections(door: FrontDoorProcess, port: int) -> int:
+    """The front door's open TCP connections to ``port`` (the OS's count, by its pid)."""
+    return sum(
+        1
+        for c in psutil.Process(door.process.pid).net_connections("tcp")
+        if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+    )
+
+
+def streams(door: FrontDoorProcess) -> int:
+    """Event streams the services scheduler serves (its Marathon /metrics gauge)."""
+    _, _, body = get(f"{door.url}/service/marathon/metrics")
+    return json.loads(body)["gauges"]["marathon.http.event-streams.active.gauge"]["value"]
