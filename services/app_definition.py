@@ -4,8 +4,8 @@
 problem with its JSON path (Marathon's 422 body: ``{"message": "Object is not valid",
 "details": [{"path": "/cpus", "errors": [...]}]}``), so a client fixes them all at once.
 ``to_json`` writes Marathon's field names with every default filled in, which is what
-``GET /v2/apps/{id}`` shows. Fields Corral does not act on yet (``readinessChecks``,
-``secrets``, ``fetch``...) are kept and shown as given.
+``GET /v2/apps/{id}`` shows. Fields Corral does not act on yet (``secrets``, ``fetch``...)
+are kept and shown as given.
 """
 
 from __future__ import annotations
@@ -97,6 +97,34 @@ class HealthCheckDefinition:
 
 
 @dataclass(frozen=True)
+class ReadinessCheckDefinition:
+    """One of ``readinessChecks``: an HTTP GET the scheduler itself sends to a new instance
+    during a deployment; the instance counts as ready once it answers with one of
+    ``http_status_codes_for_ready``. Marathon's defaults."""
+
+    name: str = "readinessCheck"
+    protocol: str = "HTTP"
+    path: str = "/"
+    port_name: str = "http-api"
+    interval_seconds: float = 30.0
+    timeout_seconds: float = 10.0
+    http_status_codes_for_ready: tuple[int, ...] = (200,)
+    preserve_last_response: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "protocol": self.protocol,
+            "path": self.path,
+            "portName": self.port_name,
+            "intervalSeconds": _number(self.interval_seconds),
+            "timeoutSeconds": _number(self.timeout_seconds),
+            "httpStatusCodesForReady": list(self.http_status_codes_for_ready),
+            "preserveLastResponse": self.preserve_last_response,
+        }
+
+
+@dataclass(frozen=True)
 class UpgradeStrategy:
     minimum_health_capacity: float = 1.0
     maximum_over_capacity: float = 1.0
@@ -142,7 +170,7 @@ class AppDefinition:
     require_ports: bool = False
     networks: tuple[dict[str, Any], ...] = ({"mode": "host"},)
     health_checks: tuple[HealthCheckDefinition, ...] = ()
-    readiness_checks: tuple[dict[str, Any], ...] = ()
+    readiness_checks: tuple[ReadinessCheckDefinition, ...] = ()
     constraints: tuple[Constraint, ...] = ()
     accepted_resource_roles: tuple[str, ...] | None = None
     upgrade_strategy: UpgradeStrategy = UpgradeStrategy()
@@ -186,7 +214,7 @@ class AppDefinition:
                 "requirePorts": self.require_ports,
                 "networks": [dict(n) for n in self.networks],
                 "healthChecks": [h.to_json() for h in self.health_checks],
-                "readinessChecks": [dict(r) for r in self.readiness_checks],
+                "readinessChecks": [r.to_json() for r in self.readiness_checks],
                 "constraints": [c.to_json() for c in self.constraints],
                 "acceptedResourceRoles": (
                     list(self.accepted_resource_roles)
@@ -307,7 +335,9 @@ class _Reader:
         values["require_ports"] = self.boolean(data, "requirePorts", False)
         values["networks"] = self.read_networks(data.get("networks"))
         values["health_checks"] = self.read_health_checks(data.get("healthChecks"))
-        values["readiness_checks"] = self.object_list(data, "readinessChecks")
+        values["readiness_checks"] = self.read_readiness_checks(
+            data.get("readinessChecks"), values["port_definitions"]
+        )
         values["constraints"] = self.read_constraints(data.get("constraints"))
         values["accepted_resource_roles"] = self.read_roles(data.get("acceptedResourceRoles"))
         values["upgrade_strategy"] = self.read_upgrade_strategy(data.get("upgradeStrategy"))
@@ -590,6 +620,55 @@ class _Reader:
                     ),
                     delay_seconds=self.number(item, "delaySeconds", 15.0, 0.0, path=path),
                     ip_protocol=self.choice(item, "ipProtocol", ("IPv4", "IPv6"), "IPv4", path),
+                )
+            )
+        return tuple(out)
+
+    def read_readiness_checks(
+        self, value: Any, ports: tuple[PortDefinition, ...]
+    ) -> tuple[ReadinessCheckDefinition, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.problem("/readinessChecks", "readinessChecks is a list of objects")
+            return ()
+        out = []
+        names = {p.name for p in ports if p.name}
+        for index, item in enumerate(value):
+            path = f"/readinessChecks({index})"
+            if not isinstance(item, dict):
+                self.problem(path, "a readiness check is an object")
+                continue
+            port_name = item.get("portName", "http-api")
+            if port_name not in names:
+                self.problem(
+                    f"{path}/portName",
+                    f"no port definition is named {port_name!r}: name one of portDefinitions",
+                )
+            codes = item.get("httpStatusCodesForReady", [200])
+            if (
+                not isinstance(codes, list)
+                or not codes
+                or not all(isinstance(c, int) and 100 <= c <= 599 for c in codes)
+            ):
+                self.problem(f"{path}/httpStatusCodesForReady", "a list of HTTP status codes")
+                codes = [200]
+            check_path = item.get("path", "/")
+            if not isinstance(check_path, str) or not check_path.startswith("/"):
+                self.problem(f"{path}/path", "path starts with '/'")
+                check_path = "/"
+            out.append(
+                ReadinessCheckDefinition(
+                    name=str(item.get("name", "readinessCheck")),
+                    protocol=self.choice(item, "protocol", ("HTTP", "HTTPS"), "HTTP", path),
+                    path=check_path,
+                    port_name=str(port_name),
+                    interval_seconds=self.number(item, "intervalSeconds", 30.0, 0.0, path=path),
+                    timeout_seconds=self.number(item, "timeoutSeconds", 10.0, 0.0, path=path),
+                    http_status_codes_for_ready=tuple(codes),
+                    preserve_last_response=self.boolean(
+                        item, "preserveLastResponse", False, path=path
+                    ),
                 )
             )
         return tuple(out)

@@ -86,6 +86,16 @@ class Reconcile:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """A readiness check to send: GET ``url``; ready on one of ``ready_codes``."""
+
+    task_id: str
+    url: str
+    timeout: float
+    ready_codes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Revive:
     pass
 
@@ -691,6 +701,48 @@ class Coordinator:
             backoff = Backoff(app.backoff_seconds, app.backoff_factor, app.max_launch_delay_seconds)
             self.backoffs[app.id] = backoff
         return backoff
+
+    # -- readiness ---------------------------------------------------------------------------
+
+    def readiness_probes(self, now: float) -> list[Probe]:
+        """The readiness checks due now: for each running (and healthy, when health-checked)
+        instance of the current config that is not ready yet, at the check's interval."""
+        probes = []
+        for instance in self.instances.values():
+            app = self.apps.get(instance.app_id)
+            if app is None or not app.readiness_checks or instance.ready is True:
+                continue
+            if instance.config_version != app.config_version or instance.readiness_due > now:
+                continue
+            if not instance.is_ready(bool(app.health_checks)):
+                continue
+            check = app.readiness_checks[0]
+            names = [p.name for p in app.port_definitions]
+            index = names.index(check.port_name)
+            if index >= len(instance.ports):
+                continue
+            scheme = "https" if check.protocol == "HTTPS" else "http"
+            url = f"{scheme}://{instance.host}:{instance.ports[index]}{check.path}"
+            instance.readiness_due = now + max(check.interval_seconds, 0.1)
+            probes.append(
+                Probe(
+                    instance.task_id, url, check.timeout_seconds, check.http_status_codes_for_ready
+                )
+            )
+        return probes
+
+    def readiness_result(self, task_id: str, status: int | None, now: float) -> None:
+        """A readiness check came back with ``status`` (None: no answer)."""
+        self.last_now = now
+        instance = self.instances.get(task_id)
+        app = self.apps.get(instance.app_id) if instance else None
+        if instance is None or app is None or instance.is_terminal() or not app.readiness_checks:
+            return
+        if status in app.readiness_checks[0].http_status_codes_for_ready and not instance.ready:
+            instance.ready = True
+            self._save_instance(instance)
+            log.info("instance_ready", task_id=task_id, status=status)
+            self.converge(now)
 
     # -- the control loop --------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ def next_step(app: AppDefinition, instances: list[Instance], rolling: bool) -> S
     (Marathon's scale check), whatever config the instances run."""
     active = [i for i in instances if i.is_active()]
     checked = bool(app.health_checks)
+    readiness = bool(app.readiness_checks)  # asked of the current config's instances only
     wanted = app.instances
     new = [i for i in active if i.config_version == app.config_version]
     old = [i for i in active if i.config_version != app.config_version]
@@ -62,7 +63,10 @@ def next_step(app: AppDefinition, instances: list[Instance], rolling: bool) -> S
         if len(everyone) > wanted:
             extra = kill_order(everyone, app.kill_selection)[: len(everyone) - wanted]
             return Step(kill=tuple(i.task_id for i in extra))
-        done = all(i.is_ready(checked) for i in everyone)
+        done = all(
+            i.is_ready(checked, readiness and i.config_version == app.config_version)
+            for i in everyone
+        )
         return Step(done=done)
     strategy = app.upgrade_strategy
     min_healthy, max_capacity = capacity(
@@ -72,7 +76,7 @@ def next_step(app: AppDefinition, instances: list[Instance], rolling: bool) -> S
     if len(new) > wanted:
         extra = kill_order(new, app.kill_selection)[: len(new) - wanted]
         return Step(kill=tuple(i.task_id for i in extra))
-    ready_new = [i for i in new if i.is_ready(checked)]
+    ready_new = [i for i in new if i.is_ready(checked, readiness)]
     ready_old = [i for i in old if i.is_ready(checked)]
     # Old instances that are not ready serve no one: they go at once.
     kills = [i for i in old if not i.is_ready(checked)]

@@ -84,6 +84,8 @@ class Instance:
     unreachable_since: float | None = None  # scheduler clock, when TASK_UNREACHABLE came
     attributes: dict[str, str] = field(default_factory=dict)  # its agent's, for constraints
     killing: bool = False  # a kill was sent
+    ready: bool | None = None  # the app's readiness checks passed (None: not yet asked)
+    readiness_due: float = 0.0  # scheduler clock: when to ask again
 
     # -- what the scheduler reads -----------------------------------------------------------
 
@@ -101,10 +103,14 @@ class Instance:
     def is_running(self) -> bool:
         return self.state is TaskState.TASK_RUNNING
 
-    def is_ready(self, health_checked: bool) -> bool:
-        """Running, and healthy when the app has health checks: what a deployment waits for."""
+    def is_ready(self, health_checked: bool, readiness_checked: bool = False) -> bool:
+        """Running, healthy when the app has health checks, and ready when it has readiness
+        checks: what a deployment waits for."""
         return (
-            self.is_active() and self.is_running() and (not health_checked or self.healthy is True)
+            self.is_active()
+            and self.is_running()
+            and (not health_checked or self.healthy is True)
+            and (not readiness_checked or self.ready is True)
         )
 
     # -- status updates ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import structlog
 
 from corral.ids import AgentID, FrameworkID, TaskID
@@ -32,7 +33,16 @@ from corral.protocol import (
     TaskStatus,
 )
 from corral.scheduler import Scheduler, SchedulerDriver
-from services.coordinator import Coordinator, Decline, Kill, Launch, Reconcile, Revive, Suppress
+from services.coordinator import (
+    Coordinator,
+    Decline,
+    Kill,
+    Launch,
+    Probe,
+    Reconcile,
+    Revive,
+    Suppress,
+)
 from services.events import EventBus
 from services.store import FileStore, Store
 
@@ -94,6 +104,8 @@ class ServicesScheduler:
         self.master_info: MasterInfo | None = None
         self.failed: asyncio.Future[str] | None = None
         self._ticker: asyncio.Task | None = None
+        self._session: aiohttp.ClientSession | None = None  # readiness checks' client
+        self._probes: set[asyncio.Task] = set()  # readiness checks under way (owned here)
         self.started_at = time.time()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -103,6 +115,7 @@ class ServicesScheduler:
             raise RuntimeError("this ServicesScheduler is already started; start() it once")
         self.loop = asyncio.get_running_loop()
         self.failed = self.loop.create_future()
+        self._session = aiohttp.ClientSession()
         framework_id = self.coordinator.framework_id
         info = FrameworkInfo(
             user=self.options.user or getpass.getuser(),
@@ -133,6 +146,11 @@ class ServicesScheduler:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
+        for probe in list(self._probes):
+            probe.cancel()
+        await asyncio.gather(*self._probes, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
         if self.driver is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.driver.stop, True)
         self.bus.close()
@@ -147,6 +165,26 @@ class ServicesScheduler:
             await asyncio.sleep(TICK)
             self.coordinator.tick(time.time())
             self.apply()
+            for probe in self.coordinator.readiness_probes(time.time()):
+                task = asyncio.get_running_loop().create_task(self._probe(probe))
+                self._probes.add(task)
+                task.add_done_callback(self._probes.discard)
+
+    async def _probe(self, probe: Probe) -> None:
+        """One readiness check: its HTTP status (None when there is no answer) goes back to
+        the coordinator, on the loop."""
+        status = None
+        timeout = aiohttp.ClientTimeout(total=probe.timeout or None)
+        try:
+            assert self._session is not None
+            async with self._session.get(
+                probe.url, timeout=timeout, allow_redirects=False, ssl=False
+            ) as answer:
+                status = answer.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            log.info("readiness_check_failed", task_id=probe.task_id, error=repr(error))
+        self.coordinator.readiness_result(probe.task_id, status, time.time())
+        self.apply()
 
     # -- from the driver's thread ---------------------------------------------------------
 

@@ -601,3 +601,34 @@ def test_an_unreachable_instance_is_replaced_after_inactive_after_seconds(core):
     assert replacement.task_id != task.task_id
     core.status_update(str(task.task_id), TaskState.TASK_KILLED, 1043.0)
     assert not launch_all(core, 1044.0)  # its end was expected: not replaced twice
+
+
+def test_a_deployment_waits_for_readiness_checks(core):
+    core.create_app(
+        {
+            "id": "/web",
+            "cmd": "x",
+            "cpus": 1,
+            "mem": 64,
+            "portDefinitions": [{"port": 0, "name": "http-api"}],
+            "readinessChecks": [{"path": "/ready", "intervalSeconds": 5}],
+        },
+        1001.0,
+    )
+    (task,) = launch_all(core, 1002.0)
+    assert core.readiness_probes(1002.5) == []  # not running yet
+    run(core, [task], 1003.0, healthy=None)
+    assert core.deployments  # running, not ready
+    (probe,) = core.readiness_probes(1003.0)
+    port = next(iter(task.resources.ranges("ports")))[0]
+    assert probe.url == f"http://h1:{port}/ready" and probe.ready_codes == (200,)
+    assert core.readiness_probes(1004.0) == []  # the interval
+    core.readiness_result(probe.task_id, 503, 1004.0)
+    assert core.deployments
+    (again,) = core.readiness_probes(1008.1)
+    core.readiness_result(again.task_id, 200, 1008.2)
+    assert not core.deployments
+    assert core.readiness_probes(1020.0) == []  # ready: asked no more
+    with pytest.raises(AppInvalid) as raised:
+        AppDefinition.from_json({"id": "/x", "cmd": "y", "readinessChecks": [{}]})
+    assert raised.value.details[0][0] == "/readinessChecks(0)/portName"

@@ -522,6 +522,24 @@ def test_a_failing_app_backs_off_and_the_queue_shows_the_delay(api):
     api.remove("/flaky")
 
 
+def test_a_deployment_waits_for_the_readiness_check(api):
+    # Healthy at once, ready (``www/ready`` served) only 5 s later.
+    ready_later = definition(
+        "/ready",
+        1,
+        cmd=server("(sleep 5; echo yes > www/ready) &"),
+        portDefinitions=[{"port": 0, "name": "http-api"}],
+        readinessChecks=[{"path": "/ready", "intervalSeconds": 0.5, "timeoutSeconds": 2}],
+    )
+    api.ok("POST", "/v2/apps", ready_later)
+    until(lambda: api.app("/ready")["tasksHealthy"] == 1, "healthy")
+    started = time.monotonic()
+    assert api.app("/ready")["deployments"], "done before the readiness check passed"
+    api.wait_deployed("/ready")
+    assert time.monotonic() - started > 1.0
+    api.remove("/ready")
+
+
 def test_services_never_imports_the_kernels_insides():
     root = Path(__file__).resolve().parent.parent / "services"
     for path in root.glob("*.py"):
