@@ -23,6 +23,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
 import corral
 from frontdoor import metadata
@@ -111,7 +112,8 @@ class FrontDoor:
     # -- one request ----------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        decision = self.table.resolve(request.path)
+        # Routed and forwarded as sent (still percent-encoded): an app id's %2F stays one.
+        decision = self.table.resolve(request.rel_url.raw_path)
         if isinstance(decision, Local):
             return self._local(request, decision.path)
         if isinstance(decision, NotFound):
@@ -173,19 +175,24 @@ class FrontDoor:
             body = await request.read() if known else request.content  # chunked: streamed
             if known:
                 headers.pop("Content-Length", None)  # aiohttp sets it for the bytes
-        url = f"http://{route.address}{route.path}"
+        url = URL.build(
+            scheme="http",
+            authority=route.address,
+            path=route.path,
+            query_string=request.rel_url.raw_query_string,
+            encoded=True,
+        )
         try:
             upstream = await self._session.request(
                 request.method,
                 url,
-                params=request.rel_url.query,
                 headers=headers,
                 data=body,
                 allow_redirects=False,
                 skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
             )
         except (TimeoutError, aiohttp.ClientError, OSError) as error:
-            log.info("frontdoor_upstream_down", upstream=what, url=url, error=_reason(error))
+            log.info("frontdoor_upstream_down", upstream=what, url=str(url), error=_reason(error))
             return _sentence(502, f"{what} does not answer ({_reason(error)}): {start}.")
         try:
             answered = await self._relay(request, upstream, route)
