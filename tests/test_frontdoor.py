@@ -348,3 +348,45 @@ def streams(door: FrontDoorProcess) -> int:
     """Event streams the services scheduler serves (its Marathon /metrics gauge)."""
     _, _, body = get(f"{door.url}/service/marathon/metrics")
     return json.loads(body)["gauges"]["marathon.http.event-streams.active.gauge"]["value"]
+
+
+def test_a_v1_scheduler_subscribes_and_calls_through_the_front_door(door):
+    """The scheduler API's stream and its Mesos-Stream-Id header, both ways."""
+    connection = http.client.HTTPConnection(door.ip, door.port, timeout=WAIT)
+    subscribe = {
+        "type": "SUBSCRIBE",
+        "subscribe": {"framework_info": {"user": getpass.getuser(), "name": "v1-through-door"}},
+    }
+    try:
+        connection.request(
+            "POST",
+            "/mesos/api/v1/scheduler",
+            json.dumps(subscribe),
+            {"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        response = connection.getresponse()
+        assert response.status == 200
+        stream_id = response.getheader("Mesos-Stream-Id")
+        assert stream_id
+        decoder = Decoder()
+        records: list[dict] = []
+        while not records:
+            records += [json.loads(r) for r in decoder.feed(response.read1(65536))]
+        assert records[0]["type"] == "SUBSCRIBED"
+        framework_id = records[0]["subscribed"]["framework_id"]["value"]
+        teardown = json.dumps({"type": "TEARDOWN", "framework_id": {"value": framework_id}})
+        request = urllib.request.Request(
+            f"{door.url}/mesos/api/v1/scheduler", data=teardown.encode(), method="POST"
+        )
+        request.add_header("Content-Type", "application/json")
+        request.add_header("Mesos-Stream-Id", "not-the-stream")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=WAIT)
+        assert refused.value.code == 400  # the master saw the header as the client sent it
+        assert b"stream ID 'not-the-stream'" in refused.value.read()
+        request.remove_header("Mesos-stream-id")
+        request.add_header("Mesos-Stream-Id", stream_id)
+        with urllib.request.urlopen(request, timeout=WAIT) as answer:
+            assert answer.status == 202
+    finally:
+        connection.close()
