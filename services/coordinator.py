@@ -14,7 +14,7 @@ import dataclasses
 import datetime
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,11 +179,14 @@ class Coordinator:
         self.effects: list[Effect] = []
         self.apps: dict[str, AppDefinition] = {}
         self.instances: dict[str, Instance] = {}
+        # The same instances by app (app id -> task id -> instance); changed with them.
+        self.by_app: dict[str, dict[str, Instance]] = {}
         self.deployments: dict[str, Deployment] = {}
         self.backoffs: dict[str, Backoff] = {}
         self.offer_stats: dict[str, OfferStats] = {}
         self.last_failure: dict[str, dict[str, Any]] = {}
         self.wanted: dict[str, int] = {}  # app -> launches it waits for offers for
+        self.dirty: set[str] = set()  # apps changed by updates, converged at the next settle
         self.suppressed: bool | None = None  # None: not told the master yet
         self.framework_id: str | None = None
         self.last_now = now
@@ -196,8 +199,7 @@ class Coordinator:
             app = AppDefinition.from_stored(record)
             self.apps[app.id] = app
         for record in self.store.all("instances").values():
-            instance = Instance.from_record(record)
-            self.instances[instance.task_id] = instance
+            self._add(Instance.from_record(record))
         for record in self.store.all("deployments").values():
             deployment = Deployment.from_record(record)
             self.deployments[deployment.id] = deployment
@@ -236,8 +238,17 @@ class Coordinator:
         self.emit_to({"eventType": event_type, "timestamp": iso(self.last_now), **fields})
 
     def take_effects(self) -> list[Effect]:
+        """What to do now. Apps that status updates changed are converged first, once for
+        a whole burst of updates."""
+        self.settle()
         effects, self.effects = self.effects, []
         return effects
+
+    def settle(self) -> None:
+        """Converge the apps status updates changed since the last settle."""
+        if self.dirty:
+            dirty, self.dirty = self.dirty, set()
+            self.converge(self.last_now, sorted(dirty))
 
     # -- the framework's life ----------------------------------------------------------------
 
@@ -659,10 +670,21 @@ class Coordinator:
             self._ended(instance, state, now)
         else:
             self._save_instance(instance)
-        self.converge(now)
+        self.dirty.add(instance.app_id)
+
+    def _add(self, instance: Instance) -> None:
+        self.instances[instance.task_id] = instance
+        self.by_app.setdefault(instance.app_id, {})[instance.task_id] = instance
+
+    def app_instances(self, app_id: str) -> list[Instance]:
+        return list(self.by_app.get(app_id, {}).values())
 
     def _ended(self, instance: Instance, state: TaskState, now: float) -> None:
         self.instances.pop(instance.task_id, None)
+        mine = self.by_app.get(instance.app_id, {})
+        mine.pop(instance.task_id, None)
+        if not mine:
+            self.by_app.pop(instance.app_id, None)
         self.store.delete("instances", instance.task_id)
         if instance.goal != "Running":
             return
@@ -742,7 +764,7 @@ class Coordinator:
             instance.ready = True
             self._save_instance(instance)
             log.info("instance_ready", task_id=task_id, status=status)
-            self.converge(now)
+            self.dirty.add(instance.app_id)
 
     # -- the control loop --------------------------------------------------------------------
 
@@ -760,25 +782,19 @@ class Coordinator:
                 self.effects.append(Kill(instance.task_id, instance.agent_id, None))
         self.converge(now)
 
-    def converge(self, now: float) -> None:
-        """Move every app one step toward what it should be; finish what is done."""
-        self.wanted = {}
-        by_app: dict[str, list[Instance]] = {}
-        for instance in self.instances.values():
-            by_app.setdefault(instance.app_id, []).append(instance)
-        for app_id, app in list(self.apps.items()):
-            instances = by_app.get(app_id, [])
+    def converge(self, now: float, app_ids: Iterable[str] | None = None) -> None:
+        """Move the apps (default: every app) one step toward what they should be; finish
+        what is done. Status updates only mark their app, converged at the next settle."""
+        if app_ids is None:
+            self.dirty.clear()
+        for app_id in list(self.apps) if app_ids is None else list(app_ids):
+            app = self.apps.get(app_id)
+            self.wanted.pop(app_id, None)
+            if app is None:
+                continue
+            instances = self.app_instances(app_id)
             locks = self.locks([app_id])
-            stopping = [
-                d
-                for d in locks
-                if any(
-                    a["action"] == "StopApplication"
-                    for s in d.actions
-                    for a in s
-                    if a["app"] == app_id
-                )
-            ]
+            stopping = [d for d in locks if _stops(d, app_id)]
             if stopping:
                 for instance in instances:
                     if instance.goal == "Running" and not instance.is_terminal():
@@ -795,7 +811,7 @@ class Coordinator:
                 self.wanted[app_id] = step.launch
             if step.done and not step.kill:
                 for deployment in locks:
-                    if all(self._app_done(a, by_app.get(a, [])) for a in deployment.apps):
+                    if all(self._app_done(a, self.app_instances(a)) for a in deployment.apps):
                         self._end_deployment(deployment, success=True)
         for deployment in list(self.deployments.values()):
             if not any(a in self.apps for a in deployment.apps):
@@ -829,10 +845,17 @@ class Coordinator:
     def offers(self, offers: list[Offer], now: float) -> None:
         """Use what fits the waiting apps; decline the rest (with a filter)."""
         self.last_now = now
+        self.settle()
         waiting = [
             a for a, count in sorted(self.wanted.items())
             if count and self._backoff(self.apps[a]).may_launch(now)
         ]  # fmt: skip
+        # Where each waiting app runs, for its constraints (none: not needed), kept as it grows.
+        placed: dict[str, list[AgentFacts]] = {
+            a: [AgentFacts(i.host, i.attributes) for i in self.app_instances(a) if i.is_active()]
+            for a in waiting
+            if self.apps[a].constraints
+        }
         declined = []
         for offer in offers:
             space = offer_match.OfferSpace.of(offer)
@@ -841,19 +864,16 @@ class Coordinator:
                 app = self.apps[app_id]
                 stats = self.offer_stats.setdefault(app_id, OfferStats(since=iso(now)))
                 launched_here = 0
+                where = placed.get(app_id, [])
                 while self.wanted.get(app_id, 0) > 0:
-                    placed = [
-                        AgentFacts(i.host, i.attributes)
-                        for i in self.instances.values()
-                        if i.app_id == app_id and i.is_active()
-                    ]
-                    found = offer_match.match(app, space, placed)
+                    found = offer_match.match(app, space, where)
                     if isinstance(found, offer_match.Mismatch):
                         if not launched_here:
                             self._unused(stats, offer, found.reasons, now)
                         break
                     offer_match.take(app, space, found)
                     instance = self._new_instance(app, offer, space, found, now)
+                    where.append(AgentFacts(instance.host, instance.attributes))
                     tasks.append(task_builder.task_info(app, instance))
                     self.wanted[app_id] -= 1
                     launched_here += 1
@@ -909,9 +929,18 @@ class Coordinator:
             staged_at=iso(now),
             attributes=dict(space.facts.attributes),
         )
-        self.instances[instance.task_id] = instance
+        self._add(instance)
         self._save_instance(instance)  # durable before the launch goes out
         return instance
+
+
+def _stops(deployment: Deployment, app_id: str) -> bool:
+    """Whether the deployment stops the app (a StopApplication action for it)."""
+    return any(
+        a["action"] == "StopApplication" and a["app"] == app_id
+        for step in deployment.actions
+        for a in step
+    )
 
 
 def _offer_resources(offer: Offer) -> list[dict[str, Any]]:

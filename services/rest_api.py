@@ -43,7 +43,9 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
 async def _errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ):
-    """Refusals become Marathon's bodies; a bug inside is a 500 with the log saying why."""
+    """Refusals become Marathon's bodies; a bug inside is a 500 with the log saying why.
+    Updates not yet converged are settled first, so that every answer is up to date."""
+    request.app["service"].apply()
     try:
         return await handler(request)
     except ApiError as error:
@@ -65,6 +67,7 @@ class RestApi:
         self.coordinator = service.coordinator
         self.requests = 0
         self.app = web.Application(middlewares=[_errors], client_max_size=16 * 1024 * 1024)
+        self.app["service"] = service
         self.runner: web.AppRunner | None = None
         self.port: int | None = None
         route = self.app.router
@@ -139,8 +142,7 @@ class RestApi:
 
     def _app_instances(self, app_id: str) -> list[Instance]:
         return sorted(
-            (i for i in self.coordinator.instances.values() if i.app_id == app_id),
-            key=lambda i: (i.staged_at, i.task_id),
+            self.coordinator.app_instances(app_id), key=lambda i: (i.staged_at, i.task_id)
         )
 
     def app_json(self, app: AppDefinition, embed: set[str]) -> dict[str, Any]:

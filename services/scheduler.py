@@ -106,6 +106,7 @@ class ServicesScheduler:
         self._ticker: asyncio.Task | None = None
         self._session: aiohttp.ClientSession | None = None  # readiness checks' client
         self._probes: set[asyncio.Task] = set()  # readiness checks under way (owned here)
+        self._apply_pending = False  # an apply() is scheduled on the loop
         self.started_at = time.time()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -199,9 +200,15 @@ class ServicesScheduler:
                 method(*args)
             except Exception:
                 log.exception("services_callback_failed", method=method.__name__)
-            self.apply()
+            if not self._apply_pending:  # one apply for a burst of callbacks
+                self._apply_pending = True
+                loop.call_soon(self._apply_once)
 
         loop.call_soon_threadsafe(run)
+
+    def _apply_once(self) -> None:
+        self._apply_pending = False
+        self.apply()
 
     # -- on the loop ----------------------------------------------------------------------
 

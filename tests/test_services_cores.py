@@ -383,6 +383,7 @@ def launch_all(core: Coordinator, now: float, host: str = "h1") -> list:
 def run(core: Coordinator, tasks, now: float, healthy: bool | None = True) -> None:
     for task in tasks:
         core.status_update(str(task.task_id), TaskState.TASK_RUNNING, now, healthy=healthy)
+    core.settle()  # as the actor does after a burst of updates
 
 
 def test_the_coordinator_launches_replaces_and_backs_off(core):
@@ -469,6 +470,7 @@ def test_the_coordinator_rolls_out_a_new_config(core):
     run(core, [second], 1009.0)
     (kill,) = effects_of(Kill, core)
     core.status_update(kill.task_id, TaskState.TASK_KILLED, 1010.0)
+    core.settle()
     assert not core.deployments
     assert {i.config_version for i in core.instances.values()} == {core.apps["/web"].config_version}
     kinds = [e["eventType"] for e in core.events]
@@ -502,6 +504,7 @@ def test_deleting_an_app_kills_its_instances_then_forgets_it(core):
     assert {k.task_id for k in kills} == {str(t.task_id) for t in tasks}
     for task in tasks:
         core.status_update(str(task.task_id), TaskState.TASK_KILLED, 1005.0)
+    core.settle()
     assert "/web" not in core.apps and not core.deployments
     assert core.store.get("apps", "/web") is None
     kinds = [e["eventType"] for e in core.events]
@@ -627,6 +630,7 @@ def test_a_deployment_waits_for_readiness_checks(core):
     assert core.deployments
     (again,) = core.readiness_probes(1008.1)
     core.readiness_result(again.task_id, 200, 1008.2)
+    core.settle()
     assert not core.deployments
     assert core.readiness_probes(1020.0) == []  # ready: asked no more
     with pytest.raises(AppInvalid) as raised:
