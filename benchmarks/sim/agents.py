@@ -6,8 +6,12 @@ what ``agent/agent.py`` does towards the master, and nothing towards the machine
 after the master is lost), answers ``PingAgent``, and runs a fake executor per task: a
 ``RunTask`` is answered with TASK_STARTING and TASK_RUNNING at once and, after
 ``AgentSpec.task_seconds`` of runtime clock, with ``AgentSpec.terminal_state``; ``KillTask``
-ends a task with TASK_KILLED. Every update goes through the real ``StatusUpdateManager``
-(one in flight per task, resent until the master forwards the framework's acknowledgement).
+ends a task with TASK_KILLED. A task with a ``health_check`` gets a simulated health result
+(``AgentSpec.health_results``): right after TASK_RUNNING, TASK_RUNNING again with
+``healthy: true`` and reason ``REASON_TASK_HEALTH_CHECK_STATUS_UPDATED``, as a real agent
+sends once the check first passes (docs/health-checks.md). Every update goes through the real
+``StatusUpdateManager`` (one in flight per task, resent until the master forwards the
+framework's acknowledgement).
 
 An ``AgentHost`` is the one actor ``libprocess.launch`` starts per OS process: it spawns the
 process's agents into the same runtime and keeps the per-agent cost small by sharing what a
@@ -48,7 +52,7 @@ from corral.protocol.messages import (
     StatusUpdate,
     StatusUpdateAcknowledgement,
 )
-from corral.task_states import Source, TaskState
+from corral.task_states import Reason, Source, TaskState
 from libprocess import UPID, Process, Timer
 
 log = structlog.get_logger("benchmarks.sim.agents")
@@ -67,6 +71,8 @@ class AgentSpec:
     status_update_retry_min: float = 10.0
     status_update_retry_max: float = 600.0
     tick_seconds: float = 1.0  # how often the host resends due updates and checks pings
+    # A task with a health_check is reported healthy right after TASK_RUNNING (False: never).
+    health_results: bool = True
 
     def __post_init__(self) -> None:
         if TaskState(self.terminal_state).is_terminal is False:
@@ -239,6 +245,8 @@ class SimAgent(ProtocolProcess):
         task = self.tasks[key] = _RunningTask(framework_id, message.task)
         self._update(task, TaskState.TASK_STARTING)
         self._update(task, TaskState.TASK_RUNNING)
+        if message.task.health_check is not None and self.host.spec.health_results:
+            self._update(task, TaskState.TASK_RUNNING, healthy=True)
         seconds = _sleep_seconds(message.task) or self.host.spec.task_seconds
         if seconds != float("inf"):
             task.timer = self.delay(seconds, self._task_ended, key)
@@ -267,13 +275,16 @@ class SimAgent(ProtocolProcess):
                 task.timer.cancel()
         self.updates.cleanup(str(message.framework_id))
 
-    def _update(self, task: _RunningTask, state: TaskState) -> None:
+    def _update(self, task: _RunningTask, state: TaskState, healthy: bool | None = None) -> None:
+        """Send ``state``; with ``healthy``, as a health result (a TASK_RUNNING that says it)."""
         task.state = state
         info = task.info
         status = TaskStatus(
             task_id=info.task_id,
             state=state,
             source=Source.SOURCE_EXECUTOR,
+            reason=None if healthy is None else Reason.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED,
+            healthy=healthy,
             agent_id=self.agent_id,
             executor_id=ExecutorID(str(info.task_id)),
             timestamp=time.time(),
