@@ -292,15 +292,13 @@ _KNOWN_FIELDS = {
     "backoffSeconds", "backoffFactor", "maxLaunchDelaySeconds", "killSelection",
     "unreachableStrategy", "taskKillGracePeriodSeconds", "dependencies", "fetch", "uris",
     "role", "version", "versionInfo", "executor", "storeUrls", "secrets", "tty",
-    "resourceLimits", "ipAddress", "residency",
+    "resourceLimits", "ipAddress", "residency", "check", "executorResources",
     # read-only fields of GET's answer, which clients send back on PUT
     "tasksStaged", "tasksRunning", "tasksHealthy", "tasksUnhealthy", "deployments", "tasks",
     "lastTaskFailure", "readinessCheckResults", "taskStats",
 }  # fmt: skip
-_READ_ONLY = {
-    "version", "versionInfo", "tasksStaged", "tasksRunning", "tasksHealthy", "tasksUnhealthy",
-    "deployments", "tasks", "lastTaskFailure", "readinessCheckResults", "taskStats",
-}  # fmt: skip
+# Fields kept as given and shown back, not acted on yet (see docs/services.md).
+_KEPT = ("secrets", "tty", "executor", "storeUrls", "residency", "resourceLimits", "check")
 
 
 class _Reader:
@@ -357,10 +355,10 @@ class _Reader:
         values["dependencies"] = self.read_dependencies(data.get("dependencies"), app_id)
         values["fetch"] = self.object_list(data, "fetch")
         values["role"] = self.optional_string(data, "role") or "*"
-        extra = {k: v for k, v in data.items() if k not in _KNOWN_FIELDS or k in ("secrets", "tty")}
-        for key in extra:
-            if key not in ("secrets", "tty"):
+        for key in data:
+            if key not in _KNOWN_FIELDS:
                 self.problem(f"/{key}", f"unknown field '{key}'; see Marathon's app schema")
+        extra = {k: data[k] for k in _KEPT if data.get(k) is not None}
         if values["require_ports"] and any(p.port == 0 for p in values["port_definitions"]):
             self.problem(
                 "/requirePorts",
@@ -369,7 +367,7 @@ class _Reader:
             )
         if self.problems:
             raise AppInvalid(self.problems)
-        return AppDefinition(id=app_id or "", extra={}, **values)
+        return AppDefinition(id=app_id or "", extra=extra, **values)
 
     # -- fields ----------------------------------------------------------------------------
 

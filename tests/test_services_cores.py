@@ -52,6 +52,8 @@ def test_a_definition_gets_marathons_defaults():
         20,
     )
     assert (check.max_consecutive_failures, check.delay_seconds) == (3, 15)
+    kept = AppDefinition.from_json({"id": "/a", "cmd": "x", "tty": True, "secrets": {}})
+    assert kept.to_json()["tty"] is True  # kept and shown, not acted on
 
 
 def test_every_problem_is_named_with_its_path():

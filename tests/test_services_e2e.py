@@ -399,16 +399,18 @@ def test_kill_9_mid_deployment_then_restart_resumes_without_losing_or_doubling(c
     try:
         api = Api(first)
         # Slow to become healthy: the deployment is still under way when the scheduler dies.
-        slow = definition("/crash", 3, cmd=server("sleep 2;"))
+        slow = definition("/crash", 3, cmd=server("sleep 8;"))
         api.ok("POST", "/v2/apps", slow)
         until(lambda: api.app("/crash")["tasksRunning"] >= 1, "a first instance running")
         before = {t["id"] for t in api.app("/crash")["tasks"]}
-        assert api.ok("GET", "/v2/deployments")  # mid-deployment
+        (deployment,) = api.ok("GET", "/v2/deployments")  # mid-deployment
     finally:
         first.kill()
     second = launch_services(cluster.http_address, "--framework-name", "crashy", work_dir=work_dir)
     try:
         api = Api(second)
+        (resumed,) = api.ok("GET", "/v2/deployments")
+        assert resumed["id"] == deployment["id"] and resumed["affectedApps"] == ["/crash"]
         app = api.wait_deployed("/crash")
         after = {t["id"] for t in app["tasks"]}
         assert before <= after and len(after) == 3  # none lost, none doubled
