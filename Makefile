@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/launch.py
 	$(PY) benchmarks/cluster.py
 	$(PY) benchmarks/dns.py
+	$(PY) benchmarks/services.py
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/messaging.py --quick
@@ -41,6 +42,7 @@ bench-quick: $(STAMP)
 	$(PY) benchmarks/launch.py --quick
 	$(PY) benchmarks/cluster.py --quick
 	$(PY) benchmarks/dns.py --quick
+	$(PY) benchmarks/services.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

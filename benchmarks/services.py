@@ -12,7 +12,9 @@ Phases, in order (progress on stderr; the last stdout line is one JSON object):
 
 1. Deploy ``/bench/big`` with ``--instances`` (10,000): ``deploy_running_s`` and
    ``deploy_healthy_s``, from the POST until the app's ``tasksRunning`` / ``tasksHealthy``
-   reach the count.
+   reach the count (polled through the API, which answers only when the scheduler's loop is
+   free); ``deploy_running_master_s`` until the master counts them all running (its
+   metrics, polled from a thread); ``deploy_post_ms``: how long the POST took to answer.
 2. With those tasks running: ``GET /v2/apps?embed=apps.tasks`` and ``GET /v2/tasks``,
    ``--repeats`` times each: median (``apps_embed_tasks_ms``, ``tasks_ms``) and p99.
 3. Deploy ``/bench/rolling`` with ``--restart-instances`` (1,000, ``minimumHealthCapacity``
@@ -29,7 +31,8 @@ Phases, in order (progress on stderr; the last stdout line is one JSON object):
 
 A phase that does not finish within ``--phase-timeout`` is reported in ``errors`` with how far
 it got (the figure is null); ``--profile-seconds`` samples ``corral services`` with py-spy
-during the big deployment (``profile``: its top functions). ``--quick``: 2,000 agents, 1,000
+during the big deployment (``profile``: its top functions), ``--profile-gets`` during the
+listings (``profile_gets``). ``--quick``: 2,000 agents, 1,000
 instances, a 100-instance restart, 10 subscribers; for CI (asserts no speed).
 """
 
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -291,14 +295,36 @@ class Subscribers:
         self.thread.join(30)
 
 
-def big_deploy(args: argparse.Namespace, api: Marathon, result: dict, profile_pid: int,
-               out: Path) -> None:  # fmt: skip
+class MasterRunning(threading.Thread):
+    """When the master first counts ``count`` running tasks: seen from the master, whatever
+    the scheduler's API (which answers from the scheduler's one loop) keeps waiting for."""
+
+    def __init__(self, master: Master, count: int, started: float) -> None:
+        super().__init__(daemon=True)
+        self.master, self.count, self.started = master, count, started
+        self.seconds: float | None = None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            with contextlib.suppress(OSError):
+                if self.master.metrics().get("master/tasks_running", 0) >= self.count:
+                    self.seconds = time.monotonic() - self.started
+                    return
+            self.done.wait(0.1)
+
+
+def big_deploy(args: argparse.Namespace, api: Marathon, master: Master, result: dict,
+               profile_pid: int, out: Path) -> None:  # fmt: skip
     progress(f"deploy /bench/big: {args.instances} instances")
     spy = None
     if args.profile_seconds > 0:
         spy = start_profile(profile_pid, args.profile_seconds, out / "services.pyspy")
     started = time.monotonic()
+    watch = MasterRunning(master, args.instances, started)
+    watch.start()
     api.call("POST", "/v2/apps", app("/bench/big", args.instances))
+    result["deploy_post_ms"] = round(1000 * (time.monotonic() - started), 1)
     try:
         running, healthy = wait_counts(
             api, "/bench/big", args.instances, args.phase_timeout, "deploy", started
@@ -306,14 +332,22 @@ def big_deploy(args: argparse.Namespace, api: Marathon, result: dict, profile_pi
         result["deploy_running_s"] = round(running, 2) if running is not None else None
         result["deploy_healthy_s"] = round(healthy, 2) if healthy is not None else None
     finally:
+        watch.done.set()
+        watch.join(5)
+        if watch.seconds is not None:
+            result["deploy_running_master_s"] = round(watch.seconds, 2)
         if spy is not None:
             spy.wait(timeout=args.profile_seconds + 60)
             if (out / "services.pyspy").exists():
                 result["profile"] = profile_top(out / "services.pyspy")
 
 
-def big_gets(args: argparse.Namespace, api: Marathon, result: dict) -> None:
+def big_gets(args: argparse.Namespace, api: Marathon, result: dict, profile_pid: int,
+             out: Path) -> None:  # fmt: skip
     progress(f"GET with {args.instances} tasks, {args.repeats} times each")
+    spy = None
+    if args.profile_gets > 0:
+        spy = start_profile(profile_pid, args.profile_gets, out / "services-gets.pyspy")
     for key, path, count in (
         ("apps_embed_tasks", "/v2/apps?embed=apps.tasks", lambda b: len(b["apps"][0]["tasks"])),
         ("tasks", "/v2/tasks", lambda b: len(b["tasks"])),
@@ -327,6 +361,13 @@ def big_gets(args: argparse.Namespace, api: Marathon, result: dict) -> None:
         result[f"{key}_ms"] = round(statistics.median(times), 1)
         result[f"{key}_p99_ms"] = round(percentile(times, 0.99), 1)
         progress(f"  GET {path}: median {result[f'{key}_ms']} ms, p99 {result[f'{key}_p99_ms']}")
+    if spy is not None:  # the GETs go on (uncounted) until the profile is taken
+        paths = ("/v2/apps?embed=apps.tasks", "/v2/tasks")
+        while spy.poll() is None:
+            for path in paths:
+                api.timed_get(path)
+        if (out / "services-gets.pyspy").exists():
+            result["profile_gets"] = profile_top(out / "services-gets.pyspy")
 
 
 def rolling_restart(args: argparse.Namespace, api: Marathon, result: dict) -> None:
@@ -428,8 +469,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["services_pid"] = services.process.pid
         api = Marathon(services)
         phases = (
-            ("deploy", lambda: big_deploy(args, api, result, services.process.pid, out)),
-            ("gets", lambda: big_gets(args, api, result)),
+            ("deploy", lambda: big_deploy(args, api, master, result, services.process.pid, out)),
+            ("gets", lambda: big_gets(args, api, result, services.process.pid, out)),
             ("restart", lambda: rolling_restart(args, api, result)),
             ("events", lambda: events_phase(args, api, services, result)),
             ("scale_to_zero", lambda: scale_to_zero(args, api, master, result)),
@@ -494,6 +535,13 @@ def main() -> int:
         type=float,
         default=0.0,
         help="py-spy corral services for this long from the big deployment's POST (0: no)",
+    )
+    parser.add_argument(
+        "--profile-gets",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="py-spy corral services for this long from the listings' first GET (0: no)",
     )
     parser.add_argument("--out", help="directory for services.json (and services.pyspy)")
     parser.add_argument("--keep", action="store_true", help="keep the work directories")
