@@ -246,7 +246,9 @@ class Coordinator:
 
     def settle(self) -> None:
         """Converge the apps status updates changed since the last settle."""
-        if self.dirty:
+        for _ in range(8):  # a change may free a dependent app: a few rounds at most
+            if not self.dirty:
+                return
             dirty, self.dirty = self.dirty, set()
             self.converge(self.last_now, sorted(dirty))
 
@@ -312,6 +314,13 @@ class Coordinator:
 
     def _end_deployment(self, deployment: Deployment, success: bool, reason: str = "") -> None:
         self.deployments.pop(deployment.id, None)
+        # Apps waiting on these (to start after them, or to stop before them) move on.
+        self.dirty.update(
+            a.id for a in self.apps.values() if set(a.dependencies) & set(deployment.apps)
+        )
+        for app_id in deployment.apps:
+            if app_id in self.apps:
+                self.dirty.update(self.apps[app_id].dependencies)
         self.store.delete("deployments", deployment.id)
         if success:
             self.emit(
@@ -501,7 +510,7 @@ class Coordinator:
             [app_id], [[{"action": "StopApplication", "app": app_id}]], iso(now),
             {app_id: current.to_json()},
         )  # fmt: skip
-        self.converge(now)
+        self.dirty.add(app_id)  # settled with the other changes of this request
         return deployment
 
     def scale_app(self, app_id: str, instances: int, now: float, force: bool) -> Deployment:
@@ -795,6 +804,8 @@ class Coordinator:
             instances = self.app_instances(app_id)
             locks = self.locks([app_id])
             stopping = [d for d in locks if _stops(d, app_id)]
+            if stopping and self._dependents_stopping(app_id):
+                continue  # stop what depends on it first (Marathon's order)
             if stopping:
                 for instance in instances:
                     if instance.goal == "Running" and not instance.is_terminal():
@@ -807,7 +818,7 @@ class Coordinator:
             step = deployment_plan.next_step(app, instances, rolling=bool(locks))
             for task_id in step.kill:
                 self._kill(self.instances[task_id])
-            if step.launch:
+            if step.launch and not self._dependency_deploying(app):
                 self.wanted[app_id] = step.launch
             if step.done and not step.kill:
                 for deployment in locks:
@@ -827,6 +838,24 @@ class Coordinator:
             self.suppressed = True
             self.effects.append(Suppress())
 
+    def _dependency_deploying(self, app: AppDefinition) -> bool:
+        """Whether an app this one depends on is still being deployed: its instances start
+        first (Marathon's order), then this one's."""
+        return any(
+            dependency in self.apps
+            and any(not _stops(d, dependency) for d in self.locks([dependency]))
+            for dependency in app.dependencies
+        )
+
+    def _dependents_stopping(self, app_id: str) -> bool:
+        """Whether an app that depends on this one is being stopped too (it goes first)."""
+        return any(
+            other.id != app_id
+            and app_id in other.dependencies
+            and any(_stops(d, other.id) for d in self.locks([other.id]))
+            for other in self.apps.values()
+        )
+
     def _app_done(self, app_id: str, instances: list[Instance]) -> bool:
         app = self.apps.get(app_id)
         if app is None:
@@ -834,7 +863,9 @@ class Coordinator:
         return deployment_plan.next_step(app, instances, rolling=True).done
 
     def _remove_app(self, app_id: str) -> None:
-        self.apps.pop(app_id, None)
+        removed = self.apps.pop(app_id, None)
+        if removed is not None:
+            self.dirty.update(d for d in removed.dependencies if d in self.apps)
         self.store.delete("apps", app_id)
         self.backoffs.pop(app_id, None)
         self.offer_stats.pop(app_id, None)

@@ -638,3 +638,28 @@ def test_a_deployment_waits_for_readiness_checks(core):
     with pytest.raises(AppInvalid) as raised:
         AppDefinition.from_json({"id": "/x", "cmd": "y", "readinessChecks": [{}]})
     assert raised.value.details[0][0] == "/readinessChecks(0)/portName"
+
+
+def test_dependencies_start_first_and_stop_last(core):
+    core.create_app({"id": "/shop/db", "cmd": "db", "cpus": 1, "mem": 64}, 1001.0)
+    core.create_app(
+        {"id": "/shop/web", "cmd": "web", "cpus": 1, "mem": 64, "dependencies": ["db"]}, 1001.5
+    )
+    assert core.apps["/shop/web"].dependencies == ("/shop/db",)
+    (db,) = launch_all(core, 1002.0)  # the web app waits for its database
+    assert db.command.value == "db"
+    run(core, [db], 1003.0, healthy=None)
+    (web,) = launch_all(core, 1004.0)
+    assert web.command.value == "web"
+    run(core, [web], 1005.0, healthy=None)
+    assert not core.deployments
+    core.delete_app("/shop/db", 1006.0)
+    core.delete_app("/shop/web", 1006.5)
+    kills = effects_of(Kill, core)
+    assert [k.task_id for k in kills] == [str(web.task_id)]  # the web app stops first
+    core.status_update(str(web.task_id), TaskState.TASK_KILLED, 1007.0)
+    kills = effects_of(Kill, core)
+    assert [k.task_id for k in kills] == [str(db.task_id)]
+    core.status_update(str(db.task_id), TaskState.TASK_KILLED, 1008.0)
+    core.settle()
+    assert not core.apps and not core.deployments
