@@ -20,7 +20,8 @@ Phases, in order (progress on stderr; the last stdout line is one JSON object):
 3. Deploy ``/bench/rolling`` with ``--restart-instances`` (1,000, ``minimumHealthCapacity``
    0.9), then ``POST /v2/apps/bench/rolling/restart``: ``restart_1000_s`` until its deployment
    is gone, ``restart_min_healthy_fraction`` the lowest ``tasksHealthy / instances`` polled
-   meanwhile (a sample every poll, as fast as the API answers).
+   meanwhile (the scheduler's view, a sample every poll as fast as the API answers;
+   ``restart_polls`` says how many).
 4. Deploy ``/bench/events`` (``--events-instances``) without subscribers, delete it, deploy
    it again with ``--subscribers`` (100) ``/v2/events`` streams open: the seconds until all
    healthy each time (``deploy_without_subscribers_s``, ``deploy_with_subscribers_s``) and
@@ -189,19 +190,22 @@ def wait_counts(
 
 def wait_deployment_gone(
     api: Marathon, deployment_id: str, app_id: str, instances: int, timeout: float, what: str
-) -> tuple[float, float]:
-    """Seconds until the deployment is gone, and the lowest healthy fraction polled."""
+) -> tuple[float, float, int]:
+    """Seconds until the deployment is gone, the lowest healthy fraction polled, and how
+    many polls (each answers once the scheduler's loop is free)."""
     started = time.monotonic()
     lowest = 1.0
     last_report = 0.0
+    polls = 0
     while True:
         counts = api.counts(app_id)
+        polls += 1
         lowest = min(lowest, counts["tasksHealthy"] / instances)
         held = {d["id"] for d in counts["deployments"]}
         now = time.monotonic()
         if deployment_id not in held:
             progress(f"  {what}: done after {now - started:.1f} s, lowest healthy {lowest:.3f}")
-            return now - started, lowest
+            return now - started, lowest, polls
         reached = (
             f"{counts['tasksRunning']} running, {counts['tasksHealthy']} healthy after "
             f"{now - started:.1f} s, lowest healthy {lowest:.3f}"
@@ -250,6 +254,7 @@ class Subscribers:
         self.events = [0] * count
         self.ended = [False] * count  # the stream ended before we closed it: cut off
         self.attached = 0
+        self.errors: list[str] = []  # what a stream failed with (not a cut-off: that ends it)
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._run(),))
@@ -269,7 +274,11 @@ class Subscribers:
             await self.stopping.wait()
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(outcome, Exception) and not isinstance(
+                    outcome, asyncio.CancelledError
+                ):
+                    self.errors.append(repr(outcome))
 
     async def _one(self, session: aiohttp.ClientSession, index: int) -> None:
         headers = {"Accept": "text/event-stream"}
@@ -380,11 +389,12 @@ def rolling_restart(args: argparse.Namespace, api: Marathon, result: dict) -> No
     while api.counts("/bench/rolling")["deployments"]:
         time.sleep(0.1)  # its deployment ends once all are ready
     answer = api.call("POST", "/v2/apps/bench/rolling/restart")
-    seconds, lowest = wait_deployment_gone(
+    seconds, lowest, polls = wait_deployment_gone(
         api, answer["deploymentId"], "/bench/rolling", n, args.phase_timeout, "restart"
     )
     result["restart_1000_s"] = round(seconds, 2)
     result["restart_min_healthy_fraction"] = round(lowest, 4)
+    result["restart_polls"] = polls
     delete_app(api, "/bench/rolling", args.phase_timeout)
 
 
@@ -415,6 +425,8 @@ def events_phase(args: argparse.Namespace, api: Marathon, services: ServicesProc
             result["events_per_subscriber"] = statistics.median(subscribers.events)
             result["events_per_subscriber_min"] = min(subscribers.events)
             result["events_subscribers_cut_off"] = sum(subscribers.ended)
+            if subscribers.errors:
+                raise RuntimeError(f"/v2/events streams failed: {subscribers.errors[:3]}")
             progress(
                 f"  events per subscriber: median {result['events_per_subscriber']}, "
                 f"min {min(subscribers.events)}, cut off {sum(subscribers.ended)}"

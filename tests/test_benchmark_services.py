@@ -16,8 +16,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.test_benchmark_cluster import _descendants, _described, _running
-
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = float(os.environ.get("CORRAL_SERVICES_BENCH_TIMEOUT", "150"))
 KEYS = (
@@ -42,6 +40,20 @@ KEYS = (
 pytestmark = pytest.mark.timeout(TIMEOUT + 30)
 
 
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, list[psutil.Process]]:
     """Run the quick mode once; the JSON, its output directory, and the pids it started."""
@@ -57,7 +69,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, lis
     deadline = time.monotonic() + TIMEOUT
     try:
         while True:
-            children.update((child.pid, child) for child in _descendants(process.pid))
+            children.update((child.pid, child) for child in descendants(process.pid))
             try:
                 stdout, stderr = process.communicate(timeout=0.5)
                 break
@@ -65,7 +77,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, lis
                 if time.monotonic() > deadline:
                     raise
     except subprocess.TimeoutExpired:
-        for child in _descendants(process.pid):
+        for child in descendants(process.pid):
             child.kill()
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -109,5 +121,5 @@ def test_outputs_written_and_processes_gone(
     assert written["deploy_healthy_s"] == result["deploy_healthy_s"]
     assert children, "the benchmark started no processes?"
     _, alive = psutil.wait_procs(children, timeout=10)
-    alive = [process for process in alive if _running(process.pid)]
-    assert not alive, f"processes left running: {[_described(p) for p in alive]}"
+    alive = [process for process in alive if running(process)]
+    assert not alive, f"processes left running: {[process.pid for process in alive]}"
