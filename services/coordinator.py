@@ -424,6 +424,14 @@ class Coordinator:
         if current is None:
             app, deployment = self.create_app(body, now, force)
             return app, deployment, True
+        app = self.updated(current, body, partial)
+        self.check_lock([app_id], force)
+        return (*self._change(current, app, now), False)
+
+    @staticmethod
+    def updated(current: AppDefinition, body: dict[str, Any], partial: bool) -> AppDefinition:
+        """What ``body`` makes of ``current`` (``partial``: only the fields it names change);
+        ``AppInvalid`` if that is not a valid app. Changes nothing."""
         if partial:
             merged = current.to_json()
             for key in ("version", "versionInfo"):
@@ -434,9 +442,7 @@ class Coordinator:
             if "args" in body and "cmd" not in body:
                 merged["cmd"] = None
             body = merged
-        app = AppDefinition.from_json(body)
-        self.check_lock([app_id], force)
-        return (*self._change(current, app, now), False)
+        return AppDefinition.from_json({**body, "id": current.id})
 
     def _change(
         self, current: AppDefinition, app: AppDefinition, now: float

@@ -77,6 +77,8 @@ class RestApi:
         route.add_get("/v2/leader", self.leader)
         route.add_get("/v2/apps", self.list_apps)
         route.add_post("/v2/apps", self.post_app)
+        route.add_put("/v2/apps", self.put_apps)
+        route.add_patch("/v2/apps", self.put_apps)
         route.add_route("*", "/v2/apps/{path:.+}", self.app_path)
         route.add_get("/v2/tasks", self.list_tasks)
         route.add_post("/v2/tasks/delete", self.delete_tasks)
@@ -276,6 +278,47 @@ class RestApi:
             status=201,
             headers={"Location": f"/v2/apps{app.id}", "Marathon-Deployment-Id": deployment.id},
         )
+
+    async def put_apps(self, request: web.Request) -> web.Response:
+        """Several apps at once (a list of definitions, each with its id): all are judged and
+        their locks checked before any changes; the answer names the last deployment."""
+        self.requests += 1
+        body = await self._body(request)
+        if not isinstance(body, list) or not body:
+            raise AppInvalid([("/", "the body is a non-empty list of app definitions")])
+        partial = request.method == "PATCH" or _truthy(request.query.get("partialUpdate"), True)
+        force = _truthy(request.query.get("force"))
+        problems: list[tuple[str, str]] = []
+        ids = []
+        for index, item in enumerate(body):
+            try:
+                app_id = canonical(item.get("id")) if isinstance(item, dict) else None
+            except InvalidPathId as error:
+                problems.append((f"({index})/id", str(error)))
+                continue
+            if app_id is None:
+                problems.append((f"({index})", "each app is an object with an id"))
+                continue
+            ids.append(app_id)
+            current = self.coordinator.apps.get(app_id)
+            try:
+                if current is None:
+                    AppDefinition.from_json({**item, "id": app_id})
+                else:
+                    self.coordinator.updated(current, item, partial)
+            except AppInvalid as error:
+                problems.extend((f"({index}){p}", m) for p, m in error.details)
+        if problems:
+            raise AppInvalid(problems)
+        self.coordinator.check_lock([i for i in ids if i in self.coordinator.apps], force)
+        deployment = None
+        for app_id, item in zip(ids, body, strict=True):
+            _, deployment, _ = self.coordinator.update_app(
+                app_id, item, time.time(), partial, force=True
+            )
+        self.service.apply()
+        assert deployment is not None
+        return self._deployment_answer(deployment)
 
     async def app_path(self, request: web.Request) -> web.Response:
         """``/v2/apps/{id}`` and what hangs under it; an id may hold slashes."""

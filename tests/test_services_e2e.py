@@ -9,11 +9,13 @@ safety nets with generous deadlines.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import math
 import os
 import queue
 import signal
+import socket
 import sys
 import threading
 import time
@@ -120,6 +122,44 @@ def until(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
             return result
         time.sleep(0.1)
     raise AssertionError(f"still waiting for {what} after {timeout:g} s")
+
+
+class EventStream:
+    """A ``/v2/events`` subscriber on a thread of its own; ``close()`` shuts its socket, which
+    ends the thread's read at once."""
+
+    def __init__(self, services: ServicesProcess, query: str = "") -> None:
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.connection = http.client.HTTPConnection(services.ip, services.http_port, timeout=WAIT)
+        self.connection.request(
+            "GET", f"/v2/events{query}", headers={"Accept": "text/event-stream"}
+        )
+        self.response = self.connection.getresponse()
+        assert self.response.status == 200
+        self.socket = self.connection.sock
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        kind = None
+        with contextlib.suppress(OSError, ValueError, http.client.HTTPException):
+            for raw in self.response:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    event = json.loads(line[6:])
+                    event["_sse_event"] = kind  # the event: line it came under
+                    self.events.put(event)
+
+    def get(self, timeout: float = WAIT) -> dict[str, Any]:
+        return self.events.get(timeout=timeout)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_RDWR)
+        self.thread.join(WAIT)
+        self.connection.close()
 
 
 @pytest.fixture(scope="module")
@@ -347,36 +387,14 @@ def test_the_queue_says_why_an_app_waits(api):
 
 
 def test_events_stream_marathons_events(api, services):
-    events: queue.Queue[dict[str, Any]] = queue.Queue()
-    request = urllib.request.Request(
-        f"{services.url}/v2/events", headers={"Accept": "text/event-stream"}
-    )
-    stream = urllib.request.urlopen(request, timeout=WAIT)
-
-    def read() -> None:
-        with contextlib.suppress(OSError, ValueError):  # ends when the test closes it
-            read_events()
-
-    def read_events() -> None:
-        kind = None
-        for raw in stream:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                event = json.loads(line[6:])
-                assert event["eventType"] == kind
-                events.put(event)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    stream = EventStream(services)
     try:
-        assert events.get(timeout=WAIT)["eventType"] == "event_stream_attached"
+        assert stream.get()["eventType"] == "event_stream_attached"
         api.ok("POST", "/v2/apps", definition("/told", 1))
         seen: list[dict[str, Any]] = []
-        deadline = time.monotonic() + WAIT
         while not any(e["eventType"] == "deployment_success" for e in seen):
-            seen.append(events.get(timeout=max(0.1, deadline - time.monotonic())))
+            seen.append(stream.get())
+        assert all(e["_sse_event"] == e["eventType"] for e in seen)
         kinds = [e["eventType"] for e in seen]
         assert kinds.index("api_post_event") < kinds.index("status_update_event")
         assert {"deployment_info", "status_update_event", "health_status_changed_event"} <= set(
@@ -387,7 +405,7 @@ def test_events_stream_marathons_events(api, services):
         assert running["ports"] and running["slaveId"] and running["version"]
         api.remove("/told")
         while "app_terminated_event" not in kinds:
-            kinds.append(events.get(timeout=WAIT)["eventType"])
+            kinds.append(stream.get()["eventType"])
     finally:
         stream.close()
     assert api.call("GET", "/v2/events")[0] == 405  # without Accept: text/event-stream
@@ -540,6 +558,37 @@ def test_a_deployment_waits_for_the_readiness_check(api):
     api.wait_deployed("/ready")
     assert time.monotonic() - started > 1.0
     api.remove("/ready")
+
+
+def test_bulk_updates_embeds_and_filtered_events(api, services):
+    plain = {**definition("/bulk/a"), "healthChecks": []}
+    api.ok("POST", "/v2/apps", plain)
+    api.wait_deployed("/bulk/a", healthy=0)  # no health checks: none reports healthy
+    listed = api.ok("GET", "/v2/apps?embed=apps.tasks&label=")["apps"]
+    (mine,) = [a for a in listed if a["id"] == "/bulk/a"]
+    assert len(mine["tasks"]) == 1 and "tasks" not in api.ok("GET", "/v2/apps")["apps"][0]
+    # All or nothing: one bad definition and neither changes.
+    bad = [{"id": "/bulk/a", "instances": 2}, {"id": "/bulk/b", "cmd": "x", "cpus": -1}]
+    status, answer = api.call("PUT", "/v2/apps", bad)
+    assert status == 422 and answer["details"][0]["path"] == "(1)/cpus"
+    assert api.app("/bulk/a")["instances"] == 1 and api.call("GET", "/v2/apps/bulk/b")[0] == 404
+
+    stream = EventStream(services, "?event_type=deployment_success&event_type=app_terminated_event")
+    try:
+        good = [{"id": "/bulk/a", "instances": 2}, {**plain, "id": "/bulk/b"}]
+        assert api.ok("PUT", "/v2/apps", good)["deploymentId"]
+        until(lambda: api.app("/bulk/a")["tasksRunning"] == 2, "/bulk/a scaled")
+        until(lambda: api.app("/bulk/b")["tasksRunning"] == 1, "/bulk/b created")
+        first = stream.get()
+        assert first["eventType"] == "deployment_success"  # only the types asked for
+        api.ok("DELETE", "/v2/groups/bulk?force=true")
+        kinds = set()
+        while "app_terminated_event" not in kinds:
+            kinds.add(stream.get()["eventType"])
+        assert kinds <= {"deployment_success", "app_terminated_event"}
+    finally:
+        stream.close()
+    until(lambda: api.call("GET", "/v2/groups/bulk")[0] == 404, "the group gone")
 
 
 def test_services_never_imports_the_kernels_insides():
