@@ -14,7 +14,8 @@ Phases, in order (progress on stderr; the last stdout line is one JSON object):
    ``deploy_healthy_s``, from the POST until the app's ``tasksRunning`` / ``tasksHealthy``
    reach the count (polled through the API, which answers only when the scheduler's loop is
    free); ``deploy_running_master_s`` until the master counts them all running (its
-   metrics, polled from a thread); ``deploy_post_ms``: how long the POST took to answer.
+   metrics, polled from a thread); ``deploy_post_ms``: how long the POST took to answer;
+   ``deploy_longest_poll_s``: the longest an API poll waited for its answer meanwhile.
 2. With those tasks running: ``GET /v2/apps?embed=apps.tasks`` and ``GET /v2/tasks``,
    ``--repeats`` times each: median (``apps_embed_tasks_ms``, ``tasks_ms``) and p99.
 3. Deploy ``/bench/rolling`` with ``--restart-instances`` (1,000, ``minimumHealthCapacity``
@@ -116,8 +117,11 @@ class PhaseTimeout(Exception):
 class Marathon:
     """The REST API of one ``corral services``."""
 
-    def __init__(self, services: ServicesProcess) -> None:
+    def __init__(self, services: ServicesProcess, poll_timeout: float) -> None:
         self.base = services.url
+        # A poll waits while the scheduler's one loop is busy: as long as a phase may take.
+        self.poll_timeout = poll_timeout
+        self.longest_poll_s = 0.0  # the longest a ``counts`` poll waited for its answer
 
     def call(self, method: str, path: str, body: Any = None, timeout: float = 60.0) -> Any:
         data = json.dumps(body).encode() if body is not None else None
@@ -137,7 +141,9 @@ class Marathon:
 
     def counts(self, app_id: str) -> dict[str, Any]:
         """The app's counts and deployments (no tasks: cheap to poll)."""
-        apps = self.call("GET", f"/v2/apps?id={app_id}")["apps"]
+        started = time.monotonic()
+        apps = self.call("GET", f"/v2/apps?id={app_id}", timeout=self.poll_timeout)["apps"]
+        self.longest_poll_s = max(self.longest_poll_s, time.monotonic() - started)
         for app in apps:
             if app["id"] == app_id:
                 return app
@@ -331,6 +337,7 @@ def big_deploy(args: argparse.Namespace, api: Marathon, master: Master, result: 
         spy = start_profile(profile_pid, args.profile_seconds, out / "services.pyspy")
     started = time.monotonic()
     watch = MasterRunning(master, args.instances, started)
+    api.longest_poll_s = 0.0
     watch.start()
     api.call("POST", "/v2/apps", app("/bench/big", args.instances))
     result["deploy_post_ms"] = round(1000 * (time.monotonic() - started), 1)
@@ -341,6 +348,7 @@ def big_deploy(args: argparse.Namespace, api: Marathon, master: Master, result: 
         result["deploy_running_s"] = round(running, 2) if running is not None else None
         result["deploy_healthy_s"] = round(healthy, 2) if healthy is not None else None
     finally:
+        result["deploy_longest_poll_s"] = round(api.longest_poll_s, 2)
         watch.done.set()
         watch.join(5)
         if watch.seconds is not None:
@@ -479,7 +487,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             timeout=60.0,
         )  # fmt: skip
         result["services_pid"] = services.process.pid
-        api = Marathon(services)
+        api = Marathon(services, args.phase_timeout)
         phases = (
             ("deploy", lambda: big_deploy(args, api, master, result, services.process.pid, out)),
             ("gets", lambda: big_gets(args, api, result, services.process.pid, out)),
