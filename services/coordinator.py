@@ -894,6 +894,20 @@ class Coordinator:
             if self.apps[a].constraints
         }
         declined = []
+        with self.store.batch():  # every record of this round durable before any launch
+            self._place(offers, waiting, placed, declined, now)
+        if declined:
+            refuse = REFUSE_WAITING if waiting else REFUSE_IDLE
+            self.effects.append(Decline(tuple(declined), refuse))
+
+    def _place(
+        self,
+        offers: list[Offer],
+        waiting: list[str],
+        placed: dict[str, list[AgentFacts]],
+        declined: list[str],
+        now: float,
+    ) -> None:
         for offer in offers:
             space = offer_match.OfferSpace.of(offer)
             tasks: list[TaskInfo] = []
@@ -921,9 +935,6 @@ class Coordinator:
                 self.effects.append(Launch(str(offer.id), tuple(tasks), REFUSE_WAITING))
             else:
                 declined.append(str(offer.id))
-        if declined:
-            refuse = REFUSE_WAITING if waiting else REFUSE_IDLE
-            self.effects.append(Decline(tuple(declined), refuse))
 
     def _unused(
         self, stats: OfferStats, offer: Offer, reasons: tuple[str, ...], now: float

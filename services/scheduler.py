@@ -44,7 +44,7 @@ from services.coordinator import (
     Suppress,
 )
 from services.events import EventBus
-from services.store import FileStore, Store
+from services.store import LogStore, Store
 
 log = structlog.get_logger("services.scheduler")
 
@@ -96,7 +96,7 @@ class ServicesScheduler:
     def __init__(self, options: ServicesOptions, store: Store | None = None) -> None:
         self.options = options
         self.bus = EventBus()
-        self.store = store or FileStore(Path(options.work_dir) / "state")
+        self.store = store or LogStore(Path(options.work_dir) / "state")
         self.coordinator = Coordinator(self.store, time.time(), self.bus.publish)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.driver: SchedulerDriver | None = None

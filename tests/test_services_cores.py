@@ -24,7 +24,7 @@ from services.deployment_plan import capacity, next_step
 from services.instances import Instance
 from services.offer_match import OfferSpace, match, take
 from services.path_id import InvalidPathId, app_of_task, canonical, task_prefix
-from services.store import FileStore, MemoryStore
+from services.store import FileStore, LogStore, MemoryStore
 from services.task_builder import task_info, task_name
 
 # -- app definitions ------------------------------------------------------------------------
@@ -357,6 +357,64 @@ def test_a_write_is_a_rename_of_a_synced_file(tmp_path, monkeypatch):
     FileStore(tmp_path).put("apps", "/a", {"id": "/a"})
     assert len(synced) == 2  # the file, then its directory
     assert sorted(p.name for p in (tmp_path / "apps").iterdir()) == ["%2Fa"]
+
+
+def test_the_log_store_keeps_changes_across_a_reopen_and_compacts(tmp_path):
+    store = LogStore(tmp_path, compact_after=2000)
+    for number in range(40):
+        store.put("instances", f"t{number}", {"n": number})
+    for number in range(0, 40, 2):
+        store.delete("instances", f"t{number}")
+    store.put("framework", "id", {"id": "f1"})
+    assert (tmp_path / "snapshot").exists()  # compacted along the way
+    expected = {f"t{n}": {"n": n} for n in range(1, 40, 2)}
+    assert store.all("instances") == expected
+    store.close()
+    again = LogStore(tmp_path)
+    assert again.all("instances") == expected and again.get("framework", "id") == {"id": "f1"}
+
+
+def test_a_torn_log_tail_is_dropped_and_cut_off(tmp_path):
+    store = LogStore(tmp_path)
+    store.put("apps", "/a", {"id": "/a"})
+    store.put("apps", "/b", {"id": "/b"})
+    store.close()
+    log_file = tmp_path / "log"
+    whole = log_file.read_bytes()
+    log_file.write_bytes(whole[:-7])  # a crash in the middle of the last append
+    again = LogStore(tmp_path)
+    assert again.all("apps") == {"/a": {"id": "/a"}}
+    assert log_file.read_bytes() == whole[: whole.index(b"\n") + 1]  # the torn line is gone
+    again.put("apps", "/c", {"id": "/c"})  # and appends go on after it
+    again.close()
+    assert set(LogStore(tmp_path).all("apps")) == {"/a", "/c"}
+
+
+def test_a_batch_is_one_write_and_one_fsync(tmp_path, monkeypatch):
+    store = LogStore(tmp_path)
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    with store.batch():
+        for number in range(100):
+            store.put("instances", f"t{number}", {"n": number})
+        with store.batch():  # nested: still the one batch
+            store.delete("instances", "t0")
+        assert synced == []  # nothing durable yet: no launch may go out before the end
+    assert len(synced) == 1
+    store.close()
+    assert len(LogStore(tmp_path).all("instances")) == 99
+
+
+def test_a_crash_between_snapshot_and_log_truncation_changes_nothing(tmp_path):
+    store = LogStore(tmp_path)
+    store.put("apps", "/a", {"id": "/a", "v": 1})
+    store.delete("apps", "/gone")
+    kept_log = (tmp_path / "log").read_bytes()
+    store.compact()
+    store.close()
+    (tmp_path / "log").write_bytes(kept_log)  # as if the truncation never happened
+    assert LogStore(tmp_path).all("apps") == {"/a": {"id": "/a", "v": 1}}
 
 
 # -- the coordinator ------------------------------------------------------------------------
