@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +107,11 @@ class ServicesScheduler:
         self._ticker: asyncio.Task | None = None
         self._session: aiohttp.ClientSession | None = None  # readiness checks' client
         self._probes: set[asyncio.Task] = set()  # readiness checks under way (owned here)
-        self._apply_pending = False  # an apply() is scheduled on the loop
+        # Callbacks from the driver's thread not yet handled on the loop, under the lock.
+        self._inbox: list[tuple] = []
+        self._inbox_lock = threading.Lock()
+        self._drain_scheduled = False  # a _drain is on its way to the loop
+        self._acknowledgements: list[TaskStatus] = []  # to send once the batch is durable
         self.started_at = time.time()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -190,24 +195,34 @@ class ServicesScheduler:
     # -- from the driver's thread ---------------------------------------------------------
 
     def post(self, method, *args) -> None:
-        """Run ``method(*args)`` on the loop, then carry out the effects."""
+        """Run ``method(*args)`` on the loop, then carry out the effects. Callbacks that
+        arrive together are handled together: their store writes are one batch (one fsync),
+        the status updates among them are acknowledged once it is durable, and the effects
+        are carried out once."""
         loop = self.loop
         if loop is None or loop.is_closed():
             return
+        with self._inbox_lock:
+            self._inbox.append((method, args))
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
+        loop.call_soon_threadsafe(self._drain)
 
-        def run() -> None:
-            try:
-                method(*args)
-            except Exception:
-                log.exception("services_callback_failed", method=method.__name__)
-            if not self._apply_pending:  # one apply for a burst of callbacks
-                self._apply_pending = True
-                loop.call_soon(self._apply_once)
-
-        loop.call_soon_threadsafe(run)
-
-    def _apply_once(self) -> None:
-        self._apply_pending = False
+    def _drain(self) -> None:
+        with self._inbox_lock:
+            calls, self._inbox = self._inbox, []
+            self._drain_scheduled = False
+        with self.store.batch():
+            for method, args in calls:
+                try:
+                    method(*args)
+                except Exception:
+                    log.exception("services_callback_failed", method=method.__name__)
+        acknowledgements, self._acknowledgements = self._acknowledgements, []
+        if self.driver is not None:
+            for status in acknowledgements:  # stored (the batch is durable), then acknowledged
+                self.driver.acknowledge_status_update(status)
         self.apply()
 
     # -- on the loop ----------------------------------------------------------------------
@@ -242,8 +257,8 @@ class ServicesScheduler:
             reason=status.reason.value if status.reason is not None else None,
             agent_id=str(status.agent_id) if status.agent_id is not None else None,
         )
-        if self.driver is not None and status.uuid is not None:
-            self.driver.acknowledge_status_update(status)  # stored first, then acknowledged
+        if status.uuid is not None:
+            self._acknowledgements.append(status)
 
     def apply(self) -> None:
         """Carry out what the coordinator decided."""
