@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import structlog
 from aiohttp import web
 
@@ -35,8 +36,19 @@ def _truthy(value: str | None, default: bool = False) -> bool:
     return value.lower() in ("true", "1", "yes", "")
 
 
+_encode = msgspec.json.Encoder().encode  # several times json.dumps's speed on 10,000 tasks
+
+
+def _json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=_encode(body), status=status, headers=headers, content_type="application/json"
+    )
+
+
 def _error(status: int, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"message": message, **extra}, status=status)
+    return _json_response({"message": message, **extra}, status=status)
 
 
 @web.middleware
@@ -49,9 +61,9 @@ async def _errors(
     try:
         return await handler(request)
     except ApiError as error:
-        return web.json_response(error.body, status=error.status)
+        return _json_response(error.body, status=error.status)
     except AppInvalid as error:
-        return web.json_response(error.to_json(), status=422)
+        return _json_response(error.to_json(), status=422)
     except web.HTTPException:
         raise
     except Exception:
@@ -170,7 +182,7 @@ class RestApi:
     async def info(self, request: web.Request) -> web.Response:
         options = self.service.options
         leader = f"{options.ip}:{self.port}"
-        return web.json_response(
+        return _json_response(
             {
                 "name": options.framework_name,
                 "version": MARATHON_VERSION,
@@ -193,7 +205,7 @@ class RestApi:
         )
 
     async def leader(self, request: web.Request) -> web.Response:
-        return web.json_response({"leader": f"{self.service.options.ip}:{self.port}"})
+        return _json_response({"leader": f"{self.service.options.ip}:{self.port}"})
 
     async def metrics(self, request: web.Request) -> web.Response:
         instances = list(self.coordinator.instances.values())
@@ -213,7 +225,7 @@ class RestApi:
             "marathon.events.published.counter": self.service.bus.published,
             "marathon.http.event-streams.dropped.counter": self.service.bus.dropped,
         }
-        return web.json_response(
+        return _json_response(
             {
                 "version": MARATHON_VERSION,
                 "gauges": {k: {"value": v} for k, v in gauges.items()},
@@ -263,7 +275,7 @@ class RestApi:
             if labels and not _labels_match(app.labels, labels):
                 continue
             apps.append(self.app_json(app, embed))
-        return web.json_response({"apps": apps})
+        return _json_response({"apps": apps})
 
     async def post_app(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -273,7 +285,7 @@ class RestApi:
         self._posted(request, app)
         self.service.apply()
         out = self.app_json(app, {"counts", "deployments", "tasks"})
-        return web.json_response(
+        return _json_response(
             out,
             status=201,
             headers={"Location": f"/v2/apps{app.id}", "Marathon-Deployment-Id": deployment.id},
@@ -337,7 +349,7 @@ class RestApi:
                 return await handler(request, path[:marker], path[marker + len(suffix) + 1 :])
         if method == "GET":
             app = self._app(path)
-            return web.json_response(
+            return _json_response(
                 {
                     "app": self.app_json(
                         app,
@@ -354,7 +366,7 @@ class RestApi:
             )
             self._posted(request, app)
             self.service.apply()
-            return web.json_response(
+            return _json_response(
                 {"deploymentId": deployment.id, "version": deployment.version},
                 status=201 if created else 200,
                 headers={"Marathon-Deployment-Id": deployment.id},
@@ -379,7 +391,7 @@ class RestApi:
 
     @staticmethod
     def _deployment_answer(deployment: Deployment) -> web.Response:
-        return web.json_response(
+        return _json_response(
             {"deploymentId": deployment.id, "version": deployment.version},
             headers={"Marathon-Deployment-Id": deployment.id},
         )
@@ -398,13 +410,13 @@ class RestApi:
     ) -> web.Response:
         app = self._app(app_id)
         if version is None:
-            return web.json_response({"versions": self.coordinator.versions(app.id)})
+            return _json_response({"versions": self.coordinator.versions(app.id)})
         found = self.coordinator.version(app.id, version)
         if found is None:
             raise ApiError(
                 404, {"message": f"Version '{version}' of app '{app.id}' does not exist"}
             )
-        return web.json_response(found.to_json())
+        return _json_response(found.to_json())
 
     async def _app_tasks(
         self, request: web.Request, app_id: str, task_id: str | None
@@ -416,8 +428,8 @@ class RestApi:
                 found = [i for i in live if i.task_id == task_id]
                 if not found:
                     raise ApiError(404, {"message": f"Task '{task_id}' does not exist"})
-                return web.json_response({"task": self.task_json(found[0])})
-            return web.json_response({"tasks": [self.task_json(i) for i in live]})
+                return _json_response({"task": self.task_json(found[0])})
+            return _json_response({"tasks": [self.task_json(i) for i in live]})
         if request.method != "DELETE":
             return _error(405, f"{request.method} is not allowed on tasks")
         if task_id is not None:
@@ -436,13 +448,13 @@ class RestApi:
         wipe = _truthy(request.query.get("wipe"))
         force = _truthy(request.query.get("force"))
         if not ids:
-            return web.json_response({"tasks": []})
+            return _json_response({"tasks": []})
         killed, deployment = self.coordinator.kill_tasks(ids, time.time(), scale, wipe, force)
         self.service.apply()
         if deployment is not None:
             return self._deployment_answer(deployment)
         tasks = [self.task_json(i) for i in killed]
-        return web.json_response({"task": tasks[0]} if single and tasks else {"tasks": tasks})
+        return _json_response({"task": tasks[0]} if single and tasks else {"tasks": tasks})
 
     # -- tasks ----------------------------------------------------------------------------
 
@@ -471,7 +483,7 @@ class RestApi:
             return web.Response(
                 text="\n".join(lines) + ("\n" if lines else ""), content_type="text/plain"
             )
-        return web.json_response({"tasks": [self.task_json(i) for i in live]})
+        return _json_response({"tasks": [self.task_json(i) for i in live]})
 
     async def delete_tasks(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -484,7 +496,7 @@ class RestApi:
 
     async def list_deployments(self, request: web.Request) -> web.Response:
         self.requests += 1
-        return web.json_response([d.to_json() for d in self.coordinator.deployments.values()])
+        return _json_response([d.to_json() for d in self.coordinator.deployments.values()])
 
     async def delete_deployment(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -528,7 +540,7 @@ class RestApi:
         group = self._group_id(request)
         if group != "/" and not any(is_within(a, group) for a in self.coordinator.apps):
             raise ApiError(404, {"message": f"Group '{group}' does not exist"})
-        return web.json_response(self.group_json(group, self._embed(request, {"counts"})))
+        return _json_response(self.group_json(group, self._embed(request, {"counts"})))
 
     async def delete_group(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -572,7 +584,7 @@ class RestApi:
         self.service.apply()
         if deployment is None:
             raise AppInvalid([("/apps", "the group holds no apps")])
-        return web.json_response(
+        return _json_response(
             {"deploymentId": deployment.id, "version": deployment.version},
             status=201 if request.method == "POST" else 200,
         )
@@ -610,7 +622,7 @@ class RestApi:
                     "lastUnusedOffers": list(stats.last_unused) if stats else [],
                 }
             )
-        return web.json_response({"queue": queue})
+        return _json_response({"queue": queue})
 
     async def reset_delay(self, request: web.Request) -> web.Response:
         self.requests += 1
