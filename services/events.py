@@ -1,15 +1,19 @@
 """``/v2/events``: Marathon's event stream as Server-Sent Events.
 
 ``EventBus.publish`` runs on the scheduler's loop and never waits: each subscriber has a
-bounded queue, and one that falls ``QUEUE_LIMIT`` events behind is cut off (its stream ends;
-it reconnects and catches up from the REST API), so a slow subscriber never slows the
-scheduler. Each event goes out as ``event: <eventType>`` and ``data: <json>``.
+bounded queue. A subscriber is cut off (its stream ends; it reconnects and catches up from
+the REST API) when it is ``QUEUE_LIMIT`` events behind and its stream has written nothing for
+``STALL_SECONDS``, or at once when it is ``HARD_LIMIT`` behind: a burst of events in one loop
+turn (a deployment of thousands of instances) fills every queue before any stream may write,
+and must not cut off readers that keep up. So a slow subscriber never slows the scheduler, and
+its memory stays bounded. Each event goes out as ``event: <eventType>`` and ``data: <json>``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,7 +22,9 @@ from aiohttp import web
 
 log = structlog.get_logger("services.events")
 
-QUEUE_LIMIT = 1000  # events a subscriber may fall behind before it is cut off
+QUEUE_LIMIT = 1000  # events behind that, with a stalled stream, cut a subscriber off
+STALL_SECONDS = 5.0  # a stream that wrote nothing this long, while behind, is stalled
+HARD_LIMIT = 50_000  # events behind that cut a subscriber off whatever its stream does
 _CLOSED = None
 
 
@@ -26,7 +32,8 @@ class Subscriber:
     def __init__(self, types: frozenset[str], remote: str) -> None:
         self.types = types  # empty: every type
         self.remote = remote
-        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(QUEUE_LIMIT + 1)
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(HARD_LIMIT + 1)
+        self.progress_at = time.monotonic()  # when its stream last wrote (or it subscribed)
 
     def wants(self, event: dict[str, Any]) -> bool:
         return not self.types or event.get("eventType") in self.types
@@ -38,12 +45,17 @@ class EventBus:
         self.dropped = 0  # subscribers cut off for being too slow
         self.published = 0
 
-    def publish(self, event: dict[str, Any]) -> None:
+    def publish(self, event: dict[str, Any], now: float | None = None) -> None:
+        """Queue ``event`` for each subscriber that wants it; ``now`` (monotonic seconds)
+        judges stalls, the current time by default."""
         self.published += 1
+        now = time.monotonic() if now is None else now
         for subscriber in list(self.subscribers):
             if not subscriber.wants(event):
                 continue
-            if subscriber.queue.qsize() >= QUEUE_LIMIT:
+            behind = subscriber.queue.qsize()
+            stalled = now - subscriber.progress_at > STALL_SECONDS
+            if behind >= HARD_LIMIT or (behind >= QUEUE_LIMIT and stalled):
                 self._cut_off(subscriber)
                 continue
             subscriber.queue.put_nowait(event)
@@ -51,7 +63,12 @@ class EventBus:
     def _cut_off(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
         self.dropped += 1
-        log.warning("event_subscriber_too_slow", remote=subscriber.remote, limit=QUEUE_LIMIT)
+        log.warning(
+            "event_subscriber_too_slow",
+            remote=subscriber.remote,
+            behind=subscriber.queue.qsize(),
+            idle_seconds=round(time.monotonic() - subscriber.progress_at, 1),
+        )
         subscriber.queue.put_nowait(_CLOSED)
 
     def subscribe(self, types: Iterable[str], remote: str) -> Subscriber:
@@ -98,6 +115,7 @@ async def stream(
             if event is _CLOSED:
                 break
             await response.write(sse(event))
+            subscriber.progress_at = time.monotonic()
     except ConnectionResetError:
         pass  # the subscriber went away
     finally:

@@ -623,19 +623,30 @@ def test_a_slow_subscriber_is_cut_off_and_never_slows_publishing():
         bus = EventBus()
         fast = bus.subscribe(["status_update_event"], "fast")
         slow = bus.subscribe([], "slow")
+        burst = bus.subscribe([], "burst")
+        start = fast.progress_at
+        # A burst in one loop turn: everyone falls behind, nobody is cut off.
         for number in range(events_module.QUEUE_LIMIT + 5):
-            bus.publish({"eventType": "status_update_event", "n": number})
-            if fast.queue.qsize():  # the fast one keeps up
-                fast.queue.get_nowait()
-            bus.publish({"eventType": "deployment_info"})  # not asked for by the fast one
-        assert fast in bus.subscribers and slow not in bus.subscribers
-        assert bus.dropped == 1
+            bus.publish({"eventType": "status_update_event", "n": number}, now=start + 1)
+        assert bus.subscribers == {fast, slow, burst}
+        # The fast one and the burst one catch up; the slow one's stream writes nothing.
+        for subscriber in (fast, burst):
+            while subscriber.queue.qsize():
+                subscriber.queue.get_nowait()
+            subscriber.progress_at = start + 9
+        later = start + events_module.STALL_SECONDS + 2
+        bus.publish({"eventType": "deployment_info"}, now=later)  # not asked for by the fast one
+        assert bus.subscribers == {fast, burst} and bus.dropped == 1
         # The slow one gets what it had, then the end of its stream.
         drained = []
         while (item := slow.queue.get_nowait()) is not None:
             drained.append(item)
-        assert len(drained) == events_module.QUEUE_LIMIT
-        assert fast.queue.qsize() <= 1
+        assert len(drained) == events_module.QUEUE_LIMIT + 5
+        assert fast.queue.qsize() == 0 and burst.queue.qsize() == 1
+        # Far behind, it goes at once whatever its stream does.
+        for number in range(events_module.HARD_LIMIT + 1):
+            bus.publish({"eventType": "status_update_event", "n": number}, now=later)
+        assert bus.subscribers == set() and bus.dropped == 3
 
     asyncio.run(scenario())
     frame = sse({"eventType": "deployment_success", "id": "d1"})
