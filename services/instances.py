@@ -154,8 +154,13 @@ class Instance:
     # -- the store's form -------------------------------------------------------------------
 
     def to_record(self) -> dict[str, Any]:
-        record = dataclasses.asdict(self)
+        # By hand: dataclasses.asdict deep-copies every value, the cost of a big deployment.
+        record = {name: getattr(self, name) for name in _FIELDS}
         record["state"] = self.state.value
+        record["health"] = dict(vars(self.health))
+        record["ports"] = list(self.ports)
+        record["service_ports"] = list(self.service_ports)
+        record["attributes"] = dict(self.attributes)
         return record
 
     @classmethod
@@ -164,3 +169,6 @@ class Instance:
         values["state"] = TaskState(values["state"])
         values["health"] = HealthResult(**values.get("health") or {})
         return cls(**values)
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(Instance))

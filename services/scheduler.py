@@ -70,22 +70,24 @@ class MarathonFramework(Scheduler):
     def __init__(self, service: ServicesScheduler) -> None:
         self.service = service
 
-    def registered(self, driver, framework_id: FrameworkID, master_info: MasterInfo) -> None:
+    def registered(
+        self, driver: SchedulerDriver, framework_id: FrameworkID, master_info: MasterInfo
+    ) -> None:
         self.service.post(self.service.on_registered, str(framework_id), master_info)
 
-    def reregistered(self, driver, master_info: MasterInfo) -> None:
+    def reregistered(self, driver: SchedulerDriver, master_info: MasterInfo) -> None:
         self.service.post(self.service.on_registered, None, master_info)
 
-    def disconnected(self, driver) -> None:
+    def disconnected(self, driver: SchedulerDriver) -> None:
         self.service.post(self.service.on_disconnected)
 
-    def resource_offers(self, driver, offers: list[Offer]) -> None:
+    def resource_offers(self, driver: SchedulerDriver, offers: list[Offer]) -> None:
         self.service.post(self.service.on_offers, offers)
 
-    def status_update(self, driver, status: TaskStatus) -> None:
+    def status_update(self, driver: SchedulerDriver, status: TaskStatus) -> None:
         self.service.post(self.service.on_status, status)
 
-    def error(self, driver, message: str) -> None:
+    def error(self, driver: SchedulerDriver, message: str) -> None:
         log.error("framework_error", message=message)
         self.service.post(self.service.on_error, message)
 
