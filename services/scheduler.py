@@ -123,7 +123,6 @@ class ServicesScheduler:
             raise RuntimeError("this ServicesScheduler is already started; start() it once")
         self.loop = asyncio.get_running_loop()
         self.failed = self.loop.create_future()
-        self._session = aiohttp.ClientSession()
         framework_id = self.coordinator.framework_id
         info = FrameworkInfo(
             user=self.options.user or getpass.getuser(),
@@ -145,6 +144,7 @@ class ServicesScheduler:
             host=self.options.ip,
         )
         self.driver.start()
+        self._session = aiohttp.ClientSession()
         self._ticker = self.loop.create_task(self._tick())
         log.info("services_started", master=self.options.master, framework_id=framework_id)
 

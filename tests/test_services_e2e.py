@@ -16,6 +16,7 @@ import os
 import queue
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -589,6 +590,20 @@ def test_bulk_updates_embeds_and_filtered_events(api, services):
     finally:
         stream.close()
     until(lambda: api.call("GET", "/v2/groups/bulk")[0] == 404, "the group gone")
+
+
+def test_corral_services_refuses_a_bad_master_address_and_a_taken_port(tmp_path, services):
+    command = [PYTHON, "-m", "corral", "services", "--work-dir", str(tmp_path), "--log-level"]
+    bad = subprocess.run(
+        [*command, "warning", "--master", "nonsense", "--http-port", "0"],
+        capture_output=True, text=True, timeout=WAIT,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "master is the master's HTTP address" in bad.stderr
+    taken = subprocess.run(
+        [*command, "warning", "--master", "127.0.0.1:1", "--http-port", str(services.http_port)],
+        capture_output=True, text=True, timeout=WAIT,
+    )  # fmt: skip
+    assert taken.returncode == 1 and "cannot listen" in taken.stderr
 
 
 def test_services_never_imports_the_kernels_insides():

@@ -75,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         return serve(options, ready)
+    except ValueError as error:  # a --master that is no address
+        print(f"corral services: {error}", file=sys.stderr)
+        return 2
     except OSError as error:
         print(f"corral services: cannot listen on {options.ip}: {error}", file=sys.stderr)
         return 1
