@@ -496,7 +496,27 @@ class RestApi:
 
     async def list_deployments(self, request: web.Request) -> web.Response:
         self.requests += 1
-        return _json_response([d.to_json() for d in self.coordinator.deployments.values()])
+        deployments = [d.to_json() for d in self.coordinator.deployments.values()]
+        for deployment in deployments:
+            for action in deployment["currentActions"]:
+                action["readinessCheckResults"] = self._readiness(action["app"])
+        return _json_response(deployments)
+
+    def _readiness(self, app_id: str) -> list[dict[str, Any]]:
+        """The readiness of the app's new instances that run but are not ready yet."""
+        app = self.coordinator.apps.get(app_id)
+        if app is None or not app.readiness_checks:
+            return []
+        return [
+            {
+                "name": app.readiness_checks[0].name,
+                "taskId": i.task_id,
+                "ready": False,
+                "lastResponse": None,
+            }
+            for i in self.coordinator.app_instances(app_id)
+            if i.config_version == app.config_version and i.is_running() and not i.ready
+        ]
 
     async def delete_deployment(self, request: web.Request) -> web.Response:
         self.requests += 1

@@ -162,6 +162,7 @@ class ServicesScheduler:
         if self.driver is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.driver.stop, True)
         self.bus.close()
+        self.store.close()
 
     async def wait_failed(self) -> str:
         """Returns the master's reason if it refused the framework for good."""

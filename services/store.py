@@ -50,6 +50,9 @@ class Store(abc.ABC):
         by default each change is durable on its own already)."""
         return contextlib.nullcontext()
 
+    def close(self) -> None:  # noqa: B027 (a hook: most stores hold nothing open)
+        """Release what the store holds open; it is not used afterwards."""
+
 
 class FileStore(Store):
     """See the module docstring. One process at a time owns a directory."""

@@ -556,6 +556,9 @@ def test_a_deployment_waits_for_the_readiness_check(api):
     until(lambda: api.app("/ready")["tasksHealthy"] == 1, "healthy")
     started = time.monotonic()
     assert api.app("/ready")["deployments"], "done before the readiness check passed"
+    (deployment,) = api.ok("GET", "/v2/deployments")
+    (waiting,) = deployment["currentActions"][0]["readinessCheckResults"]
+    assert waiting["ready"] is False and waiting["name"] == "readinessCheck"
     api.wait_deployed("/ready")
     assert time.monotonic() - started > 1.0
     api.remove("/ready")
