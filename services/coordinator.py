@@ -784,17 +784,27 @@ class Coordinator:
     # -- the control loop --------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
-        """Time passed: unreachable instances may turn inactive, backoffs run out."""
+        """Time passed: unreachable instances may turn inactive (replaced) and then be
+        expunged (forgotten: a task that comes back later is a stray, and killed), as the
+        app's ``unreachableStrategy`` says; backoffs run out."""
         self.last_now = now
         for instance in list(self.instances.values()):
-            if instance.unreachable_since is None or instance.goal != "Running":
+            if instance.unreachable_since is None:
                 continue
             app = self.apps.get(instance.app_id)
-            inactive_after = app.unreachable_strategy.inactive_after_seconds if app else 0.0
-            if now - instance.unreachable_since >= inactive_after:
+            strategy = app.unreachable_strategy if app else None
+            away = now - instance.unreachable_since
+            if instance.goal == "Running" and away >= (
+                strategy.inactive_after_seconds if strategy else 0.0
+            ):
                 instance.goal = "Replaced"  # inactive: a replacement starts, it is killed if back
                 self._save_instance(instance)
                 self.effects.append(Kill(instance.task_id, instance.agent_id, None))
+            if instance.goal == "Replaced" and away >= (
+                strategy.expunge_after_seconds if strategy else 0.0
+            ):
+                log.info("unreachable_instance_expunged", task_id=instance.task_id)
+                self._ended(instance, TaskState.TASK_GONE, now)
         self.converge(now)
 
     def converge(self, now: float, app_ids: Iterable[str] | None = None) -> None:

@@ -675,6 +675,18 @@ def test_an_unreachable_instance_is_replaced_after_inactive_after_seconds(core):
     assert replacement.task_id != task.task_id
     core.status_update(str(task.task_id), TaskState.TASK_KILLED, 1043.0)
     assert not launch_all(core, 1044.0)  # its end was expected: not replaced twice
+    # Another goes unreachable and never answers: forgotten after expungeAfterSeconds.
+    gone = replacement.task_id
+    run(core, [replacement], 1045.0, healthy=None)
+    core.status_update(str(gone), TaskState.TASK_UNREACHABLE, 1050.0)
+    core.tick(1081.0)  # inactive: replaced
+    assert str(gone) in core.instances
+    assert len(launch_all(core, 1082.0)) == 1  # its replacement
+    core.tick(1111.0)  # expunged
+    assert str(gone) not in core.instances and core.store.get("instances", str(gone)) is None
+    assert not launch_all(core, 1112.0)  # forgetting it launches nothing more
+    core.status_update(str(gone), TaskState.TASK_RUNNING, 1113.0, agent_id="agent-h1")
+    assert [k.task_id for k in effects_of(Kill, core)] == [str(gone)]  # back: a stray
 
 
 def test_a_deployment_waits_for_readiness_checks(core):
