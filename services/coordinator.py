@@ -36,6 +36,7 @@ REFUSE_WAITING = 1.0  # seconds an offer that did not fit stays away while apps 
 REFUSE_IDLE = 120.0  # seconds an offer stays away when nothing is wanted (Marathon's default)
 UNUSED_OFFERS_KEPT = 10  # lastUnusedOffers per app in /v2/queue
 FIRST_SERVICE_PORT = 10000  # Marathon's local port range for service ports starts here
+MAX_VERSIONS = 50  # versions kept per app (Marathon bounds them too, with --max_versions)
 
 
 def iso(now: float) -> str:
@@ -214,8 +215,12 @@ class Coordinator:
         )
 
     def _save_app(self, app: AppDefinition) -> None:
-        self.store.put("apps", app.id, app.stored())
-        self.store.put("versions", f"{app.id}@{app.version}", app.stored())
+        """The app, and it as a version; the oldest versions beyond ``MAX_VERSIONS`` go."""
+        with self.store.batch():
+            self.store.put("apps", app.id, app.stored())
+            self.store.put("versions", f"{app.id}@{app.version}", app.stored())
+            for old in self.versions(app.id)[MAX_VERSIONS:]:
+                self.store.delete("versions", f"{app.id}@{old}")
 
     def _save_instance(self, instance: Instance) -> None:
         self.store.put("instances", instance.task_id, instance.to_record())
@@ -882,7 +887,10 @@ class Coordinator:
         removed = self.apps.pop(app_id, None)
         if removed is not None:
             self.dirty.update(d for d in removed.dependencies if d in self.apps)
-        self.store.delete("apps", app_id)
+        with self.store.batch():
+            self.store.delete("apps", app_id)
+            for old in self.versions(app_id):
+                self.store.delete("versions", f"{app_id}@{old}")
         self.backoffs.pop(app_id, None)
         self.offer_stats.pop(app_id, None)
         self.emit("app_terminated_event", appId=app_id)

@@ -559,6 +559,7 @@ def test_deleting_an_app_kills_its_instances_then_forgets_it(core):
     core.create_app({"id": "/web", "cmd": "x", "cpus": 1, "mem": 64, "instances": 2}, 1001.0)
     tasks = launch_all(core, 1002.0)
     run(core, tasks, 1003.0, healthy=None)
+    assert len(core.versions("/web")) == 1
     core.delete_app("/web", 1004.0)
     kills = effects_of(Kill, core)
     assert {k.task_id for k in kills} == {str(t.task_id) for t in tasks}
@@ -566,7 +567,7 @@ def test_deleting_an_app_kills_its_instances_then_forgets_it(core):
         core.status_update(str(task.task_id), TaskState.TASK_KILLED, 1005.0)
     core.settle()
     assert "/web" not in core.apps and not core.deployments
-    assert core.store.get("apps", "/web") is None
+    assert core.store.get("apps", "/web") is None and core.versions("/web") == []
     kinds = [e["eventType"] for e in core.events]
     assert kinds[-3:] == ["app_terminated_event", "deployment_step_success", "deployment_success"]
 
