@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import re
-import selectors
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
+
+from corral.cli.layer_process import LayerProcess, start_layer
 
 DESCRIPTION = """\
 A DNS server for the cluster's tasks, with Mesos-DNS's names under --domain:
@@ -130,27 +129,13 @@ READY = re.compile(r"^dns serving (?P<ip>\S+):(?P<port>\d+) .* http://\S+:(?P<ht
 
 
 @dataclass
-class DnsProcess:
+class DnsProcess(LayerProcess):
     """A ``corral dns`` started by ``launch_dns``, in an OS process of its own."""
 
-    process: subprocess.Popen[str]
     ip: str
     port: int
     http_port: int
     banner: str  # what it printed when ready
-
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM, SIGKILL after ``timeout``; its exit code."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        return self.process.returncode
 
 
 def launch_dns(
@@ -158,32 +143,7 @@ def launch_dns(
 ) -> DnsProcess:
     """Start ``corral dns --master MASTER --ip IP --port 0 --http-port 0 ARGUMENTS…`` (free
     ports, unless ARGUMENTS name others) and wait until it listens."""
-    command = [sys.executable, "-m", "corral", "dns", "--master", master, "--ip", ip]
-    command += ["--port", "0", "--http-port", "0", "--log-level", "warning", *arguments]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        return _wait_ready(process, ip, timeout)
-    except BaseException:  # not ready, or interrupted meanwhile: leave nothing behind
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        raise
-
-
-def _wait_ready(process: subprocess.Popen[str], ip: str, timeout: float) -> DnsProcess:
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while (left := deadline - time.monotonic()) > 0:
-            if not selector.select(left):
-                continue
-            line = process.stdout.readline()
-            if not line:
-                break  # it exited
-            ready = READY.match(line)
-            if ready:
-                port, http = int(ready["port"]), int(ready["http"])
-                return DnsProcess(process, ip, port, http, line.strip())
-    if process.poll() is None:
-        raise RuntimeError(f"corral dns did not start within {timeout:g} s; see its log")
-    raise RuntimeError(f"corral dns exited with code {process.returncode}; see its log")
+    flags = ["--master", master, "--ip", ip, "--port", "0", "--http-port", "0"]
+    flags += ["--log-level", "warning", *arguments]
+    process, ready, line = start_layer("dns", flags, READY, timeout)
+    return DnsProcess(process, ip, int(ready["port"]), int(ready["http"]), line)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import selectors
 import socket
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
+
+from corral.cli.layer_process import LayerProcess, start_layer
 
 DESCRIPTION = """\
 One HTTP port with DC/OS's paths, so that the DC/OS command line and Marathon clients work
@@ -95,10 +94,9 @@ READY = re.compile(r"^frontdoor serving (?P<url>http://(?P<ip>[^:\s]+):(?P<port>
 
 
 @dataclass
-class FrontDoorProcess:
+class FrontDoorProcess(LayerProcess):
     """A ``corral frontdoor`` started by ``launch_frontdoor``, in an OS process of its own."""
 
-    process: subprocess.Popen[str]
     ip: str
     port: int
     banner: str  # what it printed when ready
@@ -106,19 +104,6 @@ class FrontDoorProcess:
     @property
     def url(self) -> str:
         return f"http://{self.ip}:{self.port}"
-
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM, SIGKILL after ``timeout``; its exit code."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        return self.process.returncode
 
 
 def launch_frontdoor(
@@ -131,38 +116,13 @@ def launch_frontdoor(
     timeout: float = 30.0,
 ) -> FrontDoorProcess:
     """Start ``corral frontdoor`` (on ``port``, 0: a free one) and wait until it listens."""
-    command = [sys.executable, "-m", "corral", "frontdoor", "--master", master, "--ip", ip]
-    command += ["--port", str(port), "--log-level", "warning"]
+    arguments = ["--master", master, "--ip", ip, "--port", str(port), "--log-level", "warning"]
     if services:
-        command += ["--services", services]
+        arguments += ["--services", services]
     if dns:
-        command += ["--dns", dns]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        return _wait_ready(process, timeout)
-    except BaseException:  # not ready, or interrupted meanwhile: leave nothing behind
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        raise
-
-
-def _wait_ready(process: subprocess.Popen[str], timeout: float) -> FrontDoorProcess:
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while (left := deadline - time.monotonic()) > 0:
-            if not selector.select(left):
-                continue
-            line = process.stdout.readline()
-            if not line:
-                break  # it exited
-            ready = READY.match(line)
-            if ready:
-                return FrontDoorProcess(process, ready["ip"], int(ready["port"]), line.strip())
-    if process.poll() is None:
-        raise RuntimeError(f"corral frontdoor did not start within {timeout:g} s; see its log")
-    raise RuntimeError(f"corral frontdoor exited with code {process.returncode}; see its log")
+        arguments += ["--dns", dns]
+    process, ready, line = start_layer("frontdoor", arguments, READY, timeout)
+    return FrontDoorProcess(process, ready["ip"], int(ready["port"]), line)
 
 
 def launch_local_frontdoor(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import selectors
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from corral.cli.layer_process import LayerProcess, start_layer
 
 DESCRIPTION = """\
 A framework that keeps long-running services running, with Marathon's REST API on
@@ -87,10 +86,9 @@ READY = re.compile(r"^services serving http://(?P<ip>[^:\s]+):(?P<port>\d+) ")
 
 
 @dataclass
-class ServicesProcess:
+class ServicesProcess(LayerProcess):
     """A ``corral services`` started by ``launch_services``, in an OS process of its own."""
 
-    process: subprocess.Popen[str]
     ip: str
     http_port: int
     work_dir: Path
@@ -104,27 +102,6 @@ class ServicesProcess:
     def url(self) -> str:
         return f"http://{self.address}"
 
-    def kill(self) -> None:
-        """SIGKILL: a crash (nothing is finalized)."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM, SIGKILL after ``timeout``; its exit code."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        return self.process.returncode
-
 
 def launch_services(
     master: str,
@@ -137,34 +114,7 @@ def launch_services(
 ) -> ServicesProcess:
     """Start ``corral services --master MASTER --ip IP --http-port PORT --work-dir DIR
     ARGUMENTS…`` (a free port by default) and wait until it listens."""
-    command = [sys.executable, "-m", "corral", "services", "--master", master, "--ip", ip]
-    command += ["--http-port", str(http_port), "--work-dir", str(work_dir)]
-    command += ["--log-level", log_level, *arguments]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        return _wait_ready(process, ip, Path(work_dir), timeout)
-    except BaseException:  # not ready, or interrupted meanwhile: leave nothing behind
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        raise
-
-
-def _wait_ready(
-    process: subprocess.Popen[str], ip: str, work_dir: Path, timeout: float
-) -> ServicesProcess:
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while (left := deadline - time.monotonic()) > 0:
-            if not selector.select(left):
-                continue
-            line = process.stdout.readline()
-            if not line:
-                break  # it exited
-            ready = READY.match(line)
-            if ready:
-                return ServicesProcess(process, ip, int(ready["port"]), work_dir, line.strip())
-    if process.poll() is None:
-        raise RuntimeError(f"corral services did not start within {timeout:g} s; see its log")
-    raise RuntimeError(f"corral services exited with code {process.returncode}; see its log")
+    flags = ["--master", master, "--ip", ip, "--http-port", str(http_port)]
+    flags += ["--work-dir", str(work_dir), "--log-level", log_level, *arguments]
+    process, ready, line = start_layer("services", flags, READY, timeout)
+    return ServicesProcess(process, ip, int(ready["port"]), Path(work_dir), line)
