@@ -124,20 +124,26 @@ class Marathon:
         self.longest_poll_s = 0.0  # the longest a ``counts`` poll waited for its answer
 
     def call(self, method: str, path: str, body: Any = None, timeout: float = 60.0) -> Any:
+        raw = self.raw(method, path, body, timeout)
+        return json.loads(raw) if raw else None
+
+    def raw(self, method: str, path: str, body: Any = None, timeout: float = 60.0) -> bytes:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.base + path, data=data, method=method)
         request.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                raw = response.read()
+                return response.read()
         except urllib.error.HTTPError as error:
             raise RuntimeError(f"{method} {path}: {error.code} {error.read()[:500]!r}") from None
-        return json.loads(raw) if raw else None
 
     def timed_get(self, path: str) -> tuple[float, Any]:
+        """Milliseconds until the answer's last byte is read (as curl's total time: the
+        client's own JSON parse is not the server's latency), and the parsed answer."""
         started = time.perf_counter()
-        body = self.call("GET", path, timeout=120.0)
-        return 1000 * (time.perf_counter() - started), body
+        raw = self.raw("GET", path, timeout=120.0)
+        took = 1000 * (time.perf_counter() - started)
+        return took, json.loads(raw)
 
     def counts(self, app_id: str) -> dict[str, Any]:
         """The app's counts and deployments (no tasks: cheap to poll)."""
